@@ -1,0 +1,26 @@
+"""Task registry: ``make_task("quadruped")`` builds a task on its MJCF world."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from rfo_ros.envs.base import Task, TaskInfo
+from rfo_ros.envs.vec_env import StepResult, VecEnv
+from rfo_ros.sim.worlds import load_model
+
+# name -> "module:Class"; imported lazily so one task's dependencies never load with another's.
+TASKS: dict[str, str] = {
+    "cartpole": "rfo_ros.envs.cartpole:CartpoleSwingUp",
+}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    """Build the named task (see ``TASKS``) on its world from ``sim/``."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    module_name, class_name = TASKS[name].split(":")
+    cls = getattr(import_module(module_name), class_name)
+    return cls(load_model(cls.world), **kwargs)
+
+
+__all__ = ["TASKS", "StepResult", "Task", "TaskInfo", "VecEnv", "make_task"]

@@ -1,0 +1,152 @@
+"""A batch of one task's envs over the differentiable simulator, with auto-reset.
+
+``step`` differentiates through the simulator whenever the action (or the carried state) requires
+grad; call ``detach()`` at window boundaries to cut the graph. Resets and diverged envs always cut it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rfo_ros.envs.base import Task
+from rfo_ros.sim.autograd import SimState, mj_step_autograd
+from rfo_ros.sim.batched import BatchedSim, FDConfig
+from rfo_ros.sim.tangent import TangentMap
+
+
+@dataclass
+class StepResult:
+    """What one control step returns. Shapes: obs (N, obs_dim) float32, the rest (N,).
+
+    ``obs`` is the observation to act on next (after auto-reset); ``final_obs`` is the observation of
+    the state the step reached, before any reset, for bootstrapping at truncation.
+    ``truncated`` covers time limits and diverged envs; ``terminated`` is task failure only.
+    """
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_obs: torch.Tensor
+    diverged: torch.Tensor
+
+
+@dataclass
+class EnvStats:
+    """Running counters; ``completed_returns`` holds finished episodes' undiscounted returns."""
+
+    env_steps: int = 0
+    divergences: int = 0
+    completed_returns: list[float] = field(default_factory=list)
+    completed_lengths: list[int] = field(default_factory=list)
+
+    def pop_completed(self) -> tuple[list[float], list[int]]:
+        returns, lengths = self.completed_returns, self.completed_lengths
+        self.completed_returns, self.completed_lengths = [], []
+        return returns, lengths
+
+
+class VecEnv:
+    """``num_envs`` envs of ``task`` stepped in lock-step; float64 physics, float32 observations."""
+
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int,
+        seed: int = 0,
+        threads: int | None = None,
+        fd: FDConfig = FDConfig(),
+    ) -> None:
+        self.task = task
+        self.num_envs = num_envs
+        self.sim = BatchedSim(task.model, num_envs, threads=threads, fd=fd)
+        self.tmap = TangentMap(task.model)
+        self.rng = np.random.default_rng(seed)
+        self.stats = EnvStats()
+        self.action_dim = task.action_dim
+        self.state: SimState = task.initial_state(num_envs, self.rng)
+        self.last_action = torch.zeros(num_envs, self.action_dim)
+        self.episode_step = np.zeros(num_envs, dtype=np.int64)
+        self.episode_return = np.zeros(num_envs)
+        self.task.resample(np.ones(num_envs, dtype=bool), self.rng)
+        self.obs_dim = int(self.observe().shape[1])
+
+    @property
+    def dt(self) -> float:
+        return self.task.dt
+
+    def observe(self) -> torch.Tensor:
+        return self.task.observe(self.state, self.last_action).float()
+
+    def reset(self) -> torch.Tensor:
+        """Reset every env; returns the first observation (N, obs_dim)."""
+        self._reset_where(np.ones(self.num_envs, dtype=bool))
+        return self.observe()
+
+    def detach(self) -> None:
+        """Cut the autograd graph of the carried state (window boundary)."""
+        self.state = self.state.detach()
+        self.last_action = self.last_action.detach()
+
+    def _reset_where(self, mask: np.ndarray) -> None:
+        if not mask.any():
+            return
+        fresh = self.task.initial_state(self.num_envs, self.rng)
+        mask_t = torch.from_numpy(mask)
+        self.state = self.state.where(mask_t, fresh)
+        self.last_action = torch.where(mask_t[:, None], torch.zeros_like(self.last_action), self.last_action)
+        self.task.resample(mask, self.rng)
+        self.episode_step[mask] = 0
+        self.episode_return[mask] = 0.0
+
+    def check_action(self, action: torch.Tensor) -> None:
+        if action.shape != (self.num_envs, self.action_dim):
+            raise ValueError(
+                f"action must have shape {(self.num_envs, self.action_dim)}, got {tuple(action.shape)}"
+            )
+        if not torch.isfinite(action).all():
+            raise ValueError("action contains NaN or inf")
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Apply ``action`` in [-1, 1]^m for one control step (``task.substeps`` physics steps)."""
+        self.check_action(action)
+        prev = self.state
+        ctrl = self.task.action_to_ctrl(action)
+        state, diverged = prev, torch.zeros(self.num_envs, dtype=torch.bool)
+        for _ in range(self.task.substeps):
+            state, div = mj_step_autograd(self.sim, self.tmap, state, ctrl)
+            diverged |= div
+        # Diverged rows carry garbage: swap in the (finite) previous state before any maths touches them.
+        state = state.where(diverged, prev.detach())
+        reward = self.task.reward(prev, action, state)
+        reward = torch.where(diverged, torch.zeros_like(reward), reward)
+        terminated = self.task.terminated(state) & ~diverged
+        self.state, self.last_action = state, action
+        final_obs = self.observe()
+
+        self.episode_step += 1
+        self.episode_return += reward.detach().numpy()
+        div_np = diverged.numpy()
+        truncated_np = (self.episode_step >= self.task.info.episode_length) | div_np
+        done = terminated.numpy() | truncated_np
+        self.stats.env_steps += self.num_envs
+        self.stats.divergences += int(div_np.sum())
+        for i in np.flatnonzero(done & ~div_np):
+            self.stats.completed_returns.append(float(self.episode_return[i]))
+            self.stats.completed_lengths.append(int(self.episode_step[i]))
+        self._reset_where(done)
+        obs = self.observe() if done.any() else final_obs
+        return StepResult(
+            obs=obs,
+            reward=reward.float(),
+            terminated=terminated,
+            truncated=torch.from_numpy(truncated_np),
+            final_obs=final_obs,
+            diverged=diverged,
+        )
+
+    def close(self) -> None:
+        self.sim.close()

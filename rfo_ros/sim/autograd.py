@@ -1,0 +1,86 @@
+"""One ``torch.autograd.Function`` over a batched ``mj_step``.
+
+Forward steps all envs (and, only if some input requires grad, computes ``mjd_transitionFD``
+Jacobians in the same thread pool); backward applies ``Aᵀ`` and ``Bᵀ`` to the incoming gradient,
+converting between qpos and tangent coordinates. Diverged envs get zero gradient so they can never
+poison the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rfo_ros.sim.batched import BatchedSim
+from rfo_ros.sim.tangent import TangentMap
+
+
+@dataclass
+class SimState:
+    """Physical state of N envs, float64: qpos (N, nq), qvel (N, nv), act (N, na)."""
+
+    qpos: torch.Tensor
+    qvel: torch.Tensor
+    act: torch.Tensor
+
+    def detach(self) -> SimState:
+        return SimState(self.qpos.detach(), self.qvel.detach(), self.act.detach())
+
+    def where(self, mask: torch.Tensor, other: SimState) -> SimState:
+        """Rows of ``other`` where ``mask`` (N,) is true, else of ``self`` (graph flows per row)."""
+        m = mask[:, None]
+        return SimState(
+            torch.where(m, other.qpos, self.qpos),
+            torch.where(m, other.qvel, self.qvel),
+            torch.where(m, other.act, self.act),
+        )
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy()
+
+
+class _MjStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, sim: BatchedSim, tmap: TangentMap, qpos, qvel, act, ctrl):
+        want_grad = any(ctx.needs_input_grad[2:])
+        out = sim.step(_np(qpos), _np(qvel), _np(act), _np(ctrl), jacobians=want_grad)
+        qpos_next = torch.from_numpy(out.qpos)
+        diverged = torch.from_numpy(out.diverged)
+        if want_grad:
+            A = torch.from_numpy(out.A)
+            B = torch.from_numpy(out.B)
+            keep = (~diverged).to(A.dtype)[:, None, None]
+            ctx.save_for_backward(A * keep, B * keep, qpos.detach(), qpos_next)
+            ctx.tmap = tmap
+            ctx.nv, ctx.na = sim.nv, sim.na
+        ctx.mark_non_differentiable(diverged)
+        return qpos_next, torch.from_numpy(out.qvel), torch.from_numpy(out.act), diverged
+
+    @staticmethod
+    def backward(ctx, g_qpos, g_qvel, g_act, _g_diverged):
+        A, B, qpos_prev, qpos_next = ctx.saved_tensors
+        tmap, nv, na = ctx.tmap, ctx.nv, ctx.na
+        g_next = torch.cat([tmap.qpos_grad_to_tangent(g_qpos, qpos_next), g_qvel, g_act[:, :na]], dim=1)
+        g_prev = torch.einsum("nij,ni->nj", A, g_next)
+        g_ctrl = torch.einsum("nij,ni->nj", B, g_next)
+        g_qpos_prev = tmap.tangent_grad_to_qpos(g_prev[:, :nv], qpos_prev)
+        return None, None, g_qpos_prev, g_prev[:, nv : 2 * nv], g_prev[:, 2 * nv :], g_ctrl
+
+
+def mj_step_autograd(
+    sim: BatchedSim, tmap: TangentMap, state: SimState, ctrl: torch.Tensor
+) -> tuple[SimState, torch.Tensor]:
+    """One differentiable step of every env. Returns the next state and the (N,) divergence mask.
+
+    Jacobians are only computed when ``state`` or ``ctrl`` requires grad and grad mode is on; the
+    no-grad path costs a plain ``mj_step``.
+    """
+    if ctrl.shape != (sim.num_envs, sim.nu):
+        raise ValueError(f"ctrl must have shape {(sim.num_envs, sim.nu)}, got {tuple(ctrl.shape)}")
+    qpos, qvel, act, diverged = _MjStep.apply(
+        sim, tmap, state.qpos, state.qvel, state.act, ctrl.to(torch.float64)
+    )
+    return SimState(qpos, qvel, act), diverged

@@ -1,0 +1,135 @@
+"""N ``MjData`` sharing one ``MjModel``: threaded stepping and finite-difference step Jacobians.
+
+MuJoCo's Python bindings release the GIL inside ``mj_step`` and ``mjd_transitionFD``, so a small
+thread pool over contiguous chunks of environments scales across cores without processes.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+# Warnings that mean the step cannot be trusted (MuJoCo may also silently reset the data on BADQACC).
+_FATAL_WARNINGS = (
+    mujoco.mjtWarning.mjWARN_BADQACC,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+)
+
+
+@dataclass(frozen=True)
+class FDConfig:
+    """Finite-difference settings for ``mjd_transitionFD``.
+
+    eps 1e-6 with centered differences matched whole-rollout finite differences to ~1e-7 relative
+    on a contact-rich legged model; forward differences at the same eps only to ~1e-3 (see DESIGN §3).
+    """
+
+    eps: float = 1e-6
+    centered: bool = True
+
+
+@dataclass
+class StepOutput:
+    """Next state of every env and, when asked for, the tangent-space step Jacobians.
+
+    Shapes: qpos (N, nq), qvel (N, nv), act (N, na); A (N, 2nv+na, 2nv+na), B (N, 2nv+na, nu);
+    ``diverged`` (N,) marks envs whose step produced a non-finite or exploding state or a solver warning.
+    """
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    act: np.ndarray
+    diverged: np.ndarray
+    A: np.ndarray | None = None
+    B: np.ndarray | None = None
+
+
+class BatchedSim:
+    """Steps ``num_envs`` copies of one model in a thread pool, optionally with FD Jacobians."""
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        num_envs: int,
+        threads: int | None = None,
+        fd: FDConfig = FDConfig(),
+        max_qvel: float = 1e3,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.model = model
+        self.num_envs = num_envs
+        self.fd = fd
+        self.max_qvel = max_qvel
+        self.threads = max(1, min(threads or os.cpu_count() or 1, num_envs))
+        self.datas = [mujoco.MjData(model) for _ in range(num_envs)]
+        self.nq, self.nv, self.na, self.nu = model.nq, model.nv, model.na, model.nu
+        self.state_dim = 2 * self.nv + self.na
+        bounds = np.linspace(0, num_envs, self.threads + 1).astype(int)
+        self._chunks = [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def _map(self, fn) -> None:
+        if self._pool is None:
+            fn(range(self.num_envs))
+        else:
+            for future in [self._pool.submit(fn, chunk) for chunk in self._chunks]:
+                future.result()
+
+    def step(
+        self,
+        qpos: np.ndarray,
+        qvel: np.ndarray,
+        act: np.ndarray,
+        ctrl: np.ndarray,
+        jacobians: bool = False,
+    ) -> StepOutput:
+        """Advance every env one ``mj_step`` from the given state and controls (float64 arrays)."""
+        n, m = self.num_envs, self.model
+        out = StepOutput(
+            qpos=np.empty((n, self.nq)),
+            qvel=np.empty((n, self.nv)),
+            act=np.empty((n, self.na)),
+            diverged=np.zeros(n, dtype=bool),
+        )
+        if jacobians:
+            out.A = np.empty((n, self.state_dim, self.state_dim))
+            out.B = np.empty((n, self.state_dim, self.nu))
+        eps, centered = self.fd.eps, self.fd.centered
+
+        def work(chunk: range) -> None:
+            for i in chunk:
+                d = self.datas[i]
+                d.qpos[:] = qpos[i]
+                d.qvel[:] = qvel[i]
+                if self.na:
+                    d.act[:] = act[i]
+                d.ctrl[:] = ctrl[i]
+                warnings_before = sum(d.warning[w].number for w in _FATAL_WARNINGS)
+                if jacobians:
+                    mujoco.mjd_transitionFD(m, d, eps, centered, out.A[i], out.B[i], None, None)
+                mujoco.mj_step(m, d)
+                out.qpos[i] = d.qpos
+                out.qvel[i] = d.qvel
+                if self.na:
+                    out.act[i] = d.act
+                warned = sum(d.warning[w].number for w in _FATAL_WARNINGS) > warnings_before
+                out.diverged[i] = warned
+
+        self._map(work)
+        finite = np.isfinite(out.qpos).all(1) & np.isfinite(out.qvel).all(1)
+        exploding = np.abs(np.nan_to_num(out.qvel, nan=np.inf)).max(1, initial=0.0) > self.max_qvel
+        out.diverged |= ~finite | exploding
+        if jacobians:
+            out.diverged |= ~(np.isfinite(out.A).all((1, 2)) & np.isfinite(out.B).all((1, 2)))
+        return out
