@@ -55,7 +55,11 @@ class Task(ABC):
 
     @property
     def obs_dim(self) -> int:
-        return int(self.observe(self.initial_state(1, np.random.default_rng(0)), torch.zeros(1, self.action_dim)).shape[1])
+        return int(
+            self.observe(
+                self.initial_state(1, np.random.default_rng(0)), torch.zeros(1, self.action_dim)
+            ).shape[1]
+        )
 
     @property
     def dt(self) -> float:
@@ -83,7 +87,7 @@ class Task(ABC):
     def terminated(self, state: SimState) -> torch.Tensor:
         """Failure termination (N,) bool: no bootstrap past it."""
 
-    def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:
+    def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.
 
         Tasks without such variables keep this no-op; tasks with them allocate for ``len(mask)`` envs.

@@ -20,13 +20,19 @@ class CartpoleSwingUp(Task):
     """
 
     world = "cartpole"
-    info = TaskInfo(episode_length=250, solved_return=150.0, random_return=45.0,
-                    description="swing the pole up from hanging and balance it")
+    info = TaskInfo(
+        episode_length=250,
+        solved_return=150.0,
+        random_return=45.0,
+        description="swing the pole up from hanging and balance it",
+    )
 
     def initial_state(self, n: int, rng: np.random.Generator) -> SimState:
         qpos = np.stack([rng.uniform(-0.2, 0.2, n), math.pi + rng.uniform(-0.2, 0.2, n)], axis=1)
         qvel = rng.uniform(-0.1, 0.1, (n, 2))
-        return SimState(torch.from_numpy(qpos), torch.from_numpy(qvel), torch.zeros(n, 0, dtype=torch.float64))
+        return SimState(
+            torch.from_numpy(qpos), torch.from_numpy(qvel), torch.zeros(n, 0, dtype=torch.float64)
+        )
 
     def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:
         x, theta = state.qpos[:, 0], state.qpos[:, 1]

@@ -58,11 +58,11 @@ class VecEnv:
         num_envs: int,
         seed: int = 0,
         threads: int | None = None,
-        fd: FDConfig = FDConfig(),
+        fd: FDConfig | None = None,
     ) -> None:
         self.task = task
         self.num_envs = num_envs
-        self.sim = BatchedSim(task.model, num_envs, threads=threads, fd=fd)
+        self.sim = BatchedSim(task.model, num_envs, threads=threads, fd=fd or FDConfig())
         self.tmap = TangentMap(task.model)
         self.rng = np.random.default_rng(seed)
         self.stats = EnvStats()

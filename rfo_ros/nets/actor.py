@@ -37,7 +37,9 @@ class Actor(nn.Module):
     def obs_dim(self) -> int:
         return self.policy.obs_dim
 
-    def forward(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy(self.normalizer(obs), noise)
 
     def spec(self) -> dict[str, Any]:

@@ -14,8 +14,12 @@ from rfo_ros.nets.mlp import mlp
 class Critic(nn.Module):
     """V(o_norm) -> (B,)."""
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256),
-                 image_shape: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        image_shape: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.features = ObsSplit(obs_dim, image_shape)
         self.net = mlp(self.features.out_dim, hidden, 1)

@@ -13,9 +13,12 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.shape = (channels, height, width)
         self.conv = nn.Sequential(
-            nn.Conv2d(channels, 16, 5, stride=2, padding=2), nn.ELU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ELU(),
-            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ELU(),
+            nn.Conv2d(channels, 16, 5, stride=2, padding=2),
+            nn.ELU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ELU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ELU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -33,7 +36,9 @@ class ObsSplit(nn.Module):
     ``ImageEncoder`` and is concatenated back after the proprioception.
     """
 
-    def __init__(self, obs_dim: int, image_shape: tuple[int, int, int] | None = None, image_features: int = 64):
+    def __init__(
+        self, obs_dim: int, image_shape: tuple[int, int, int] | None = None, image_features: int = 64
+    ):
         super().__init__()
         self.image_shape = tuple(image_shape) if image_shape else None
         if self.image_shape is None:

@@ -93,7 +93,9 @@ class FlowPolicy(nn.Module):
     def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(batch, self.chunk, self.action_dim, generator=generator)
 
-    def forward(self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Action chunk in [-1, 1] (B, C, m) and its latent z (B, C, m). ``noise=0`` is the
         deterministic (zero-noise) mode; ``None`` draws fresh Gaussian noise."""
         if noise is None:

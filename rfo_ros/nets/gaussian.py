@@ -37,7 +37,9 @@ class TanhGaussianPolicy(nn.Module):
         """Pre-squash mean (B, m) and std (m,)."""
         return self.mean_net(self.features(obs_norm)), self.log_std.clamp(-5.0, 2.0).exp()
 
-    def forward(self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Action (B, 1, m) in [-1, 1] and pre-squash latent z (B, 1, m); ``noise=0`` gives the mean."""
         mean, std = self.distribution(obs_norm)
         if noise is None:

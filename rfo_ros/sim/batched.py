@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import mujoco
 import numpy as np
@@ -71,7 +72,7 @@ class BatchedSim:
         self.nq, self.nv, self.na, self.nu = model.nq, model.nv, model.na, model.nu
         self.state_dim = 2 * self.nv + self.na
         bounds = np.linspace(0, num_envs, self.threads + 1).astype(int)
-        self._chunks = [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        self._chunks = [range(lo, hi) for lo, hi in pairwise(bounds) if hi > lo]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def close(self) -> None:
