@@ -30,6 +30,16 @@ class TaskInfo:
     description: str
 
 
+@dataclass(frozen=True)
+class ActionMap:
+    """``ctrl = clip(offset + scale * action, low, high)``, per actuator (float64 arrays of size nu)."""
+
+    scale: np.ndarray
+    offset: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
 class Task(ABC):
     """One world's observation, reward, termination and reset distribution, vectorised over envs.
 
@@ -44,10 +54,9 @@ class Task(ABC):
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.model = model
-        lo, hi = model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()
-        limited = model.actuator_ctrllimited.astype(bool)
-        self.ctrl_low = torch.tensor(np.where(limited, lo, -1.0))
-        self.ctrl_high = torch.tensor(np.where(limited, hi, 1.0))
+        amap = self.action_map()
+        self._scale, self._offset = torch.from_numpy(amap.scale), torch.from_numpy(amap.offset)
+        self._low, self._high = torch.from_numpy(amap.low), torch.from_numpy(amap.high)
 
     @property
     def action_dim(self) -> int:
@@ -66,10 +75,20 @@ class Task(ABC):
         """Control period in seconds."""
         return float(self.model.opt.timestep) * self.substeps
 
+    def action_map(self) -> ActionMap:
+        """Affine map from policy actions to actuator units; default: [-1, 1] onto the ctrlrange box.
+
+        Override (not ``action_to_ctrl``) to change it: export bakes this same map into the ONNX graph.
+        """
+        lo, hi = self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
+        limited = self.model.actuator_ctrllimited.astype(bool)
+        lo, hi = np.where(limited, lo, -1.0), np.where(limited, hi, 1.0)
+        return ActionMap(scale=(hi - lo) / 2, offset=(hi + lo) / 2, low=lo, high=hi)
+
     def action_to_ctrl(self, action: torch.Tensor) -> torch.Tensor:
-        """Map a policy action in [-1, 1]^m to actuator controls (default: the ctrlrange box)."""
-        a = action.to(torch.float64)
-        return self.ctrl_low + (a + 1.0) * 0.5 * (self.ctrl_high - self.ctrl_low)
+        """Actuator controls (N, nu) for policy actions in [-1, 1] (N, m), via ``action_map``."""
+        ctrl = self._offset + self._scale * action.to(torch.float64)
+        return torch.maximum(torch.minimum(ctrl, self._high), self._low)
 
     @abstractmethod
     def initial_state(self, n: int, rng: np.random.Generator) -> SimState:
