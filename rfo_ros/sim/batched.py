@@ -7,6 +7,7 @@ thread pool over contiguous chunks of environments scales across cores without p
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -74,18 +75,18 @@ class BatchedSim:
         bounds = np.linspace(0, num_envs, self.threads + 1).astype(int)
         self._chunks = [range(lo, hi) for lo, hi in pairwise(bounds) if hi > lo]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        #: Seconds spent in mj_step and in mjd_transitionFD, summed over threads / threads (≈ wall).
+        self.timing = {"step": 0.0, "fd": 0.0}
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
 
-    def _map(self, fn) -> None:
+    def _map(self, fn) -> list:
         if self._pool is None:
-            fn(range(self.num_envs))
-        else:
-            for future in [self._pool.submit(fn, chunk) for chunk in self._chunks]:
-                future.result()
+            return [fn(range(self.num_envs))]
+        return [future.result() for future in [self._pool.submit(fn, chunk) for chunk in self._chunks]]
 
     def step(
         self,
@@ -108,7 +109,8 @@ class BatchedSim:
             out.B = np.empty((n, self.state_dim, self.nu))
         eps, centered = self.fd.eps, self.fd.centered
 
-        def work(chunk: range) -> None:
+        def work(chunk: range) -> tuple[float, float]:
+            t_fd = t_step = 0.0
             for i in chunk:
                 d = self.datas[i]
                 d.qpos[:] = qpos[i]
@@ -117,17 +119,24 @@ class BatchedSim:
                     d.act[:] = act[i]
                 d.ctrl[:] = ctrl[i]
                 warnings_before = sum(d.warning[w].number for w in _FATAL_WARNINGS)
+                t0 = time.perf_counter()
                 if jacobians:
                     mujoco.mjd_transitionFD(m, d, eps, centered, out.A[i], out.B[i], None, None)
+                t1 = time.perf_counter()
                 mujoco.mj_step(m, d)
+                t_fd += t1 - t0
+                t_step += time.perf_counter() - t1
                 out.qpos[i] = d.qpos
                 out.qvel[i] = d.qvel
                 if self.na:
                     out.act[i] = d.act
                 warned = sum(d.warning[w].number for w in _FATAL_WARNINGS) > warnings_before
                 out.diverged[i] = warned
+            return t_fd, t_step
 
-        self._map(work)
+        times = self._map(work)
+        self.timing["fd"] += sum(t[0] for t in times) / self.threads
+        self.timing["step"] += sum(t[1] for t in times) / self.threads
         finite = np.isfinite(out.qpos).all(1) & np.isfinite(out.qvel).all(1)
         exploding = np.abs(np.nan_to_num(out.qvel, nan=np.inf)).max(1, initial=0.0) > self.max_qvel
         out.diverged |= ~finite | exploding
