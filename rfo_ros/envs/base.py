@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -105,6 +106,18 @@ class Task(ABC):
     @abstractmethod
     def terminated(self, state: SimState) -> torch.Tensor:
         """Failure termination (N,) bool: no bootstrap past it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Per-env task variables (every public tensor/array attribute), for exact resumption."""
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_") and isinstance(v, torch.Tensor | np.ndarray)
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
 
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.

@@ -148,5 +148,26 @@ class VecEnv:
             diverged=diverged,
         )
 
+    def state_dict(self) -> dict:
+        """Everything that determines future steps: physics, episode counters, RNG, task variables."""
+        return {
+            "state": self.state.detach(),
+            "last_action": self.last_action.detach(),
+            "episode_step": self.episode_step.copy(),
+            "episode_return": self.episode_return.copy(),
+            "rng": self.rng.bit_generator.state,
+            "task": self.task.state_dict(),
+            "warmstart": self.sim.warmstart(),
+            "stats": (self.stats.env_steps, self.stats.divergences),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state, self.last_action = state["state"], state["last_action"]
+        self.episode_step, self.episode_return = state["episode_step"].copy(), state["episode_return"].copy()
+        self.rng.bit_generator.state = state["rng"]
+        self.task.load_state_dict(state["task"])
+        self.sim.set_warmstart(state["warmstart"])
+        self.stats.env_steps, self.stats.divergences = state["stats"]
+
     def close(self) -> None:
         self.sim.close()

@@ -78,6 +78,14 @@ class BatchedSim:
         #: Seconds spent in mj_step and in mjd_transitionFD, summed over threads / threads (≈ wall).
         self.timing = {"step": 0.0, "fd": 0.0}
 
+    def warmstart(self) -> np.ndarray:
+        """Each env's solver warm-start (N, nv): part of the state for bit-exact resumption."""
+        return np.stack([d.qacc_warmstart.copy() for d in self.datas])
+
+    def set_warmstart(self, warmstart: np.ndarray) -> None:
+        for d, w in zip(self.datas, warmstart, strict=True):
+            d.qacc_warmstart[:] = w
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)

@@ -1,0 +1,53 @@
+"""Value learning shared by every algorithm: critic, Polyak target, minibatch regression."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from rfo_ros.algos.optim import GuardedOptimizer
+from rfo_ros.config import CriticConfig
+from rfo_ros.nets.critic import Critic
+
+
+class CriticLearner:
+    """V_φ with a Polyak-averaged target V_φ̄ (used for bootstraps in the differentiable window)."""
+
+    def __init__(self, critic: Critic, cfg: CriticConfig) -> None:
+        self.critic = critic
+        self.target = copy.deepcopy(critic).requires_grad_(False)
+        self.cfg = cfg
+        self.optim = GuardedOptimizer(critic.parameters(), lr=cfg.lr, clip=10.0)
+
+    def fit(self, obs_norm: torch.Tensor, targets: torch.Tensor) -> float:
+        """Regress V(obs_norm (B, D)) onto targets (B,) for ``cfg.iterations`` minibatches; mean loss."""
+        obs_norm, targets = obs_norm.detach(), targets.detach()
+        n = obs_norm.shape[0]
+        size = max(1, n // self.cfg.minibatches)
+        losses = []
+        for _ in range(self.cfg.iterations):
+            idx = torch.randint(0, n, (size,))
+            loss = ((self.critic(obs_norm[idx]) - targets[idx]) ** 2).mean()
+            self.optim.step(loss)
+            losses.append(float(loss))
+        self.update_target()
+        return sum(losses) / len(losses)
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        tau = self.cfg.target_tau
+        for p_t, p in zip(self.target.parameters(), self.critic.parameters(), strict=True):
+            p_t.lerp_(p, tau)
+
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic.state_dict(),
+            "target": self.target.state_dict(),
+            "optim": self.optim.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.target.load_state_dict(state["target"])
+        self.optim.load_state_dict(state["optim"])

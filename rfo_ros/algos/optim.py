@@ -1,0 +1,40 @@
+"""Optimiser step with global-norm clipping and a NaN guard (skip, count, carry on)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class GuardedOptimizer:
+    """Adam over ``params``; ``step(loss)`` returns (pre-clip grad norm, applied?).
+
+    A non-finite loss or gradient skips the update and increments ``skipped`` instead of
+    poisoning the weights (no nan_to_num patching: the batch is simply not used).
+    """
+
+    def __init__(self, params, lr: float, clip: float) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.clip = clip
+        self.skipped = 0
+
+    def step(self, loss: torch.Tensor) -> tuple[float, bool]:
+        self.opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            self.skipped += 1
+            return float("nan"), False
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if not torch.isfinite(norm):
+            self.opt.zero_grad(set_to_none=True)
+            self.skipped += 1
+            return float(norm), False
+        self.opt.step()
+        return float(norm), True
+
+    def state_dict(self) -> dict:
+        return {"opt": self.opt.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["opt"])
+        self.skipped = state["skipped"]

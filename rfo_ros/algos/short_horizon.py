@@ -1,0 +1,156 @@
+"""Short-horizon reparameterized policy gradient through the simulator (shared by RFO and SHAC).
+
+From the current states of N envs, roll H steps with gradients flowing through the policy's
+sampler and the simulator; maximise ``J = (1/NH) Σ_env [Σ_t γ^t r_t + γ^k V_φ̄(s_k)]`` where each
+episode piece closes at a reset (bootstrapping only at truncation) or at the window's end. The
+critic learns TD(λ) targets from the same window. RFO and SHAC differ only in the actor (flow vs
+tanh-Gaussian) and in the extra loss terms (CFM regularisers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import torch
+
+from rfo_ros.algos.critic import CriticLearner
+from rfo_ros.algos.optim import GuardedOptimizer
+from rfo_ros.algos.returns import td_lambda_targets
+from rfo_ros.config import TrainConfig
+from rfo_ros.envs.vec_env import VecEnv
+from rfo_ros.nets.actor import Actor
+
+
+class LossTerm(Protocol):
+    """An extra actor loss (e.g. a CFM regulariser) over the window's (obs, latent) samples."""
+
+    name: str
+    weight: float
+
+    def loss(self, actor: Actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None: ...
+    def end_iteration(self, obs: torch.Tensor, z: torch.Tensor) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class ShortHorizonRPG:
+    """The differentiable training loop; ``terms`` are the algorithm-specific extra losses."""
+
+    def __init__(
+        self, cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner, terms: list[LossTerm]
+    ) -> None:
+        self.cfg, self.env, self.actor, self.critic, self.terms = cfg, env, actor, critic, terms
+        self.optim = GuardedOptimizer(
+            actor.policy.parameters(), lr=cfg.diff.actor_lr, clip=cfg.diff.grad_clip
+        )
+        self.obs = env.reset()
+
+    def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Roll H steps with grad; returns the objective J and the detached window data."""
+        cfg, env, actor = self.cfg, self.env, self.actor
+        n, horizon, chunk, gamma = env.num_envs, cfg.diff.horizon, actor.chunk, cfg.gamma
+        value_target = self.critic.target
+        env.detach()
+        obs = self.obs
+        ret = torch.zeros(n)
+        discount = torch.ones(n)
+        objective = torch.zeros(())
+        rec: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("obs", "rew", "term", "done", "v_next", "z_obs", "z")
+        }
+        for t in range(horizon):
+            if t % chunk == 0:
+                actions, z = actor(obs)
+                rec["z_obs"].append(obs.detach())
+                rec["z"].append(z.detach())
+            res = env.step(actions[:, t % chunk])
+            v_final = value_target(actor.normalizer(res.final_obs))
+            done = res.terminated | res.truncated
+            closing = torch.ones_like(done) if t == horizon - 1 else done
+            bootstrap = ~res.terminated & ~res.diverged
+            ret = ret + discount * res.reward
+            discount = discount * gamma
+            piece = ret + torch.where(bootstrap, discount * v_final, torch.zeros_like(v_final))
+            objective = objective + torch.where(closing, piece, torch.zeros_like(piece)).sum()
+            ret = torch.where(done, torch.zeros_like(ret), ret)
+            discount = torch.where(done, torch.ones_like(discount), discount)
+            for key, value in (
+                ("obs", obs),
+                ("rew", res.reward),
+                ("term", res.terminated),
+                ("done", done),
+                ("v_next", v_final),
+            ):
+                rec[key].append(value.detach())
+            obs = res.obs
+        self.obs = obs.detach()
+        data = {k: torch.stack(v) for k, v in rec.items() if k not in ("z_obs", "z")}
+        data["z_obs"] = torch.cat(rec["z_obs"])
+        data["z"] = torch.cat(rec["z"])
+        return objective / (n * horizon), data
+
+    def iterate(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        fd_before = self.env.sim.timing.copy()
+        objective, data = self._window()
+        t_rollout = time.perf_counter() - t0
+        loss = -objective
+        metrics: dict[str, float] = {"Loss/actor": float(loss.detach())}
+        for term in self.terms:
+            term_loss = term.loss(self.actor, data["z_obs"], data["z"])
+            if term_loss is not None and term.weight > 0:
+                loss = loss + term.weight * term_loss
+                metrics[f"Loss/{term.name}"] = float(term_loss)
+        t1 = time.perf_counter()
+        grad_norm, applied = self.optim.step(loss)
+        t_backward = time.perf_counter() - t1
+        for term in self.terms:
+            term.end_iteration(data["z_obs"], data["z"])
+
+        t2 = time.perf_counter()
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        norm_obs = self.actor.normalizer(data["obs"]).detach()
+        with torch.no_grad():
+            values = self.critic.target(norm_obs)
+        targets = td_lambda_targets(
+            data["rew"],
+            values,
+            data["v_next"],
+            data["term"],
+            data["done"],
+            self.cfg.gamma,
+            self.cfg.td_lambda,
+        )
+        metrics["Loss/critic"] = self.critic.fit(flat(norm_obs), flat(targets))
+        self.actor.normalizer.update(flat(data["obs"]))
+        t_critic = time.perf_counter() - t2
+        fd_after = self.env.sim.timing
+        metrics.update(
+            {
+                "Policy/grad_norm_pre_clip": grad_norm,
+                "Policy/update_applied": float(applied),
+                "Train/reward_mean": float(data["rew"].mean()),
+                "Perf/rollout_s": t_rollout,
+                "Perf/backward_s": t_backward,
+                "Perf/critic_s": t_critic,
+                "Perf/sim_step_s": fd_after["step"] - fd_before["step"],
+                "Perf/sim_jacobian_s": fd_after["fd"] - fd_before["fd"],
+            }
+        )
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {
+            "optim": self.optim.state_dict(),
+            "critic": self.critic.state_dict(),
+            "terms": {t.name: t.state_dict() for t in self.terms},
+            "obs": self.obs,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optim.load_state_dict(state["optim"])
+        self.critic.load_state_dict(state["critic"])
+        for t in self.terms:
+            t.load_state_dict(state["terms"][t.name])
+        self.obs = state["obs"]

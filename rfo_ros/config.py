@@ -1,0 +1,193 @@
+"""Training configuration: typed, validated, resolved and saved with every run.
+
+YAML in, ``TrainConfig`` out. Unknown keys and wrong types are errors that name the field, the
+value and the valid keys (pydantic, ``extra="forbid"``, strict scalars). ``--set a.b=value``
+overrides are parsed as YAML scalars and validated the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """The training configuration is invalid (message lists every problem)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class EnvConfig(_Section):
+    task: str = "cartpole"
+    num_envs: int = Field(64, ge=1)
+    threads: int | None = Field(None, ge=1, description="simulation threads (default: all cores)")
+    fd_eps: float = Field(1e-6, gt=0)
+    fd_centered: bool = False
+
+
+class PolicyConfig(_Section):
+    hidden: tuple[int, ...] = (256, 256)
+    flow_steps: int = Field(4, ge=1, description="K integration steps of the flow")
+    chunk: int = Field(1, ge=1, description="C actions per flow sample (RFO only)")
+    solver: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"
+    init_log_std: float = -0.5
+
+
+class CriticConfig(_Section):
+    hidden: tuple[int, ...] = (256, 256)
+    lr: float = Field(1e-3, gt=0)
+    iterations: int = Field(8, ge=1, description="critic minibatch updates per training iteration")
+    minibatches: int = Field(4, ge=1)
+    target_tau: float = Field(0.2, gt=0, le=1, description="Polyak rate of the target critic")
+
+
+class DiffConfig(_Section):
+    """Short-horizon reparameterized gradient (RFO, SHAC)."""
+
+    horizon: int = Field(32, ge=1)
+    actor_lr: float = Field(2e-3, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    lambda_stab: float = Field(0.2, ge=0)
+    lambda_expl: float = Field(0.2, ge=0)
+    cfm_batch: int = Field(1024, ge=1, description="(o, z) pairs per CFM regulariser evaluation")
+    expl_clip: float = Field(0.98, gt=0, lt=1, description="uniform actions are clipped before atanh")
+
+
+class OnPolicyConfig(_Section):
+    """PPO and FPO."""
+
+    rollout_steps: int = Field(32, ge=1)
+    epochs: int = Field(5, ge=1)
+    minibatches: int = Field(4, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    clip: float = Field(0.2, gt=0)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    value_coef: float = Field(0.5, ge=0)
+    entropy_coef: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    fpo_mc_samples: int = Field(8, ge=1, description="N_mc (tau, eps) pairs per action")
+    fpo_clip: float = Field(0.05, gt=0, description="FPO's ratio clip (PPO uses ``clip``)")
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    total_env_steps: int = Field(200_000, ge=1)
+    max_wall_time_s: float | None = Field(None, gt=0)
+    checkpoint_every: int = Field(20, ge=1, description="iterations between checkpoints")
+    eval_episodes: int = Field(16, ge=1)
+    eval_every: int = Field(0, ge=0, description="iterations between evaluations (0: only at the end)")
+    torch_threads: int = Field(1, ge=1)
+
+
+class TrainConfig(_Section):
+    algo: Literal["rfo", "shac", "fpo", "ppo"] = "rfo"
+    gamma: float = Field(0.99, gt=0, le=1)
+    td_lambda: float = Field(0.95, ge=0, le=1)
+    env: EnvConfig = EnvConfig()
+    policy: PolicyConfig = PolicyConfig()
+    critic: CriticConfig = CriticConfig()
+    diff: DiffConfig = DiffConfig()
+    onpolicy: OnPolicyConfig = OnPolicyConfig()
+    run: RunConfig = RunConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """Short hash of the resolved config (reported in summary.json)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid training config ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            section = _section_for(e["loc"][:-1])
+            valid = ", ".join(sorted(section.model_fields)) if section else "?"
+            lines.append(f"  {where}: unknown key (valid keys here: {valid})")
+        else:
+            lines.append(f"  {where} = {e.get('input')!r}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = TrainConfig
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return None
+        model = field.annotation
+    return model
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> nested dict with YAML-typed values."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _lists_to_tuples(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _lists_to_tuples(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return tuple(_lists_to_tuples(v) for v in tree)
+    return tree
+
+
+def build_config(tree: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Validate a nested dict into a ``TrainConfig`` (raises ``ConfigError``)."""
+    try:
+        return TrainConfig.model_validate(_lists_to_tuples(tree))
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        source = str(path)
+    return build_config(_merge(tree, parse_overrides(overrides or [])), source)

@@ -1,0 +1,222 @@
+"""The training loop: wires task, env, actor, critic and algorithm; logs, checkpoints, resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from rfo_ros.algos import BUILDERS, POLICY_KIND, CriticLearner
+from rfo_ros.checkpoint import load_checkpoint, save_checkpoint
+from rfo_ros.config import TrainConfig
+from rfo_ros.envs import make_task
+from rfo_ros.envs.vec_env import VecEnv
+from rfo_ros.evaluate import evaluate
+from rfo_ros.metrics import MetricsLog, ProgressCallback
+from rfo_ros.nets.actor import Actor
+from rfo_ros.nets.critic import Critic
+from rfo_ros.plots import learning_curve
+from rfo_ros.sim.batched import FDConfig
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_actor(cfg: TrainConfig, obs_dim: int, action_dim: int, image_shape) -> Actor:
+    kind = POLICY_KIND[cfg.algo]
+    p = cfg.policy
+    kwargs: dict = {
+        "obs_dim": obs_dim,
+        "action_dim": action_dim,
+        "hidden": list(p.hidden),
+        "image_shape": image_shape,
+    }
+    if kind == "flow":
+        chunk = p.chunk if cfg.algo == "rfo" else 1  # on-policy FPO acts one step at a time
+        kwargs |= {"chunk": chunk, "steps": p.flow_steps, "solver": p.solver}
+    else:
+        kwargs |= {"init_log_std": p.init_log_std}
+    return Actor(kind, kwargs)
+
+
+class Runner:
+    """``Runner(cfg, out_dir).run()`` trains, evaluates and writes checkpoints, metrics, summary, plot."""
+
+    def __init__(
+        self, cfg: TrainConfig, out_dir: Path, progress: bool = True, callback: ProgressCallback | None = None
+    ) -> None:
+        self.cfg, self.out_dir, self.progress, self.callback = cfg, Path(out_dir), progress, callback
+        torch.manual_seed(cfg.run.seed)
+        torch.set_num_threads(cfg.run.torch_threads)
+        self.task = make_task(cfg.env.task)
+        fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered)
+        self.env = VecEnv(self.task, cfg.env.num_envs, seed=cfg.run.seed, threads=cfg.env.threads, fd=fd)
+        image_shape = getattr(self.task, "image_shape", None)
+        self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
+        critic = CriticLearner(
+            Critic(self.env.obs_dim, cfg.critic.hidden, image_shape=image_shape), cfg.critic
+        )
+        self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
+        self.iteration, self.wall_offset = 0, 0.0
+        self.best_return = -float("inf")
+        self.recent_returns: list[float] = []
+        self.log = MetricsLog(self.out_dir)
+        self.commit = git_commit()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    def save(self, wall: float) -> None:
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "task": self.cfg.env.task,
+                "algo": self.cfg.algo,
+                "actor": self.actor.spec(),
+                "config": self.cfg.to_dict(),
+                "commit": self.commit,
+                "iteration": self.iteration,
+                "env_steps": self.env.stats.env_steps,
+                "wall_time_s": wall,
+                "best_return": self.best_return,
+                "recent_returns": self.recent_returns,
+                "algo_state": self.algo.state_dict(),
+                "env_state": self.env.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+        self.log.flush()
+
+    def resume(self) -> None:
+        """Continue from ``checkpoints/last.pt``: same weights, optimisers, env states and RNG streams."""
+        ck = load_checkpoint(self.checkpoint_path)
+        self.actor.load_state_dict(ck["actor"]["state"])
+        self.algo.load_state_dict(ck["algo_state"])
+        self.env.load_state_dict(ck["env_state"])
+        torch.set_rng_state(ck["torch_rng"])
+        self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
+        self.best_return, self.recent_returns = ck["best_return"], ck["recent_returns"]
+        self.log.load(self.iteration)
+
+    # -- loop ----------------------------------------------------------------------------------
+    def _row(self, metrics: dict[str, float], wall: float) -> dict[str, float]:
+        returns, lengths = self.env.stats.pop_completed()
+        self.recent_returns = (self.recent_returns + returns)[-100:]
+        row = {
+            "iteration": float(self.iteration),
+            "Train/env_steps": float(self.env.stats.env_steps),
+            "Train/wall_time_s": wall,
+            **metrics,
+            "Train/nan_skips": float(self.algo.optim.skipped),
+            "Train/divergences": float(self.env.stats.divergences),
+        }
+        if returns:
+            row["Train/episode_return"] = float(np.mean(returns))
+            row["Train/episode_length"] = float(np.mean(lengths))
+        if self.recent_returns:
+            row["Train/return_mean100"] = float(np.mean(self.recent_returns))
+            self.best_return = max(self.best_return, row["Train/return_mean100"])
+        row["Train/env_steps_per_s"] = self.env.stats.env_steps / max(wall, 1e-9)
+        return row
+
+    def train(self) -> None:
+        cfg = self.cfg.run
+        start = time.perf_counter() - self.wall_offset
+        bar = tqdm(
+            total=cfg.total_env_steps,
+            initial=self.env.stats.env_steps,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            while self.env.stats.env_steps < cfg.total_env_steps:
+                wall = time.perf_counter() - start
+                if cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s:
+                    break
+                before = self.env.stats.env_steps
+                metrics = self.algo.iterate()
+                self.iteration += 1
+                wall = time.perf_counter() - start
+                row = self._row(metrics, wall)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    ev = evaluate(self.actor, self.cfg.env.task, cfg.eval_episodes, cfg.seed + 1, True)
+                    row["Eval/return"] = ev["return_mean"]
+                self.log.log(row)
+                if self.callback is not None:
+                    self.callback(row)
+                bar.update(self.env.stats.env_steps - before)
+                bar.set_postfix(ret=f"{row.get('Train/return_mean100', float('nan')):.1f}", refresh=False)
+                if self.iteration % cfg.checkpoint_every == 0:
+                    self.save(wall)
+        except KeyboardInterrupt:
+            bar.write("interrupted: saving a checkpoint (resume with --resume)")
+            self.save(time.perf_counter() - start)
+            bar.close()
+            raise
+        bar.close()
+        self.save(time.perf_counter() - start)
+
+    def finish(self) -> dict:
+        """Evaluate (zero-noise and stochastic), write summary.json and the learning-curve PNG."""
+        cfg, info = self.cfg, self.task.info
+        det = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=True)
+        sto = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=False)
+        wall = self.log.rows[-1]["Train/wall_time_s"] if self.log.rows else 0.0
+        final = det["return_mean"]
+        summary = {
+            "algo": cfg.algo,
+            "task": cfg.env.task,
+            "seed": cfg.run.seed,
+            "config_hash": cfg.digest(),
+            "commit": self.commit,
+            "final_return": final,
+            "final_return_stochastic": sto["return_mean"],
+            "best_return": max(self.best_return, final),
+            "eval": {"zero_noise": det, "stochastic": sto},
+            "env_steps": self.env.stats.env_steps,
+            "wall_time_s": wall,
+            "iterations": self.iteration,
+            "env_steps_per_s": self.env.stats.env_steps / max(wall, 1e-9),
+            "solved_threshold": info.solved_return,
+            "random_return": info.random_return,
+            "solved": bool(final >= info.solved_return),
+            "nan_skips": self.algo.optim.skipped,
+            "divergences": self.env.stats.divergences,
+        }
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.log.close()
+        learning_curve(
+            {
+                f"{cfg.algo} (train, mean of last 100)": self.log.series("Train/return_mean100"),
+                "eval (zero noise)": self.log.series("Eval/return"),
+            },
+            f"{cfg.algo} on {cfg.env.task}",
+            self.out_dir / "learning_curve.png",
+            info.solved_return,
+        )
+        self.env.close()
+        return summary
+
+    def write_config(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))

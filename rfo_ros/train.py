@@ -1,0 +1,95 @@
+"""Train a policy: ``python -m rfo_ros.train --config CONFIG.yaml [--set k=v ...] [--out DIR] [--resume]``.
+
+Exit codes: 0 done, 2 invalid configuration or arguments (nothing written), 130 interrupted
+(a checkpoint was saved; continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from rfo_ros.checkpoint import CheckpointError
+from rfo_ros.config import ConfigError, TrainConfig, build_config, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m rfo_ros.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="training YAML (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set diff.horizon=16 (repeatable)",
+    )
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<task>_<algo>_s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    """The validated config and run folder; raises ConfigError before anything is written."""
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out pointing at the run to continue")
+        saved = args.out / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: no config.yaml in {args.out} (not a training run folder)")
+        cfg = build_config(yaml.safe_load(saved.read_text()), str(saved))
+        if args.config is not None or args.overrides:
+            requested = load_config(args.config, args.overrides)
+            if requested != cfg:
+                raise ConfigError(
+                    "--resume continues the saved config; drop --config/--set or start a new --out"
+                )
+        return cfg, args.out
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or Path("runs") / f"{cfg.env.task}_{cfg.algo}_s{cfg.run.seed}"
+    return cfg, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg, out = resolve_config(args)
+        from rfo_ros.envs import TASKS
+
+        if cfg.env.task not in TASKS:
+            raise ConfigError(f"env.task = {cfg.env.task!r}: unknown task; known: {', '.join(sorted(TASKS))}")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from rfo_ros.runner import Runner
+
+    runner = Runner(cfg, out, progress=not args.no_progress)
+    try:
+        if args.resume:
+            runner.resume()
+        else:
+            runner.write_config()
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        runner.train()
+    except KeyboardInterrupt:
+        return 130
+    summary = runner.finish()
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("algo", "task", "final_return", "solved", "env_steps", "wall_time_s")}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
