@@ -11,6 +11,8 @@ from rfo_ros.sim.worlds import load_model
 # name -> "module:Class"; imported lazily so one task's dependencies never load with another's.
 TASKS: dict[str, str] = {
     "cartpole": "rfo_ros.envs.cartpole:CartpoleSwingUp",
+    "quadruped": "rfo_ros.envs.quadruped:QuadrupedWalk",
+    "quadruped_depth": "rfo_ros.envs.quadruped:QuadrupedWalkDepth",
 }
 
 

@@ -1,0 +1,160 @@
+"""Shared maths of free-base legged robots (quadruped, ant, soft quadruped).
+
+Batched torch functions of the float64 ``SimState`` (differentiable), and ``LeggedTask``: the reset
+distribution (a standing pose dropped from a height, small noise, random heading) and the failure
+termination (trunk too low/high or tilted too far) that every legged task shares. A model's first joint
+must be the free joint of its trunk: ``qpos[:, 0:7]`` = position + quaternion (w, x, y, z),
+``qvel[:, 0:3]`` world-frame linear velocity, ``qvel[:, 3:6]`` body-frame angular velocity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import torch
+
+from rfo_ros.envs.base import Task
+from rfo_ros.envs.legged_obs import projected_gravity, quat_rotate_inverse
+from rfo_ros.sim.autograd import SimState
+
+__all__ = [
+    "LeggedTask",
+    "band_reward",
+    "base_ang_vel_body",
+    "base_height",
+    "base_lin_vel_body",
+    "base_quat",
+    "exp_tracking",
+    "forward_locomotion_reward",
+    "projected_gravity",
+    "quat_rotate_inverse",
+    "tilt_cos",
+    "yaw_quat",
+]
+
+
+def base_height(qpos: torch.Tensor) -> torch.Tensor:
+    """Trunk origin height (N,)."""
+    return qpos[:, 2]
+
+
+def base_quat(qpos: torch.Tensor) -> torch.Tensor:
+    """Trunk orientation (N, 4), (w, x, y, z)."""
+    return qpos[:, 3:7]
+
+
+def base_lin_vel_body(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+    """Trunk linear velocity in the body frame (N, 3) (MuJoCo's free-joint qvel[0:3] is world frame)."""
+    return quat_rotate_inverse(base_quat(qpos), qvel[:, 0:3])
+
+
+def base_ang_vel_body(qvel: torch.Tensor) -> torch.Tensor:
+    """Trunk angular velocity in the body frame (N, 3) (MuJoCo's free-joint qvel[3:6] already is)."""
+    return qvel[:, 3:6]
+
+
+def tilt_cos(qpos: torch.Tensor) -> torch.Tensor:
+    """cos of the angle between the trunk's z axis and the world's (N,): 1 upright, 0 on its side."""
+    return -projected_gravity(base_quat(qpos))[:, 2]
+
+
+def exp_tracking(error_sq: torch.Tensor, sigma_sq: float) -> torch.Tensor:
+    """``exp(-error² / σ²)``: 1 at zero error, smooth everywhere (legged_gym's tracking kernel)."""
+    return torch.exp(-error_sq / sigma_sq)
+
+
+def band_reward(x: torch.Tensor, low: float, high: float, width: float) -> torch.Tensor:
+    """1 inside [low, high], ``exp(-(distance/width)²)`` outside: a flat-topped, differentiable bump."""
+    distance = torch.relu(low - x) + torch.relu(x - high)
+    return torch.exp(-((distance / width) ** 2))
+
+
+def yaw_quat(yaw: np.ndarray) -> np.ndarray:
+    """Quaternions (N, 4) (w, x, y, z) of rotations by ``yaw`` (N,) about the world z axis."""
+    zeros = np.zeros_like(yaw)
+    return np.stack([np.cos(yaw / 2), zeros, zeros, np.sin(yaw / 2)], axis=1)
+
+
+def forward_locomotion_reward(
+    state: SimState,
+    action: torch.Tensor,
+    next_state: SimState,
+    *,
+    forward_weight: float = 1.0,
+    healthy_bonus: float = 1.0,
+    upright_weight: float = 0.5,
+    ctrl_cost: float = 0.05,
+    max_speed: float | None = None,
+) -> torch.Tensor:
+    """Run along world +x: ``w_f·vx + healthy + w_u·cos(tilt) - c·|a|²/m`` (N,).
+
+    ``vx`` is the trunk's world-frame forward velocity after the step, optionally soft-capped at
+    ``max_speed`` (so a flailing random policy cannot score by bouncing); the upright term keeps a
+    gradient towards staying on the feet (DESIGN §3 pitfall 2); the control cost is per action entry.
+    """
+    vx = next_state.qvel[:, 0]
+    if max_speed is not None:
+        vx = max_speed * torch.tanh(vx / max_speed)
+    a = action.to(vx.dtype)
+    return (
+        forward_weight * vx
+        + healthy_bonus
+        + upright_weight * tilt_cos(next_state.qpos)
+        - ctrl_cost * (a**2).mean(1)
+    )
+
+
+class LeggedTask(Task):
+    """A free-base robot: standing-pose resets and height/tilt failure termination.
+
+    Subclasses set ``start_height`` (trunk height at reset, the robot is dropped from there),
+    ``default_joint_pos`` (the standing pose of the joints after the free joint, length nq - 7),
+    ``joint_noise`` (uniform ± rad), ``min_height``/``max_height`` and ``max_tilt_deg``.
+    """
+
+    start_height: float
+    default_joint_pos: tuple[float, ...]
+    joint_noise: float = 0.05
+    velocity_noise: float = 0.05
+    random_heading: bool = False
+    min_height: float = 0.0
+    max_height: float = math.inf
+    max_tilt_deg: float = 90.0
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        super().__init__(model)
+        if model.njnt == 0 or model.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ValueError(f"{type(self).__name__} needs the trunk's free joint as the model's first joint")
+        if len(self.default_joint_pos) != model.nq - 7:
+            raise ValueError(
+                f"{type(self).__name__}.default_joint_pos has {len(self.default_joint_pos)} entries, "
+                f"the model has {model.nq - 7} joint coordinates after the free joint"
+            )
+        self._min_tilt_cos = math.cos(math.radians(self.max_tilt_deg))
+
+    def initial_state(self, n: int, rng: np.random.Generator) -> SimState:
+        joints = np.asarray(self.default_joint_pos) + rng.uniform(
+            -self.joint_noise, self.joint_noise, (n, self.model.nq - 7)
+        )
+        lo, hi = self.model.jnt_range[1:, 0], self.model.jnt_range[1:, 1]
+        limited = self.model.jnt_limited[1:].astype(bool)
+        # Clip limited hinge/slide joints into their range (every joint after the free one is 1-dof here).
+        if self.model.nq - 7 == self.model.njnt - 1:
+            joints = np.where(limited, np.clip(joints, lo, hi), joints)
+        yaw = rng.uniform(-math.pi, math.pi, n) if self.random_heading else np.zeros(n)
+        base = np.concatenate([np.zeros((n, 2)), np.full((n, 1), self.start_height), yaw_quat(yaw)], axis=1)
+        qpos = np.concatenate([base, joints], axis=1)
+        qvel = rng.uniform(-self.velocity_noise, self.velocity_noise, (n, self.model.nv))
+        return SimState(
+            torch.from_numpy(qpos), torch.from_numpy(qvel), torch.zeros(n, self.model.na, dtype=torch.float64)
+        )
+
+    def healthy(self, state: SimState) -> torch.Tensor:
+        """(N,) bool: trunk height within [min_height, max_height] and tilt below ``max_tilt_deg``."""
+        h = base_height(state.qpos)
+        return (h >= self.min_height) & (h <= self.max_height) & (tilt_cos(state.qpos) >= self._min_tilt_cos)
+
+    def terminated(self, state: SimState) -> torch.Tensor:
+        return ~self.healthy(state).detach()

@@ -1,0 +1,177 @@
+"""The legged observation contract, shared by the training task and the ROS policy node.
+
+Pure array maths that works on numpy arrays AND torch tensors (batched over leading dims), with no
+MuJoCo or ROS imports: the simulator task builds the observation from ``qpos``/``qvel`` and the policy
+node builds the same vector from ``JointState``/``Imu``/``Odometry``/``Twist`` with the same code.
+
+Frames. Quaternions are (w, x, y, z), rotating body-frame vectors into the world frame. "Body frame"
+vectors are expressed in the trunk (IMU) frame: ``sensor_msgs/Imu.angular_velocity`` and the twist of a
+``nav_msgs/Odometry`` (REP 105: expressed in ``child_frame_id``, the base) already are; in MuJoCo a free
+joint's ``qvel[0:3]`` is the WORLD-frame linear velocity and ``qvel[3:6]`` the BODY-frame angular
+velocity (checked against the ``velocimeter`` and ``gyro`` sensors in tests/test_worlds.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+Array = Any  # np.ndarray or torch.Tensor
+
+# --- the Go1-class quadruped's joint contract (sim/quadruped.xml) ---------------------------------------
+LEG_NAMES = ("FR", "FL", "RR", "RL")
+JOINT_NAMES = tuple(f"{leg}_{part}_joint" for leg in LEG_NAMES for part in ("hip", "thigh", "calf"))
+#: Standing pose per leg (abduction, thigh, knee) in rad, in ``JOINT_NAMES`` order.
+DEFAULT_JOINT_POS = (0.0, 0.9, -1.8) * 4
+#: Position target = DEFAULT_JOINT_POS + ACTION_SCALE * action, action in [-1, 1] (clipped to joint limits).
+ACTION_SCALE = 0.5
+
+
+def _stack(parts: Sequence[Array], like: Array) -> Array:
+    if isinstance(like, torch.Tensor):
+        return torch.stack(list(parts), dim=-1)
+    return np.stack(parts, axis=-1)
+
+
+def _cross(a: Array, b: Array, like: Array) -> Array:
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return _stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], like)
+
+
+def quat_rotate_inverse(q_wxyz: Array, v: Array) -> Array:
+    """Rotate world-frame vectors into the body frame: ``R(q)ᵀ v``. Shapes (..., 4), (..., 3) -> (..., 3).
+
+    Uses ``v' = v - w t + u × t`` with ``t = 2 u × v`` (u = vector part), the conjugate rotation.
+    """
+    if isinstance(v, torch.Tensor) and not isinstance(q_wxyz, torch.Tensor):
+        q_wxyz = torch.as_tensor(q_wxyz, dtype=v.dtype, device=v.device)
+    elif isinstance(q_wxyz, torch.Tensor) and not isinstance(v, torch.Tensor):
+        v = torch.as_tensor(v, dtype=q_wxyz.dtype, device=q_wxyz.device)
+    w, u = q_wxyz[..., 0:1], q_wxyz[..., 1:4]
+    t = 2.0 * _cross(u, v, like=q_wxyz)
+    return v - w * t + _cross(u, t, like=q_wxyz)
+
+
+def projected_gravity(q_wxyz: Array) -> Array:
+    """Unit gravity direction (0, 0, -1) in the body frame, ``R(q)ᵀ (0, 0, -1)``: (..., 4) -> (..., 3).
+
+    (0, 0, -1) when upright; the z component is ``-cos(tilt)``.
+    """
+    w, x, y, z = q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3]
+    return _stack([2.0 * (w * y - x * z), -2.0 * (w * x + y * z), 2.0 * (x * x + y * y) - 1.0], q_wxyz)
+
+
+@dataclass(frozen=True)
+class ObsField:
+    """One named block of the observation: ``(value - offset) * scale``, ``size`` entries.
+
+    ``scale`` and ``offset`` are per entry (tuples of length ``size``).
+    """
+
+    name: str
+    size: int
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    description: str
+
+    @staticmethod
+    def make(name: str, size: int, description: str, scale=1.0, offset=0.0) -> ObsField:
+        def per_entry(x) -> tuple[float, ...]:
+            vals = tuple(float(v) for v in np.broadcast_to(np.asarray(x, dtype=np.float64), (size,)))
+            return vals
+
+        return ObsField(name, size, per_entry(scale), per_entry(offset), description)
+
+
+@dataclass(frozen=True)
+class ObsLayout:
+    """An ordered list of fields; the observation is their scaled values concatenated in order."""
+
+    fields: tuple[ObsField, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.fields)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def slice(self, name: str) -> slice:
+        """Where field ``name`` sits in the observation vector."""
+        start = 0
+        for f in self.fields:
+            if f.name == name:
+                return slice(start, start + f.size)
+            start += f.size
+        raise KeyError(f"no observation field {name!r}; fields: {', '.join(self.names)}")
+
+
+QUADRUPED_OBS_LAYOUT = ObsLayout(
+    (
+        ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0),
+        ObsField.make("base_ang_vel", 3, "trunk angular velocity, body frame (rad/s)", scale=0.25),
+        ObsField.make("projected_gravity", 3, "unit gravity vector in the body frame"),
+        ObsField.make("command", 3, "velocity command (vx, vy m/s; yaw rate rad/s)", scale=(2.0, 2.0, 0.25)),
+        ObsField.make("joint_pos", 12, "joint positions (rad), JOINT_NAMES order", offset=DEFAULT_JOINT_POS),
+        ObsField.make("joint_vel", 12, "joint velocities (rad/s), JOINT_NAMES order", scale=0.05),
+        ObsField.make("last_action", 12, "previous policy action in [-1, 1]"),
+    )
+)
+
+
+def build_observation(fields: Mapping[str, Array], layout: ObsLayout = QUADRUPED_OBS_LAYOUT) -> Array:
+    """Concatenate ``(value - offset) * scale`` of every field of ``layout`` in order.
+
+    ``fields`` maps each field name to an array (..., size); all numpy or all torch (the output follows
+    the first field's kind, dtype and device). Extra keys are ignored; missing ones are an error.
+    """
+    missing = [f.name for f in layout.fields if f.name not in fields]
+    if missing:
+        raise KeyError(f"observation fields missing: {', '.join(missing)}; layout: {', '.join(layout.names)}")
+    first = fields[layout.fields[0].name]
+    is_torch = isinstance(first, torch.Tensor)
+    parts = []
+    for f in layout.fields:
+        value = fields[f.name]
+        if value.shape[-1] != f.size:
+            raise ValueError(
+                f"observation field {f.name!r} needs size {f.size} last, got {tuple(value.shape)}"
+            )
+        if is_torch:
+            scale = torch.tensor(f.scale, dtype=first.dtype, device=first.device)
+            offset = torch.tensor(f.offset, dtype=first.dtype, device=first.device)
+            parts.append((torch.as_tensor(value, dtype=first.dtype, device=first.device) - offset) * scale)
+        else:
+            value = np.asarray(value, dtype=np.result_type(first, np.float32))
+            parts.append((value - np.asarray(f.offset, value.dtype)) * np.asarray(f.scale, value.dtype))
+    if is_torch:
+        return torch.cat(parts, dim=-1)
+    return np.concatenate(parts, axis=-1)
+
+
+def layout_metadata(layout: ObsLayout = QUADRUPED_OBS_LAYOUT) -> dict:
+    """A JSON-able description of ``layout`` for the exported model's metadata.
+
+    ``{"size": D, "formula": ..., "fields": [{"name", "size", "start", "scale", "offset", "description"}]}``
+    where ``start`` is the field's index in the observation vector.
+    """
+    out, start = [], 0
+    for f in layout.fields:
+        out.append(
+            {
+                "name": f.name,
+                "size": f.size,
+                "start": start,
+                "scale": list(f.scale),
+                "offset": list(f.offset),
+                "description": f.description,
+            }
+        )
+        start += f.size
+    return {"size": layout.size, "formula": "obs[start:start+size] = (value - offset) * scale", "fields": out}

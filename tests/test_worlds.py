@@ -1,0 +1,224 @@
+"""The shipped MuJoCo worlds and their tasks, on real MuJoCo with a few envs each.
+
+Per world: it loads, 1000 random-action steps stay finite with no divergence, the reward responds to the
+behaviour it names, termination fires on failure, and one differentiable step backprops to the action.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from rfo_ros.envs import VecEnv, make_task
+from rfo_ros.envs import legged_obs as lo
+from rfo_ros.envs.depth import pinhole_ray_directions
+from rfo_ros.sim.autograd import SimState
+
+
+def _random_rollout(task, num_envs: int = 8, steps: int = 1000, seed: int = 0) -> VecEnv:
+    env = VecEnv(task, num_envs, seed=seed, threads=1)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        action = torch.from_numpy(rng.uniform(-1, 1, (num_envs, task.action_dim))).float()
+        result = env.step(action)
+        assert torch.isfinite(result.obs).all() and torch.isfinite(result.reward).all()
+    assert env.stats.divergences == 0
+    assert torch.isfinite(env.state.qpos).all() and env.state.qvel.abs().max() < 100
+    return env
+
+
+def _assert_reward_backprops_to_action(task, num_envs: int = 2, steps_before: int = 5) -> None:
+    env = VecEnv(task, num_envs, seed=1, threads=1)
+    for _ in range(steps_before):
+        env.step(torch.zeros(num_envs, task.action_dim))
+    action = torch.full((num_envs, task.action_dim), 0.1, requires_grad=True)
+    env.step(action).reward.sum().backward()
+    assert action.grad is not None and torch.isfinite(action.grad).all()
+    assert action.grad.abs().sum() > 0
+    env.close()
+
+
+def _state(task, qpos: np.ndarray, qvel: np.ndarray | None = None) -> SimState:
+    qpos = torch.as_tensor(np.atleast_2d(qpos), dtype=torch.float64)
+    qvel = torch.zeros(qpos.shape[0], task.model.nv, dtype=torch.float64) if qvel is None else qvel
+    return SimState(
+        qpos, torch.as_tensor(np.atleast_2d(qvel), dtype=torch.float64), qpos.new_zeros(qpos.shape[0], 0)
+    )
+
+
+# --- shared legged observation maths ----------------------------------------------------------------
+
+
+def _quat_from_axis_angle(axis, angle) -> np.ndarray:
+    axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+
+
+def test_quaternion_helpers_match_mujoco_on_numpy_and_torch():
+    rng = np.random.default_rng(0)
+    quats = np.stack([_quat_from_axis_angle(rng.normal(size=3), rng.uniform(-3, 3)) for _ in range(5)])
+    vecs = rng.normal(size=(5, 3))
+    expected = []
+    for q, v in zip(quats, vecs, strict=True):
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, q)
+        expected.append(mat.reshape(3, 3).T @ v)
+    expected = np.array(expected)
+    np.testing.assert_allclose(lo.quat_rotate_inverse(quats, vecs), expected, atol=1e-12)
+    torch_out = lo.quat_rotate_inverse(torch.from_numpy(quats), torch.from_numpy(vecs))
+    np.testing.assert_allclose(torch_out.numpy(), expected, atol=1e-12)
+    gravity = lo.quat_rotate_inverse(quats, np.broadcast_to([0.0, 0.0, -1.0], (5, 3)))
+    np.testing.assert_allclose(lo.projected_gravity(quats), gravity, atol=1e-12)
+    np.testing.assert_allclose(lo.projected_gravity(torch.from_numpy(quats)).numpy(), gravity, atol=1e-12)
+    np.testing.assert_allclose(lo.projected_gravity(np.array([1.0, 0, 0, 0])), [0, 0, -1])
+
+
+def test_observation_layout_is_48_and_numpy_matches_torch():
+    layout = lo.QUADRUPED_OBS_LAYOUT
+    assert layout.size == 48
+    assert layout.names == (
+        "base_lin_vel",
+        "base_ang_vel",
+        "projected_gravity",
+        "command",
+        "joint_pos",
+        "joint_vel",
+        "last_action",
+    )
+    rng = np.random.default_rng(1)
+    fields = {f.name: rng.normal(size=(2, f.size)) for f in layout.fields}
+    obs_np = lo.build_observation(fields)
+    obs_t = lo.build_observation({k: torch.from_numpy(v) for k, v in fields.items()})
+    assert obs_np.shape == (2, 48)
+    np.testing.assert_allclose(obs_t.numpy(), obs_np, atol=1e-12)
+    np.testing.assert_allclose(obs_np[:, layout.slice("base_lin_vel")], 2.0 * fields["base_lin_vel"])
+    np.testing.assert_allclose(obs_np[:, layout.slice("command")], fields["command"] * [2.0, 2.0, 0.25])
+    np.testing.assert_allclose(
+        obs_np[:, layout.slice("joint_pos")], fields["joint_pos"] - np.array(lo.DEFAULT_JOINT_POS)
+    )
+    meta = json.loads(json.dumps(lo.layout_metadata()))
+    assert [f["start"] for f in meta["fields"]] == [0, 3, 6, 9, 12, 24, 36] and meta["size"] == 48
+    with pytest.raises(KeyError, match="command"):
+        lo.build_observation({k: v for k, v in fields.items() if k != "command"})
+
+
+# --- quadruped ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quadruped():
+    return make_task("quadruped")
+
+
+def test_quadruped_world_matches_the_robot_contract(quadruped):
+    m = quadruped.model
+    assert (m.nq, m.nv, m.nu, m.na) == (19, 18, 12, 0)
+    assert m.joint(0).name == "trunk" and m.body("trunk").id == 1
+    assert tuple(m.joint(int(j)).name for j in m.actuator_trnid[:, 0]) == lo.JOINT_NAMES
+    assert abs(m.body_subtreemass[1] - 12.76) < 1e-6
+    spec = quadruped.robot_spec()
+    json.dumps(spec)
+    assert spec["joint_names"] == list(lo.JOINT_NAMES) and spec["dt"] == pytest.approx(0.01)
+    assert spec["joint_lower"][:3] == pytest.approx([-0.863, -0.686, -2.818])
+    assert spec["torque_limit"][:3] == pytest.approx([23.7, 23.7, 35.55])
+    assert spec["kp"][0] == 20 and spec["kd"][0] == 0.5
+    for name in ("imu_quat", "imu_gyro", "imu_acc", "imu_vel"):
+        m.sensor(name)
+    m.camera("front")
+    ctrl = quadruped.action_to_ctrl(torch.zeros(1, 12))
+    np.testing.assert_allclose(ctrl[0].numpy(), lo.DEFAULT_JOINT_POS)
+    ctrl = quadruped.action_to_ctrl(torch.full((1, 12), -1.0))
+    np.testing.assert_allclose(ctrl[0, :3].numpy(), [-0.5, 0.4, -2.3])
+
+
+def test_free_joint_velocity_frames_match_the_imu_sensors(quadruped):
+    """qvel[0:3] is world-frame linear velocity, qvel[3:6] body-frame angular velocity."""
+    m = quadruped.model
+    d = mujoco.MjData(m)
+    mujoco.mj_resetDataKeyframe(m, d, 0)
+    d.qpos[2] = 1.0
+    d.qpos[3:7] = _quat_from_axis_angle([0.3, -0.5, 1.0], 0.8)
+    d.qvel[0:6] = [0.7, -0.2, 0.3, 0.4, 0.1, -0.6]
+    mujoco.mj_forward(m, d)
+    state = _state(quadruped, d.qpos.copy(), d.qvel.copy())
+    obs = quadruped.observe(state, torch.zeros(1, 12))[0].numpy()
+    layout = quadruped.obs_layout
+    np.testing.assert_allclose(obs[layout.slice("base_lin_vel")] / 2.0, d.sensor("imu_vel").data, atol=1e-9)
+    np.testing.assert_allclose(obs[layout.slice("base_ang_vel")] / 0.25, d.sensor("imu_gyro").data, atol=1e-9)
+    np.testing.assert_allclose(d.sensor("imu_quat").data, d.qpos[3:7], atol=1e-9)
+
+
+def test_quadruped_random_actions_stay_finite(quadruped):
+    env = _random_rollout(quadruped)
+    assert env.obs_dim == 48
+
+
+def test_quadruped_reward_tracks_the_command_and_failure_terminates(quadruped):
+    quadruped.fixed_command = (1.0, 0.0, 0.0)
+    stand = np.array([0, 0, 0.28, 1, 0, 0, 0, *lo.DEFAULT_JOINT_POS])
+    walking_vel = np.zeros(18)
+    walking_vel[0] = 1.0
+    standing, walking = _state(quadruped, stand), _state(quadruped, stand, walking_vel)
+    a = torch.zeros(1, 12)
+    r_stand, r_walk = quadruped.reward(standing, a, standing), quadruped.reward(standing, a, walking)
+    assert r_walk.item() > r_stand.item() + 1.0
+    # Sideways instead of forwards: no tracking reward.
+    sideways = walking_vel.copy()
+    sideways[:2] = [0.0, 1.0]
+    assert quadruped.reward(standing, a, _state(quadruped, stand, sideways)).item() < r_walk.item() - 1.0
+    assert not quadruped.terminated(standing).item()
+    tilted = stand.copy()
+    tilted[3:7] = _quat_from_axis_angle([1, 0, 0], np.radians(70))
+    low = stand.copy()
+    low[2] = 0.12
+    assert quadruped.terminated(_state(quadruped, tilted)).item()
+    assert quadruped.terminated(_state(quadruped, low)).item()
+    tilted[3:7] = _quat_from_axis_angle([1, 0, 0], np.radians(30))
+    assert quadruped.reward(standing, a, _state(quadruped, tilted)).item() < r_stand.item()
+
+
+def test_quadruped_commands_are_resampled_per_env_and_can_be_fixed(quadruped):
+    env = VecEnv(quadruped, 16, seed=0, threads=1)
+    vx = quadruped.command[:, 0]
+    assert ((vx >= 0.5) & (vx <= 1.5)).all() and vx.std() > 0.1
+    assert (quadruped.command[:, 1:] == 0).all()
+    quadruped.fixed_command = (0.8, 0.0, 0.2)
+    env.reset()
+    assert torch.allclose(quadruped.command, torch.tensor([0.8, 0.0, 0.2], dtype=torch.float64).expand(16, 3))
+
+
+def test_quadruped_reward_backprops_to_action(quadruped):
+    _assert_reward_backprops_to_action(quadruped)
+
+
+def test_quadruped_depth_image_shape_range_and_response():
+    task = make_task("quadruped_depth")
+    assert task.image_shape == (1, 16, 16)
+    _, h, w = task.image_shape
+    stand = np.array([0, 0, 0.30, 1, 0, 0, 0, *lo.DEFAULT_JOINT_POS])
+    low = stand.copy()
+    low[2] = 0.15
+    obs = task.observe(_state(task, np.stack([stand, low])), torch.zeros(2, 12))
+    assert obs.shape == (2, 48 + h * w) and task.obs_dim == 48 + h * w
+    proprio = make_task("quadruped").observe(_state(task, np.stack([stand, low])), torch.zeros(2, 12))
+    torch.testing.assert_close(obs[:, :48], proprio)  # image appended after the proprioception
+    image = obs[:, 48:].reshape(2, h, w)
+    assert (image >= 0).all() and (image <= 1).all()
+    assert (image[:, 0] == 1).all()  # the top rows look above the horizon: nothing within range
+    ground_rows = image[:, h // 2 :]
+    assert (ground_rows < 1).all() and (ground_rows[1] < ground_rows[0]).all()  # lower camera: nearer ground
+    env = VecEnv(task, 2, seed=0, threads=1)
+    assert env.step(torch.zeros(2, 12)).obs.shape == (2, 48 + h * w)
+
+
+def test_pinhole_rays_point_along_minus_z_and_span_the_fov():
+    dirs = pinhole_ray_directions(4, 4, 90.0)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0)
+    assert (dirs[:, 2] < 0).all()
+    assert dirs[0, 0] < 0 < dirs[0, 1]  # top-left pixel: left (-x) and up (+y)
+    corner = dirs[0] / -dirs[0, 2]
+    np.testing.assert_allclose(np.abs(corner[:2]), [0.75, 0.75])  # pixel centre at 3/4 of tan(45°)
