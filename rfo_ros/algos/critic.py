@@ -30,7 +30,7 @@ class CriticLearner:
             idx = torch.randint(0, n, (size,))
             loss = ((self.critic(obs_norm[idx]) - targets[idx]) ** 2).mean()
             self.optim.step(loss)
-            losses.append(float(loss))
+            losses.append(loss.item())
         self.update_target()
         return sum(losses) / len(losses)
 

@@ -123,8 +123,8 @@ class OnPolicyPG:
                     stats["Policy/clipfrac"].append(
                         float(((log_ratio.exp() - 1).abs() > self.ratio.clip).float().mean())
                     )
-                stats["Loss/policy"].append(float(policy_loss))
-                stats["Loss/value"].append(float(value_loss))
+                stats["Loss/policy"].append(policy_loss.item())
+                stats["Loss/value"].append(value_loss.item())
                 stats["Policy/grad_norm_pre_clip"].append(grad_norm)
         metrics = {k: sum(v) / len(v) for k, v in stats.items()}
         var = returns.var()

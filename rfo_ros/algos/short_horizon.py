@@ -101,7 +101,7 @@ class ShortHorizonRPG:
             term_loss = term.loss(self.actor, data["z_obs"], data["z"])
             if term_loss is not None and term.weight > 0:
                 loss = loss + term.weight * term_loss
-                metrics[f"Loss/{term.name}"] = float(term_loss)
+                metrics[f"Loss/{term.name}"] = float(term_loss.detach())
         t1 = time.perf_counter()
         grad_norm, applied = self.optim.step(loss)
         t_backward = time.perf_counter() - t1

@@ -1,0 +1,136 @@
+"""The trainer end to end on cartpole: config errors, learning, interruption and exact resumption."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rfo_ros.config import ConfigError, load_config
+from rfo_ros.evaluate import evaluate
+from rfo_ros.runner import Runner
+
+FAST = [
+    "env.num_envs=8",
+    "env.threads=1",
+    "diff.horizon=8",
+    "policy.hidden=[32, 32]",
+    "critic.hidden=[32, 32]",
+    "run.eval_episodes=4",
+    "run.checkpoint_every=2",
+]
+
+
+def run_train(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "rfo_ros.train", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: fd_centered, fd_eps, num_envs"),
+        (["diff.horizon=abc"], "diff.horizon = 'abc'"),
+        (["algo=sac"], "algo = 'sac'"),
+        (["env.task=humanoid"], "unknown task"),
+        (["nokey"], "key=value"),
+    ],
+)
+def test_config_errors_exit_2_and_write_nothing(tmp_path, overrides, needle):
+    out = tmp_path / "run"
+    proc = run_train("--out", str(out), *[a for o in overrides for a in ("--set", o)])
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
+    assert not out.exists()
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  task: cartpole\n  nmu_envs: 3\n")
+    with pytest.raises(ConfigError, match="env.nmu_envs: unknown key"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad.write_text("env: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_resume_without_a_run_folder_is_a_clear_error(tmp_path):
+    proc = run_train("--resume", "--out", str(tmp_path / "nothing"))
+    assert proc.returncode == 2 and "no config.yaml" in proc.stderr
+
+
+def _runner(tmp_path, name, algo, steps):
+    cfg = load_config(
+        None, [*FAST, f"algo={algo}", f"run.total_env_steps={steps}", "onpolicy.rollout_steps=8"]
+    )
+    runner = Runner(cfg, tmp_path / name, progress=False)
+    runner.write_config()
+    return runner
+
+
+@pytest.mark.parametrize("algo", ["rfo", "fpo"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
+    steps = 8 * 8 * 6  # six iterations
+    straight = _runner(tmp_path, "straight", algo, steps)
+    straight.train()
+
+    interrupted = _runner(tmp_path, "interrupted", algo, steps)
+
+    def stop_after_three(row):
+        if row["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    interrupted.callback = stop_after_three
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    resumed = _runner(tmp_path, "interrupted", algo, steps)
+    resumed.resume()
+    assert resumed.iteration == 3
+    resumed.train()
+    for (name, a), (_, b) in zip(
+        straight.actor.state_dict().items(), resumed.actor.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert straight.env.stats.env_steps == resumed.env.stats.env_steps
+
+
+def test_nan_loss_is_skipped_and_counted(tmp_path):
+    runner = _runner(tmp_path, "nan", "shac", 8 * 8 * 2)
+    runner.env.task.reward = lambda s, a, n: torch.full((8,), float("nan"), dtype=torch.float64)
+    runner.train()
+    assert runner.algo.optim.skipped == 2
+    assert all(torch.isfinite(p).all() for p in runner.actor.parameters())
+
+
+def test_brief_rfo_run_improves_on_the_untrained_policy(tmp_path):
+    cfg = load_config(None, ["env.num_envs=32", "run.total_env_steps=150000", "run.eval_episodes=16"])
+    runner = Runner(cfg, tmp_path / "learn", progress=False)
+    runner.write_config()
+    before = evaluate(runner.actor, "cartpole", 16, seed=7, deterministic=True)["return_mean"]
+    runner.train()
+    summary = runner.finish()
+    after = evaluate(runner.actor, "cartpole", 16, seed=7, deterministic=True)["return_mean"]
+    assert after > before + 20.0, (before, after)
+    saved = json.loads((tmp_path / "learn" / "summary.json").read_text())
+    for key in (
+        "final_return",
+        "best_return",
+        "env_steps",
+        "wall_time_s",
+        "algo",
+        "task",
+        "config_hash",
+        "solved",
+    ):
+        assert key in saved
+    assert summary["env_steps"] >= 150000
+    assert (tmp_path / "learn" / "learning_curve.png").stat().st_size > 1000
+    assert (tmp_path / "learn" / "metrics.csv").is_file()
