@@ -222,3 +222,39 @@ def test_pinhole_rays_point_along_minus_z_and_span_the_fov():
     assert dirs[0, 0] < 0 < dirs[0, 1]  # top-left pixel: left (-x) and up (+y)
     corner = dirs[0] / -dirs[0, 2]
     np.testing.assert_allclose(np.abs(corner[:2]), [0.75, 0.75])  # pixel centre at 3/4 of tan(45°)
+
+
+# --- ant ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ant():
+    return make_task("ant")
+
+
+def test_ant_loads_and_random_actions_stay_finite(ant):
+    m = ant.model
+    assert (m.nq, m.nv, m.nu) == (15, 14, 8)
+    env = _random_rollout(ant)
+    assert env.obs_dim == 30
+
+
+def test_ant_reward_prefers_running_forward_and_falling_terminates(ant):
+    stand = np.array([0, 0, 0.4, 1, 0, 0, 0, *ant.default_joint_pos])
+    forward, backward = np.zeros(14), np.zeros(14)
+    forward[0], backward[0] = 1.0, -1.0
+    still = _state(ant, stand)
+    a = torch.zeros(1, 8)
+    r_still = ant.reward(still, a, still).item()
+    assert ant.reward(still, a, _state(ant, stand, forward)).item() > r_still + 0.9
+    assert ant.reward(still, a, _state(ant, stand, backward)).item() < r_still - 0.9
+    assert ant.reward(still, torch.ones(1, 8), still).item() < r_still  # control cost
+    assert not ant.terminated(still).item()
+    on_belly, flipped = stand.copy(), stand.copy()
+    on_belly[2] = 0.2
+    flipped[3:7] = [0, 1, 0, 0]
+    assert ant.terminated(_state(ant, on_belly)).item() and ant.terminated(_state(ant, flipped)).item()
+
+
+def test_ant_reward_backprops_to_action(ant):
+    _assert_reward_backprops_to_action(ant)

@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "cartpole": "rfo_ros.envs.cartpole:CartpoleSwingUp",
     "quadruped": "rfo_ros.envs.quadruped:QuadrupedWalk",
     "quadruped_depth": "rfo_ros.envs.quadruped:QuadrupedWalkDepth",
+    "ant": "rfo_ros.envs.ant:AntRun",
 }
 
 
