@@ -1,0 +1,328 @@
+"""Checkpoint -> ONNX policy with its contract in the metadata, checked against torch before it is kept.
+
+    python -m rfo_ros.export CHECKPOINT -o models/<name>.onnx [--zero-noise] [--steps K]
+
+The graph (``rfo_ros.runtime.graph.ExportModule``) holds the observation normalisation, the flow ODE
+unrolled into K fixed steps, tanh and the task's action map, so its output ``action_chunk`` (B, C, m)
+is in actuator units. Inputs: ``observation`` (B, P), ``noise`` (B, C, m) unless ``--zero-noise``
+(then the noise is a constant 0), ``image`` (B, c, h, w) for image policies; B is dynamic.
+
+After writing to a temporary file the export (1) refuses Loop/If/Scan nodes, (2) runs the model in
+ONNX Runtime and the checkpoint's torch actor (reloaded from disk) on the same random observations and
+noise and requires ``max |ort - torch| <= PARITY_ATOL`` in actuator units, (3) reads the contract back
+with the runtime's parser; only then is the file renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import onnx
+import torch
+
+from rfo_ros.checkpoint import CheckpointError, load_checkpoint
+from rfo_ros.envs import Task, make_task
+from rfo_ros.nets.actor import Actor
+from rfo_ros.runtime.graph import ExportModule
+from rfo_ros.runtime.metadata import OUTPUT_NAME, ImageSpec, ModelMetadata
+from rfo_ros.runtime.ort_model import load_metadata, open_session, session_options
+
+OPSET = 17
+#: Largest accepted |ONNX Runtime - torch| difference, in actuator units.
+PARITY_ATOL = 1e-5
+#: Ops that would put control flow in the graph (and defeat CUDA-graph capture).
+FORBIDDEN_OPS = frozenset({"Loop", "If", "Scan"})
+
+
+class ExportError(RuntimeError):
+    """The export failed a check (parity, graph ops, checkpoint/task mismatch); no file was written."""
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    size_bytes: int
+    parity_max_abs_error: float
+    parity_atol: float
+    opset: int
+    n_nodes: int
+    op_counts: dict[str, int]
+    inputs: dict[str, tuple]
+    metadata: ModelMetadata = field(repr=False)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(self.op_counts.items(), key=lambda kv: -kv[1]))
+        ins = ", ".join(f"{name} {list(shape)}" for name, shape in self.inputs.items())
+        meta = self.metadata
+        return (
+            f"wrote {self.path} ({self.size_bytes / 1024:.1f} KiB) in {self.seconds:.1f} s\n"
+            f"  task {meta.task}, {meta.policy_kind} ({meta.algo}), K={meta.flow_steps}, C={meta.chunk}, "
+            f"m={meta.action_dim}, zero_noise={meta.zero_noise}, dt={meta.dt}\n"
+            f"  inputs: {ins}; output: {OUTPUT_NAME} [batch, {meta.chunk}, {meta.action_dim}]\n"
+            f"  parity vs torch: max |err| = {self.parity_max_abs_error:.2e} "
+            f"(tolerance {self.parity_atol:.0e})\n"
+            f"  opset {self.opset}, {self.n_nodes} nodes: {ops}"
+        )
+
+
+# --- the contract ------------------------------------------------------------------------------------
+def actuated_joint_names(model: mujoco.MjModel) -> list[str]:
+    """Per actuator, the name of the joint it drives (its own name for tendon/site transmissions)."""
+    names, joint_kinds = [], {int(mujoco.mjtTrn.mjTRN_JOINT), int(mujoco.mjtTrn.mjTRN_JOINTINPARENT)}
+    for i in range(model.nu):
+        if int(model.actuator_trntype[i]) in joint_kinds:
+            name = model.joint(int(model.actuator_trnid[i, 0])).name
+        else:
+            name = model.actuator(i).name
+        if not name:
+            raise ExportError(
+                f"actuator {i} drives an unnamed joint: name it in the MJCF (the model contract needs it)"
+            )
+        names.append(name)
+    return names
+
+
+def observation_layout(task: Task, obs_dim: int) -> dict[str, Any]:
+    """The task module's ``layout_metadata(task.obs_layout)`` if it has one, else one "state" field."""
+    for cls in type(task).__mro__:
+        describe = getattr(sys.modules.get(cls.__module__), "layout_metadata", None)
+        if callable(describe):
+            layout = getattr(task, "obs_layout", None)
+            return describe(layout) if layout is not None else describe()
+    field_ = {
+        "name": "state",
+        "size": obs_dim,
+        "start": 0,
+        "description": f"the {task.world} task's observation",
+    }
+    return {"size": obs_dim, "fields": [field_]}
+
+
+def build_metadata(
+    module: ExportModule, actor: Actor, payload: dict[str, Any], task: Task, checkpoint: str | os.PathLike
+) -> ModelMetadata:
+    """The model contract for ``module`` exported from ``checkpoint`` (trained on ``task``)."""
+    amap, image_shape = task.action_map(), module.image_shape
+    layout = observation_layout(task, module.obs_dim)
+    if layout.get("size") not in (module.obs_dim, actor.obs_dim):
+        raise ExportError(
+            f"the actor observes {actor.obs_dim} values but task {payload['task']!r} "
+            f"lays out {layout.get('size')}"
+        )
+    robot_spec = getattr(task, "robot_spec", None)
+    return ModelMetadata(
+        source=str(checkpoint),
+        task=str(payload["task"]),
+        algo=str(payload["algo"]),
+        policy_kind=actor.kind,
+        training_commit=str(payload["commit"]),
+        export_time=datetime.now(UTC).isoformat(timespec="seconds"),
+        joint_names=tuple(actuated_joint_names(task.model)),
+        dt=task.dt,
+        flow_steps=module.steps,
+        flow_solver=module.solver,
+        chunk=module.chunk,
+        action_dim=module.action_dim,
+        obs_dim=module.obs_dim,
+        obs_layout=layout,
+        normalization={"in_graph": True, "formula": "clip((obs - mean) / sqrt(var + eps), -clip, clip)",
+                       "clip": actor.normalizer.clip, "eps": actor.normalizer.eps},
+        action_scale=np.asarray(amap.scale, np.float64),
+        action_offset=np.asarray(amap.offset, np.float64),
+        action_low=np.asarray(amap.low, np.float64),
+        action_high=np.asarray(amap.high, np.float64),
+        image=ImageSpec(image_shape, getattr(task, "image_encoding", None)) if image_shape else None,
+        zero_noise=module.zero_noise,
+        robot=robot_spec() if callable(robot_spec) else None,
+        checkpoint={"file": Path(checkpoint).name, "iteration": payload.get("iteration"),
+                    "env_steps": payload.get("env_steps")},
+        exporter=f"rfo_ros.export (torch {torch.__version__}, onnx {onnx.__version__}, opset {OPSET})",
+    )  # fmt: skip
+
+
+def prepare(
+    checkpoint: str | os.PathLike,
+    zero_noise: bool = False,
+    steps: int | None = None,
+    task: Task | None = None,
+) -> tuple[ExportModule, ModelMetadata, Task]:
+    """Load a checkpoint; build the graph module, its contract and the task (for export and TorchPolicy)."""
+    actor, payload = load_checkpoint_actor(checkpoint)
+    try:
+        task = task or make_task(payload["task"])
+        module = ExportModule(actor, task.action_map(), zero_noise=zero_noise, steps=steps)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ExportError(f"cannot export {checkpoint}: {exc}") from exc
+    return module, build_metadata(module, actor, payload, task, checkpoint), task
+
+
+def load_checkpoint_actor(checkpoint: str | os.PathLike) -> tuple[Actor, dict[str, Any]]:
+    """The checkpoint's actor (eval mode) and payload, every problem a ``CheckpointError``."""
+    payload = load_checkpoint(checkpoint)
+    missing = [key for key in ("task", "algo", "commit", "actor") if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {checkpoint} lacks {', '.join(missing)}")
+    try:
+        actor = Actor.from_spec(payload["actor"]).eval()
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint}: cannot rebuild its actor: {exc!r}") from exc
+    return actor, payload
+
+
+# --- tracing and checks ------------------------------------------------------------------------------
+def trace(module: ExportModule, opset: int = OPSET) -> onnx.ModelProto:
+    """The module as an ONNX model, batch axis dynamic (legacy TorchScript exporter: no onnxscript)."""
+    example = tuple(torch.randn(shape) for shape in module.input_shapes(batch=2).values())
+    dynamic = {name: {0: "batch"} for name in (*module.input_names, OUTPUT_NAME)}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            module, example, buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
+            input_names=module.input_names, output_names=[OUTPUT_NAME], dynamic_axes=dynamic,
+        )  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def op_counts(model: onnx.ModelProto) -> Counter:
+    """Node types over the graph and every subgraph."""
+    counts: Counter = Counter()
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            counts[node.op_type] += 1
+            for attr in node.attribute:
+                stack += [attr.g] if attr.HasField("g") else []
+                stack += list(attr.graphs)
+    return counts
+
+
+def parity_error(
+    path: Path, module: ExportModule, reference: Actor, task: Task, n: int = 64, seed: int = 0
+) -> float:
+    """max |ONNX Runtime - torch actor| in actuator units over ``n`` random observations (+1 at batch 1).
+
+    Observations are drawn around the normaliser's statistics (2σ wide, so clipping is exercised too).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    norm = reference.normalizer
+    obs = norm.mean + 2.0 * torch.sqrt(norm.var + norm.eps) * torch.randn(n, reference.obs_dim, generator=gen)
+    noise = torch.randn(n, module.chunk, module.action_dim, generator=gen)
+    if module.zero_noise:
+        noise.zero_()
+    with torch.no_grad():
+        action = reference(obs, noise)[0].reshape(n * module.chunk, module.action_dim)
+    expected = task.action_to_ctrl(action).reshape(n, module.chunk, module.action_dim).numpy()
+    feeds = {"observation": obs[:, : module.obs_dim], "noise": noise}
+    if module.image_shape:
+        feeds["image"] = obs[:, module.obs_dim :].reshape(n, *module.image_shape)
+    feeds = {name: feeds[name].numpy().astype(np.float32) for name in module.input_names}
+    session = open_session(path, options=session_options())
+    got = session.run([OUTPUT_NAME], feeds)[0]
+    got_one = session.run([OUTPUT_NAME], {name: value[:1] for name, value in feeds.items()})[0]
+    return float(max(np.abs(got - expected).max(), np.abs(got_one - expected[:1]).max()))
+
+
+def reference_actor(checkpoint: str | os.PathLike, steps: int | None) -> Actor:
+    """The torch actor as the trainer would run it, freshly loaded from disk (flow steps overridden)."""
+    actor, _ = load_checkpoint_actor(checkpoint)
+    if steps is not None:
+        actor.policy.steps = steps
+    return actor
+
+
+# --- export ------------------------------------------------------------------------------------------
+def export_onnx(
+    checkpoint_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    zero_noise: bool = False,
+    steps: int | None = None,
+    task: Task | None = None,
+) -> ExportReport:
+    """Export ``checkpoint_path`` to ``out_path`` (atomically; nothing is left behind on failure).
+
+    Raises ``CheckpointError`` for a missing/unreadable checkpoint and ``ExportError`` for a failed check.
+    """
+    start, out_path = time.perf_counter(), Path(out_path)
+    module, metadata, task = prepare(checkpoint_path, zero_noise=zero_noise, steps=steps, task=task)
+    model = trace(module)
+    onnx.helper.set_model_props(model, metadata.to_props())
+    model.producer_name, model.producer_version = "rfo_ros.export", metadata.format
+    model.doc_string = f"rfo_ros policy for task {metadata.task} ({metadata.policy_kind}, {metadata.algo})"
+    counts = op_counts(model)
+    if forbidden := sorted(FORBIDDEN_OPS & set(counts)):
+        raise ExportError(f"graph contains control-flow ops {forbidden}; the flow must be unrolled")
+    onnx.checker.check_model(model, full_check=True)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+        error = parity_error(tmp, module, reference_actor(checkpoint_path, steps), task)
+        if not error <= PARITY_ATOL:
+            raise ExportError(
+                f"ONNX Runtime and torch disagree by {error:.3e} (> {PARITY_ATOL:.0e}) in actuator units; "
+                f"not writing {out_path}"
+            )
+        load_metadata(tmp)  # the runtime must accept what we wrote
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(
+        path=out_path,
+        size_bytes=out_path.stat().st_size,
+        parity_max_abs_error=error,
+        parity_atol=PARITY_ATOL,
+        opset=OPSET,
+        n_nodes=sum(counts.values()),
+        op_counts=dict(counts),
+        inputs=module.input_shapes(batch="batch"),
+        metadata=load_metadata(out_path),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rfo_export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="checkpoint file written by rfo_ros.train")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output .onnx path (e.g. models/quadruped.onnx)"
+    )
+    parser.add_argument(
+        "--zero-noise", action="store_true", help="deterministic policy: noise is a constant 0"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="flow integration steps K (default: as trained)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = export_onnx(args.checkpoint, args.output, zero_noise=args.zero_noise, steps=args.steps)
+    except (CheckpointError, ExportError) as exc:
+        print(f"rfo_export: error: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

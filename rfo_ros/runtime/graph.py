@@ -1,0 +1,205 @@
+"""The deployable policy graph as a torch module: what export traces and ``TorchPolicy`` runs.
+
+``ExportModule`` maps ``(observation, [noise], [image])`` to an action chunk in actuator units::
+
+    obs      = [observation, image.flatten()]          (the layout the actor was trained on)
+    obs_norm = clip((obs - mean) / sqrt(var + eps), ±clip)
+    z        = fixed-step ODE solve of v_θ from x_0 = noise, K steps unrolled   (flow)
+             | mean(o) + std · noise                                              (tanh-Gaussian)
+    ctrl     = max(min(offset + scale · tanh(z), high), low)                     (Task.action_map)
+
+Everything is straight-line tensor code: no data-dependent control flow and no shape arithmetic, so
+the ONNX graph has no Loop/If/Scan/Shape nodes and a GPU runtime can capture it in a CUDA graph.
+
+The flow's velocity MLP starts with ``Linear([features, x, emb(u)])``. Its weight is split so the
+observation part is computed once per call and the time-embedding part, constant per step, folds
+into a per-step bias: per ODE stage only ``W_x·x`` is recomputed. ``rfo_ros.export`` checks the
+result against the unmodified torch actor on every export.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rfo_ros.envs.base import ActionMap
+from rfo_ros.nets.actor import Actor
+from rfo_ros.nets.flow import FlowPolicy, time_embedding
+from rfo_ros.nets.gaussian import TanhGaussianPolicy
+
+
+@dataclass(frozen=True)
+class Tableau:
+    """Explicit Runge-Kutta coefficients: stage times ``c``, stage weights ``a`` (lower-triangular
+    rows, one per stage after the first) and output weights ``b``."""
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+
+
+#: The fixed-step solvers FlowPolicy offers, as torchdiffeq defines them ("rk4" is its 3/8 rule).
+TABLEAUS: dict[str, Tableau] = {
+    "euler": Tableau(c=(0.0,), a=(), b=(1.0,)),
+    "midpoint": Tableau(c=(0.0, 0.5), a=((0.5,),), b=(0.0, 1.0)),
+    "rk4": Tableau(
+        c=(0.0, 1 / 3, 2 / 3, 1.0),
+        a=((1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
+        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
+    ),
+}
+
+
+def _combine(x: torch.Tensor | None, terms: list[tuple[float, torch.Tensor]]) -> torch.Tensor | None:
+    """``x + Σ w·k`` skipping zero weights; ``x=None`` stands for an exact zero (zero-noise start)."""
+    out = x
+    for weight, k in terms:
+        if weight == 0.0:
+            continue
+        out = weight * k if out is None else out + weight * k
+    return out
+
+
+class SplitVelocity(nn.Module):
+    """``v_θ(x, u | o)`` of a ``FlowPolicy`` at the fixed times ``times``, first layer split in three.
+
+    ``context(feat)`` (B, H) is computed once per call; ``forward(x, ctx, i)`` evaluates the field at
+    ``times[i]`` for flat latents x (B, C·m) or ``None`` (= zeros) -> (B, C·m).
+    """
+
+    def __init__(self, policy: FlowPolicy, times: list[float]) -> None:
+        super().__init__()
+        first = policy.net[0]
+        n_feat, n_x, n_time = policy.features.out_dim, policy.latent_dim, policy.time_dim
+        if not isinstance(first, nn.Linear) or first.in_features != n_feat + n_x + n_time:
+            raise ValueError(
+                "flow velocity net must start with Linear(features + latent + time embedding); "
+                f"got {first!r} for sizes {n_feat} + {n_x} + {n_time}"
+            )
+        weight, bias = first.weight.detach(), first.bias.detach()
+        emb = time_embedding(torch.tensor(times, dtype=weight.dtype), n_time)  # (S, T)
+        self.register_buffer("w_feat", weight[:, :n_feat].clone())
+        self.register_buffer("w_x", weight[:, n_feat : n_feat + n_x].clone())
+        self.register_buffer("stage_bias", emb @ weight[:, n_feat + n_x :].T + bias)  # (S, H)
+        self.rest = copy.deepcopy(policy.net[1:])
+
+    def context(self, feat: torch.Tensor) -> torch.Tensor:
+        return F.linear(feat, self.w_feat)
+
+    def forward(self, x: torch.Tensor | None, ctx: torch.Tensor, i: int) -> torch.Tensor:
+        pre = ctx + self.stage_bias[i]
+        if x is not None:
+            pre = pre + F.linear(x, self.w_x)
+        return self.rest(pre)
+
+
+class UnrolledFlow(nn.Module):
+    """Fixed-step solve of the flow ODE from u=0 to 1, every stage unrolled: (feat, noise) -> z (B, C, m).
+
+    ``noise=None`` integrates from exact zeros (the zero-noise mode) without materialising them.
+    """
+
+    def __init__(self, policy: FlowPolicy, steps: int, solver: str) -> None:
+        super().__init__()
+        if solver not in TABLEAUS:
+            raise ValueError(
+                f"flow solver {solver!r} is adaptive, it cannot be unrolled; unrollable: {sorted(TABLEAUS)}"
+            )
+        if steps < 1:
+            raise ValueError(f"flow steps must be >= 1, got {steps}")
+        self.steps, self.solver, self.tableau = steps, solver, TABLEAUS[solver]
+        self.chunk, self.action_dim = policy.chunk, policy.action_dim
+        h = 1.0 / steps
+        times = [(k + c) * h for k in range(steps) for c in self.tableau.c]
+        self.velocity = SplitVelocity(policy, times)
+
+    def forward(self, feat: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        ctx = self.velocity.context(feat)
+        x = None if noise is None else noise.flatten(1)
+        h, tab, stage = 1.0 / self.steps, self.tableau, 0
+        for _ in range(self.steps):
+            ks: list[torch.Tensor] = []
+            for s in range(len(tab.c)):
+                row = tab.a[s - 1] if s > 0 else ()
+                x_s = _combine(x, [(h * w, k) for w, k in zip(row, ks, strict=True)])
+                ks.append(self.velocity(x_s, ctx, stage))
+                stage += 1
+            x = _combine(x, [(h * w, k) for w, k in zip(tab.b, ks, strict=True)])
+        return x.reshape(-1, self.chunk, self.action_dim)
+
+
+class GaussianHead(nn.Module):
+    """``z = μ(feat) + σ·noise`` (B, 1, m); ``noise=None`` gives the mean."""
+
+    def __init__(self, policy: TanhGaussianPolicy) -> None:
+        super().__init__()
+        self.mean_net = copy.deepcopy(policy.mean_net)
+        self.register_buffer("std", policy.log_std.detach().clamp(-5.0, 2.0).exp().clone())
+
+    def forward(self, feat: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        mean = self.mean_net(feat)[:, None, :]
+        return mean if noise is None else mean + self.std * noise
+
+
+class ExportModule(nn.Module):
+    """``forward(*inputs)`` in the order of ``input_names`` -> ``action_chunk`` (B, C, m) float32.
+
+    Inputs: ``observation`` (B, P) raw proprioception; ``noise`` (B, C, m) standard normal, absent in
+    zero-noise mode; ``image`` (B, c, h, w) when the policy has an image, its pixels in the order the
+    actor saw them flattened at the end of its observation.
+    """
+
+    def __init__(
+        self, actor: Actor, action_map: ActionMap, zero_noise: bool = False, steps: int | None = None
+    ):
+        super().__init__()
+        policy = actor.policy
+        if len(action_map.scale) != actor.action_dim:
+            raise ValueError(
+                f"the task's action map has {len(action_map.scale)} actuators, the actor {actor.action_dim}"
+            )
+        self.kind, self.zero_noise = actor.kind, zero_noise
+        self.chunk, self.action_dim = actor.chunk, actor.action_dim
+        self.image_shape = policy.features.image_shape
+        self.obs_dim = policy.features.proprio_dim
+        self.normalizer = copy.deepcopy(actor.normalizer)
+        self.features = copy.deepcopy(policy.features)
+        if isinstance(policy, FlowPolicy):
+            self.steps, self.solver = (steps or policy.steps), policy.solver
+            self.head: nn.Module = UnrolledFlow(policy, self.steps, self.solver)
+        elif isinstance(policy, TanhGaussianPolicy):
+            if steps is not None:
+                raise ValueError("flow steps only apply to flow policies, not tanh-Gaussian ones")
+            self.steps, self.solver = 0, None
+            self.head = GaussianHead(policy)
+        else:
+            raise TypeError(f"cannot export policy type {type(policy).__name__}")
+        for name in ("scale", "offset", "low", "high"):
+            self.register_buffer(
+                name, torch.as_tensor(np.asarray(getattr(action_map, name)), dtype=torch.float32)
+            )
+        self.input_names = (
+            ["observation"] + ([] if zero_noise else ["noise"]) + (["image"] if self.image_shape else [])
+        )
+        self.eval().requires_grad_(False)
+
+    def input_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Each input's shape at batch size ``batch``, in ``input_names`` order."""
+        shapes = {"observation": (batch, self.obs_dim), "noise": (batch, self.chunk, self.action_dim)}
+        if self.image_shape:
+            shapes["image"] = (batch, *self.image_shape)
+        return {name: shapes[name] for name in self.input_names}
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.input_names, inputs, strict=True))
+        obs = named["observation"]
+        if self.image_shape:
+            obs = torch.cat([obs, named["image"].flatten(1)], dim=1)
+        z = self.head(self.features(self.normalizer(obs)), named.get("noise"))
+        ctrl = self.offset + self.scale * torch.tanh(z)
+        return torch.maximum(torch.minimum(ctrl, self.high), self.low)

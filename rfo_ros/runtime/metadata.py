@@ -1,0 +1,305 @@
+"""The contract an exported policy carries: ONNX ``metadata_props`` (JSON values) + its inputs/outputs.
+
+Written by ``rfo_ros.export`` (``ModelMetadata.to_props``) and read back here by the runtime, so the
+policy node needs no hidden knowledge about a model: joint names and order, control period, chunk,
+observation layout, action map, image input, noise input. Every problem is a ``ModelError`` that names
+the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "rfo_ros.onnx/1"
+INPUT_NAMES = ("observation", "noise", "image")
+OUTPUT_NAME = "action_chunk"
+#: Metadata keys every model must carry (values are JSON).
+REQUIRED_KEYS = (
+    "rfo_ros_format", "task", "algo", "policy_kind", "training_commit", "export_time",
+    "joint_names", "dt", "flow_steps", "flow_solver", "chunk", "action_dim", "obs_dim", "obs_layout",
+    "normalization", "action_map", "image", "zero_noise",
+)  # fmt: skip
+OPTIONAL_KEYS = ("robot", "checkpoint", "exporter")
+
+
+class ModelError(RuntimeError):
+    """A policy model is missing, unreadable, or does not satisfy the rfo_ros model contract."""
+
+
+class RobotMismatchError(ModelError):
+    """The robot's joints do not match the joints the model was trained for."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """The ``image`` input: (channels, height, width) float32, and how the task produced the pixels."""
+
+    shape: tuple[int, int, int]
+    encoding: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class ModelMetadata:
+    """Parsed, validated model contract. Arrays are float64 of length ``action_dim``.
+
+    ``obs_dim`` is the width of the ``observation`` input (the proprioceptive part when there is an
+    image); ``flow_steps`` is 0 for tanh-Gaussian policies. The action map is
+    ``ctrl = clip(action_offset + action_scale · a, action_low, action_high)``, already in the graph.
+    """
+
+    source: str
+    task: str
+    algo: str
+    policy_kind: str
+    training_commit: str
+    export_time: str
+    joint_names: tuple[str, ...]
+    dt: float
+    flow_steps: int
+    flow_solver: str | None
+    chunk: int
+    action_dim: int
+    obs_dim: int
+    obs_layout: dict[str, Any]
+    normalization: dict[str, Any]
+    action_scale: np.ndarray
+    action_offset: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+    image: ImageSpec | None
+    zero_noise: bool
+    robot: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+    exporter: str | None = None
+    format: str = FORMAT
+    extra: dict[str, str] = field(default_factory=dict)
+
+    # --- shapes ------------------------------------------------------------------------------------
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("observation",) + (() if self.zero_noise else ("noise",)) + (("image",) if self.image else ())
+
+    def input_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
+        """Each graph input's shape at batch size ``batch``."""
+        shapes = {"observation": (batch, self.obs_dim), "noise": (batch, self.chunk, self.action_dim)}
+        if self.image:
+            shapes["image"] = (batch, *self.image.shape)
+        return {name: shapes[name] for name in self.input_names}
+
+    def check_io(
+        self, inputs: Sequence[tuple[str, Sequence]], outputs: Sequence[tuple[str, Sequence]]
+    ) -> None:
+        """Check graph inputs/outputs, given as (name, shape) with a symbolic (str/None) batch dim."""
+        expected = {name: shape[1:] for name, shape in self.input_shapes().items()}
+        found = {name: tuple(shape) for name, shape in inputs}
+        if set(found) != set(expected):
+            raise ModelError(
+                f"{self.source}: inputs {sorted(found)} do not match the metadata, which implies "
+                f"{sorted(expected)} (zero_noise={self.zero_noise}, image={self.image is not None})"
+            )
+        for name, shape in found.items():
+            _check_shape(self.source, f"input {name!r}", shape, expected[name])
+        out = dict((name, tuple(shape)) for name, shape in outputs)
+        if OUTPUT_NAME not in out:
+            raise ModelError(f"{self.source}: no output named {OUTPUT_NAME!r} (outputs: {sorted(out)})")
+        _check_shape(self.source, f"output {OUTPUT_NAME!r}", out[OUTPUT_NAME], (self.chunk, self.action_dim))
+
+    # --- robot -------------------------------------------------------------------------------------
+    def check_robot(self, joint_names: Sequence[str], exact: bool = False) -> np.ndarray:
+        """Indices ``idx`` with ``robot_values[idx]`` in the model's joint order.
+
+        Raises ``RobotMismatchError`` naming the differences if a model joint is missing on the robot
+        (or listed twice), and with ``exact=True`` also if the robot has other joints or another order.
+        """
+        robot = list(joint_names)
+        missing = [n for n in self.joint_names if n not in robot]
+        duplicated = sorted({n for n in robot if robot.count(n) > 1 and n in self.joint_names})
+        extra = [n for n in robot if n not in self.joint_names]
+        problems = []
+        if missing:
+            problems.append(f"missing on the robot: {missing}")
+        if duplicated:
+            problems.append(f"listed more than once by the robot: {duplicated}")
+        if exact and extra:
+            problems.append(f"not in the model: {extra}")
+        if exact and not problems and robot != list(self.joint_names):
+            problems.append(f"order differs: model {list(self.joint_names)}, robot {robot}")
+        if problems:
+            if extra and not exact:
+                problems.append(f"(robot joints not used by the model: {extra})")
+            raise RobotMismatchError(
+                f"robot joints do not match model {self.source} (task {self.task!r}): " + "; ".join(problems)
+            )
+        return np.array([robot.index(n) for n in self.joint_names], dtype=np.intp)
+
+    # --- (de)serialisation -------------------------------------------------------------------------
+    def to_props(self) -> dict[str, str]:
+        """The ONNX ``metadata_props`` for this contract (every value JSON)."""
+        values = {
+            "rfo_ros_format": self.format,
+            "task": self.task,
+            "algo": self.algo,
+            "policy_kind": self.policy_kind,
+            "training_commit": self.training_commit,
+            "export_time": self.export_time,
+            "joint_names": list(self.joint_names),
+            "dt": self.dt,
+            "flow_steps": self.flow_steps,
+            "flow_solver": self.flow_solver,
+            "chunk": self.chunk,
+            "action_dim": self.action_dim,
+            "obs_dim": self.obs_dim,
+            "obs_layout": self.obs_layout,
+            "normalization": self.normalization,
+            "action_map": {
+                "formula": "ctrl = clip(offset + scale * action, low, high), action = tanh(z) in [-1, 1]",
+                "scale": self.action_scale.tolist(),
+                "offset": self.action_offset.tolist(),
+                "low": self.action_low.tolist(),
+                "high": self.action_high.tolist(),
+            },
+            "image": None if self.image is None else {
+                "input": "image", "shape": list(self.image.shape), "dtype": "float32", "layout": "CHW",
+                "encoding": self.image.encoding,
+            },
+            "zero_noise": self.zero_noise,
+            "robot": self.robot,
+            "checkpoint": self.checkpoint,
+            "exporter": self.exporter,
+        }  # fmt: skip
+        return {key: json.dumps(value, allow_nan=False) for key, value in values.items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str | Path) -> ModelMetadata:
+        """Parse and validate ``metadata_props``; ``ModelError`` names the key and the problem."""
+        source = str(source)
+        missing = [key for key in REQUIRED_KEYS if key not in props]
+        if missing:
+            hint = " (not an rfo_ros export?)" if "rfo_ros_format" in missing else ""
+            raise ModelError(f"{source}: metadata key(s) missing: {', '.join(missing)}{hint}")
+        values = {}
+        for key in (*REQUIRED_KEYS, *(k for k in OPTIONAL_KEYS if k in props)):
+            try:
+                values[key] = json.loads(props[key])
+            except (TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"{source}: metadata {key!r} is not JSON ({exc}): {props[key]!r:.80}"
+                ) from exc
+        return _Parser(source, values, dict(props)).metadata()
+
+
+def _check_shape(source: str, what: str, shape: tuple, expected: tuple) -> None:
+    if len(shape) != len(expected) + 1 or tuple(shape[1:]) != tuple(expected):
+        raise ModelError(
+            f"{source}: {what} has shape {list(shape)}, expected [batch, {', '.join(map(str, expected))}]"
+        )
+
+
+class _Parser:
+    """Type-checked access to the decoded metadata values."""
+
+    def __init__(self, source: str, values: dict[str, Any], raw: dict[str, str]) -> None:
+        self.source, self.values, self.raw = source, values, raw
+
+    def fail(self, key: str, why: str) -> ModelError:
+        return ModelError(f"{self.source}: metadata {key!r} {why}, got {self.raw.get(key)!r:.120}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+        value = self.values.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be {names}")
+        return value
+
+    def positive_int(self, key: str, minimum: int = 1) -> int:
+        value = self.get(key, int)
+        if value < minimum:
+            raise self.fail(key, f"must be >= {minimum}")
+        return value
+
+    def vector(self, key: str, name: str, size: int) -> np.ndarray:
+        block = self.get(key, dict)
+        try:
+            arr = np.asarray(block[name], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.fail(key, f"needs a numeric list {name!r}") from exc
+        if arr.shape != (size,) or not np.isfinite(arr).all():
+            raise self.fail(key, f"{name!r} must be {size} finite numbers (one per joint)")
+        return arr
+
+    def metadata(self) -> ModelMetadata:
+        fmt = self.get("rfo_ros_format", str)
+        if fmt != FORMAT:
+            raise self.fail(
+                "rfo_ros_format", f"must be {FORMAT!r} (model written by another exporter version?)"
+            )
+        action_dim, chunk, obs_dim = (self.positive_int(k) for k in ("action_dim", "chunk", "obs_dim"))
+        joints = self.get("joint_names", list)
+        if len(joints) != action_dim or not all(isinstance(j, str) and j for j in joints):
+            raise self.fail("joint_names", f"must be {action_dim} non-empty names (action_dim)")
+        if len(set(joints)) != len(joints):
+            raise self.fail("joint_names", "has duplicates")
+        dt = self.get("dt", (int, float))
+        if not (math.isfinite(dt) and dt > 0):
+            raise self.fail("dt", "must be a positive number of seconds")
+        low, high = (
+            self.vector("action_map", "low", action_dim),
+            self.vector("action_map", "high", action_dim),
+        )
+        if (low > high).any():
+            raise self.fail("action_map", "has low > high")
+        image, layout = self.image(), self.get("obs_layout", dict)
+        sizes = {obs_dim} | ({obs_dim + math.prod(image.shape)} if image else set())
+        if "size" in layout and layout["size"] not in sizes:
+            raise self.fail("obs_layout", f"'size' must be the observation size {sorted(sizes)}")
+        return ModelMetadata(
+            source=self.source,
+            task=self.get("task", str),
+            algo=self.get("algo", str),
+            policy_kind=self.get("policy_kind", str),
+            training_commit=self.get("training_commit", str),
+            export_time=self.get("export_time", str),
+            joint_names=tuple(joints),
+            dt=float(dt),
+            flow_steps=self.positive_int("flow_steps", minimum=0),
+            flow_solver=self.get("flow_solver", str, optional=True),
+            chunk=chunk,
+            action_dim=action_dim,
+            obs_dim=obs_dim,
+            obs_layout=layout,
+            normalization=self.get("normalization", dict),
+            action_scale=self.vector("action_map", "scale", action_dim),
+            action_offset=self.vector("action_map", "offset", action_dim),
+            action_low=low,
+            action_high=high,
+            image=image,
+            zero_noise=self.get("zero_noise", bool),
+            robot=self.get("robot", dict, optional=True),
+            checkpoint=self.get("checkpoint", dict, optional=True),
+            exporter=self.get("exporter", str, optional=True),
+            format=fmt,
+            extra=self.raw,
+        )
+
+    def image(self) -> ImageSpec | None:
+        block = self.get("image", dict, optional=True)
+        if block is None:
+            return None
+        shape = block.get("shape")
+        if not (
+            isinstance(shape, list) and len(shape) == 3 and all(isinstance(s, int) and s > 0 for s in shape)
+        ):
+            raise self.fail("image", "needs 'shape': [channels, height, width]")
+        encoding = block.get("encoding")
+        if encoding is not None and not isinstance(encoding, str):
+            raise self.fail("image", "'encoding' must be a string or null")
+        return ImageSpec(shape=(shape[0], shape[1], shape[2]), encoding=encoding)
