@@ -52,8 +52,13 @@ class _MjStep(torch.autograd.Function):
         if want_grad:
             A = torch.from_numpy(out.A)
             B = torch.from_numpy(out.B)
-            keep = (~diverged).to(A.dtype)[:, None, None]
-            ctx.save_for_backward(A * keep, B * keep, qpos.detach(), qpos_next)
+            # Zero a diverged env's Jacobians and the states its tangent maps read, with where, not a
+            # multiply: they may hold NaN, and NaN * 0 is NaN.
+            drop = diverged[:, None]
+            A = torch.where(drop[:, :, None], 0.0, A)
+            B = torch.where(drop[:, :, None], 0.0, B)
+            qpos_prev = torch.where(drop, 0.0, qpos.detach().to(torch.float64))
+            ctx.save_for_backward(A, B, qpos_prev, torch.where(drop, 0.0, qpos_next))
             ctx.tmap = tmap
             ctx.nv, ctx.na = sim.nv, sim.na
         ctx.mark_non_differentiable(diverged)
@@ -78,8 +83,13 @@ def mj_step_autograd(
     Jacobians are only computed when ``state`` or ``ctrl`` requires grad and grad mode is on; the
     no-grad path costs a plain ``mj_step``.
     """
-    if ctrl.shape != (sim.num_envs, sim.nu):
-        raise ValueError(f"ctrl must have shape {(sim.num_envs, sim.nu)}, got {tuple(ctrl.shape)}")
+    n = sim.num_envs
+    expected = {"qpos": (n, sim.nq), "qvel": (n, sim.nv), "act": (n, sim.na), "ctrl": (n, sim.nu)}
+    given = {"qpos": state.qpos, "qvel": state.qvel, "act": state.act, "ctrl": ctrl}
+    for name, shape in expected.items():
+        if tuple(given[name].shape) != shape:
+            got = tuple(given[name].shape)
+            raise ValueError(f"{name} must have shape {shape} (num_envs, dim), got {got}")
     qpos, qvel, act, diverged = _MjStep.apply(
         sim, tmap, state.qpos, state.qvel, state.act, ctrl.to(torch.float64)
     )

@@ -16,7 +16,9 @@ import mujoco
 import numpy as np
 
 # Warnings that mean the step cannot be trusted (MuJoCo may also silently reset the data on BADQACC).
+# BADCTRL: a NaN/huge ctrl that MuJoCo silently replaced by zeros, so the step is not the one asked for.
 _FATAL_WARNINGS = (
+    mujoco.mjtWarning.mjWARN_BADCTRL,
     mujoco.mjtWarning.mjWARN_BADQACC,
     mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQPOS,
