@@ -92,7 +92,8 @@ def _load(buffer: np.ndarray, value, name: str) -> None:
         raise ValueError(f"{name} must have shape {buffer.shape[1:]}, got {arr.shape}")
     if arr.dtype.kind not in "iuf":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    np.copyto(buffer[0], arr, casting="unsafe")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported just below
+        np.copyto(buffer[0], arr, casting="unsafe")
     if not np.isfinite(buffer).all():
         bad = np.argwhere(~np.isfinite(buffer[0]))[:5].tolist()
         raise ValueError(f"{name} has non-finite (or float32-overflowing) entries at {bad}")
