@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -238,3 +241,9 @@ def test_make_policy_and_latency_helper(exported):
         make_policy(exported["onnx"], backend="tensorrt")
     stats = measure_model_latency(make_policy(exported["zero"], provider="cpu"), n=50, warmup=2)
     assert stats["n"] == 50 and 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+
+
+def test_runtime_imports_without_torch_mujoco_or_rclpy():
+    """The ONNX backend must run on a robot computer with numpy + onnxruntime only (DESIGN §4)."""
+    code = "import sys, rfo_ros.runtime; assert not {'torch', 'mujoco', 'rclpy'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

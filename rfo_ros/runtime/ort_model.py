@@ -79,8 +79,8 @@ class OrtPolicy(Policy):
             ``GpuUnavailableError``) or "cpu".
         require_gpu: with "auto", raise ``GpuUnavailableError`` instead of falling back to CPU.
         seed: seed of the noise generator used when ``infer`` gets no noise (None: from the OS).
-        io_binding: bind pre-allocated OrtValues (default: on CUDA, where it is needed for CUDA graphs).
-        cuda_graph: capture the graph in a CUDA graph on CUDA (retried without it if capture fails).
+        io_binding: bind pre-allocated OrtValues (default: on CUDA; always with CUDA graphs).
+        cuda_graph: capture the graph in a CUDA graph on CUDA (set up again without it if that fails).
         device_id: CUDA device.
         threads: CPU intra-op threads (1 is fastest for these small graphs).
         warmup: graph runs at construction.
@@ -106,27 +106,34 @@ class OrtPolicy(Policy):
         if provider == "cpu" and require_gpu:
             raise ValueError("require_gpu=True contradicts provider='cpu'")
         self.path, self.device_id, self.fallback_reason = Path(path), device_id, None
-        self.session = self._create(provider, cuda_graph, threads)
+        self._threads, self._seed = threads, seed
+        settings = (provider, require_gpu, io_binding, warmup)
+        try:
+            self._start(*settings, cuda_graph=cuda_graph and provider != "cpu")
+        except GpuUnavailableError:
+            raise
+        except Exception as exc:  # CUDA-graph capture (or session set-up with it) failed: once more without
+            if not (cuda_graph and provider != "cpu" and cuda_installed()):
+                raise
+            log.warning("CUDA graph set-up failed for %s (%s); retrying without CUDA graphs", self.path, exc)
+            self._start(*settings, cuda_graph=False)
+
+    def _start(
+        self, provider: str, require_gpu: bool, io_binding: bool | None, warmup: int, cuda_graph: bool
+    ) -> None:
+        """Session, provider check, contract, buffers, bindings, warm-up (CUDA-graph capture)."""
+        self.session = self._create(provider, cuda_graph, self._threads)
         self.provider = self.session.get_providers()[0]
         if provider != "cpu" and self.provider != CUDA:
             self._gpu_fallback(require_gpu or provider == "cuda")
-        super().__init__(metadata_from_session(self.session, self.path), seed)
+        Policy.__init__(self, metadata_from_session(self.session, self.path), self._seed)
         self.cuda_graph = cuda_graph and self.provider == CUDA
-        self.io_binding = (self.provider == CUDA) if io_binding is None else io_binding
-        if self.cuda_graph and not self.io_binding:
-            raise ValueError("CUDA graphs need io_binding=True")
+        # CUDA graphs replay fixed device addresses: inputs must be bound OrtValues updated in place.
+        self.io_binding = self.cuda_graph or ((self.provider == CUDA) if io_binding is None else io_binding)
         self._run_options = ort.RunOptions()
         self._feeds = dict(self.buffers)
         self._bind()
-        try:
-            self.warm_up(max(warmup, 2 if self.cuda_graph else 0))
-        except Exception as exc:
-            if not self.cuda_graph:
-                raise
-            log.warning("CUDA graph capture failed for %s (%s); running without CUDA graphs", self.path, exc)
-            self.session, self.cuda_graph = self._create(provider, False, threads), False
-            self._bind()
-            self.warm_up(warmup)
+        self.warm_up(max(warmup, 2 if self.cuda_graph else 0))
 
     def _create(self, provider: str, cuda_graph: bool, threads: int) -> ort.InferenceSession:
         providers: list = [CPU]
