@@ -258,3 +258,41 @@ def test_ant_reward_prefers_running_forward_and_falling_terminates(ant):
 
 def test_ant_reward_backprops_to_action(ant):
     _assert_reward_backprops_to_action(ant)
+
+
+# --- soft quadruped -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def soft_quadruped():
+    return make_task("soft_quadruped")
+
+
+def test_soft_quadruped_is_under_actuated_and_random_actions_stay_finite(soft_quadruped):
+    m = soft_quadruped.model
+    assert (m.nq, m.nv, m.nu) == (27, 26, 8)
+    passive = [m.joint(j).name for j in range(1, m.njnt) if j not in set(m.actuator_trnid[:, 0])]
+    assert len(passive) == 12 and all("flex" in name for name in passive)
+    assert (m.jnt_stiffness[[m.joint(name).id for name in passive]] > 0).all()
+    env = _random_rollout(soft_quadruped)
+    assert env.obs_dim == 54
+
+
+def test_soft_quadruped_reward_prefers_forward_motion_and_falling_terminates(soft_quadruped):
+    stand = np.array([0, 0, 0.26, 1, 0, 0, 0, *soft_quadruped.default_joint_pos])
+    forward = np.zeros(26)
+    forward[0] = 0.5
+    still = _state(soft_quadruped, stand)
+    a = torch.zeros(1, 8)
+    assert soft_quadruped.reward(still, a, _state(soft_quadruped, stand, forward)).item() > (
+        soft_quadruped.reward(still, a, still).item() + 0.4
+    )
+    rolled, low = stand.copy(), stand.copy()
+    rolled[3:7] = _quat_from_axis_angle([1, 0, 0], np.radians(70))
+    low[2] = 0.05
+    assert not soft_quadruped.terminated(still).item()
+    assert soft_quadruped.terminated(_state(soft_quadruped, np.stack([rolled, low]))).all()
+
+
+def test_soft_quadruped_reward_backprops_to_action(soft_quadruped):
+    _assert_reward_backprops_to_action(soft_quadruped)

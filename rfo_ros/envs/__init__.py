@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "quadruped": "rfo_ros.envs.quadruped:QuadrupedWalk",
     "quadruped_depth": "rfo_ros.envs.quadruped:QuadrupedWalkDepth",
     "ant": "rfo_ros.envs.ant:AntRun",
+    "soft_quadruped": "rfo_ros.envs.soft_quadruped:SoftQuadrupedRun",
 }
 
 
