@@ -16,6 +16,7 @@ import torch
 from rfo_ros.envs import VecEnv, make_task
 from rfo_ros.envs import legged_obs as lo
 from rfo_ros.envs.depth import pinhole_ray_directions
+from rfo_ros.envs.push import fingertip_xy
 from rfo_ros.sim.autograd import SimState
 
 
@@ -296,3 +297,79 @@ def test_soft_quadruped_reward_prefers_forward_motion_and_falling_terminates(sof
 
 def test_soft_quadruped_reward_backprops_to_action(soft_quadruped):
     _assert_reward_backprops_to_action(soft_quadruped)
+
+
+# --- push ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def push():
+    return make_task("push")
+
+
+def test_push_fingertip_kinematics_match_mujoco(push):
+    m, d = push.model, mujoco.MjData(push.model)
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-2.5, 2.5, (5, 3))
+    expected = []
+    for row in q:
+        d.qpos[:3] = row
+        mujoco.mj_kinematics(m, d)
+        expected.append(d.site("fingertip").xpos[:2].copy())
+    np.testing.assert_allclose(fingertip_xy(torch.from_numpy(q)).numpy(), np.array(expected), atol=1e-12)
+
+
+def test_push_random_actions_stay_finite_and_goals_are_per_env(push):
+    assert (push.model.nq, push.model.nv, push.model.nu) == (7, 7, 3)
+    env = _random_rollout(push)
+    assert env.obs_dim == 23
+    assert push.goal.shape == (8, 2) and push.goal.std(0).min() > 0
+    old = push.goal.clone()
+    push.resample(np.array([True] + [False] * 7), np.random.default_rng(5))
+    assert not torch.equal(push.goal[0], old[0]) and torch.equal(push.goal[1:], old[1:])
+
+
+def test_push_reward_prefers_box_near_goal_and_tip_near_box(push):
+    push.resample(np.ones(1, dtype=bool), np.random.default_rng(0))
+    goal = push.goal[0].numpy()
+    arm = np.array([2.0, 0.5, 0.5])  # fingertip far from the box
+    far = _state(push, np.concatenate([arm, goal + [0.2, 0.0], [0.0, 0.0]]))
+    near = _state(push, np.concatenate([arm, goal + [0.1, 0.0], [0.0, 0.0]]))
+    at_goal = _state(push, np.concatenate([arm, goal + [0.01, 0.0], [0.0, 0.0]]))
+    a = torch.zeros(1, 3)
+    r_far, r_near, r_goal = (push.reward(far, a, s).item() for s in (far, near, at_goal))
+    assert r_far < r_near < r_goal
+    assert push.success(at_goal).item() and not push.success(near).item()
+    tip = fingertip_xy(torch.tensor([[0.0, 0.0, 0.0]]))[0].numpy()
+    tip_close = _state(push, np.concatenate([[0.0, 0.0, 0.0], tip + [0.06, 0.0], [0.0, 0.0]]))
+    tip_far = _state(push, np.concatenate([[0.0, 0.0, 0.0], tip + [0.3, 0.0], [0.0, 0.0]]))
+    dist_close, dist_far = push.box_goal_distance(tip_close).item(), push.box_goal_distance(tip_far).item()
+    gain = (
+        push.reward(tip_close, a, tip_close).item()
+        + dist_close
+        - (push.reward(tip_far, a, tip_far).item() + dist_far)
+    )
+    assert gain == pytest.approx(0.5 * 0.24)
+
+
+def test_push_finger_moves_the_box_and_table_friction_stops_it(push):
+    """Contacts: a sweep of the arm pushes a box in its path; once released, friction stops it."""
+    env = VecEnv(push, 1, seed=0, threads=1)
+    box = fingertip_xy(torch.tensor([[-0.6, 0.0, 0.0]]))[0].numpy() + [0.0, 0.07]
+    env.state = _state(push, np.concatenate([[-0.6, 0.0, 0.0], box, [0.0, 0.0]]))
+    for _ in range(25):
+        env.step(torch.tensor([[1.0, 0.0, 0.0]]))  # shoulder sweeps counter-clockwise into the box
+    moved = env.state.qpos[0, 3:5].numpy() - box
+    assert np.linalg.norm(moved) > 0.05
+    assert abs(env.state.qpos[0, 5].item()) < 0.005  # the table carries the box
+    qpos, qvel = env.state.qpos.clone(), torch.zeros_like(env.state.qvel)
+    qpos[0, 0] -= 1.5  # swing the arm out of the way and slide the box at 0.5 m/s
+    qvel[0, 3] = 0.5
+    env.state = SimState(qpos, qvel, env.state.act)
+    for _ in range(25):
+        env.step(torch.zeros(1, 3))
+    assert env.state.qvel[0, 3:5].abs().max() < 1e-3  # box-table mu = 0.3: stops within ~0.17 s
+
+
+def test_push_reward_backprops_to_action(push):
+    _assert_reward_backprops_to_action(push)

@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "quadruped_depth": "rfo_ros.envs.quadruped:QuadrupedWalkDepth",
     "ant": "rfo_ros.envs.ant:AntRun",
     "soft_quadruped": "rfo_ros.envs.soft_quadruped:SoftQuadrupedRun",
+    "push": "rfo_ros.envs.push:PushBox",
 }
 
 
