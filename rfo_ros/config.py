@@ -53,6 +53,7 @@ class DiffConfig(_Section):
 
     horizon: int = Field(32, ge=1)
     actor_lr: float = Field(2e-3, gt=0)
+    adam_betas: tuple[float, float] = (0.7, 0.95)
     grad_clip: float = Field(1.0, gt=0)
     lambda_stab: float = Field(0.2, ge=0)
     lambda_expl: float = Field(0.2, ge=0)

@@ -12,9 +12,9 @@ class GuardedOptimizer:
     poisoning the weights (no nan_to_num patching: the batch is simply not used).
     """
 
-    def __init__(self, params, lr: float, clip: float) -> None:
+    def __init__(self, params, lr: float, clip: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
         self.params = [p for p in params if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=lr)
+        self.opt = torch.optim.Adam(self.params, lr=lr, betas=betas)
         self.clip = clip
         self.skipped = 0
 

@@ -1,0 +1,165 @@
+"""``python -m rfo_ros.bench learn --tasks cartpole,quadruped --algos rfo,shac,fpo,ppo --seeds 3 --steps S``.
+
+Runs the grid of training runs (``--jobs`` at a time, each pinned to ``threads`` simulation threads),
+then writes ``results.md`` (mean ± std of the final zero-noise return at equal env steps; env steps and
+wall time until the training return first reaches the task's threshold) and one comparison plot per
+task. Every run is a normal ``rfo_ros.train`` run folder, so each number can be traced and re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "train"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", default="cartpole", help="comma-separated task names")
+    p.add_argument("--algos", default="rfo,shac,fpo,ppo", help="comma-separated algorithms")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, required=True, help="env steps per run (equal for every algorithm)")
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    p.add_argument("--threads", type=int, default=None, help="simulation threads per run")
+    p.add_argument("--max-wall", type=float, default=None, help="wall-clock cap per run, seconds")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
+    p.add_argument("--tag", default="", help="suffix for the run folders (e.g. an ablation name)")
+    p.add_argument("--report-only", action="store_true", help="only aggregate existing run folders")
+
+
+def run_dir(args: argparse.Namespace, task: str, algo: str, seed: int) -> Path:
+    return args.out / task / f"{algo}{args.tag}_s{seed}"
+
+
+def _command(args: argparse.Namespace, task: str, algo: str, seed: int) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "rfo_ros.train",
+        "--no-progress",
+        "--out",
+        str(run_dir(args, task, algo, seed)),
+    ]
+    config = CONFIG_DIR / f"{task}_{algo}.yaml"
+    if config.is_file():
+        cmd += ["--config", str(config)]
+    sets = [f"env.task={task}", f"algo={algo}", f"run.seed={seed}", f"run.total_env_steps={args.steps}"]
+    if args.threads:
+        sets.append(f"env.threads={args.threads}")
+    if args.max_wall:
+        sets.append(f"run.max_wall_time_s={args.max_wall}")
+    for s in sets + args.overrides:
+        cmd += ["--set", s]
+    return cmd
+
+
+def _run_one(args: argparse.Namespace, task: str, algo: str, seed: int) -> tuple[str, int, float]:
+    folder = run_dir(args, task, algo, seed)
+    if (folder / "summary.json").is_file():
+        return str(folder), 0, 0.0
+    t0 = time.perf_counter()
+    cmd = _command(args, task, algo, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f"{folder.name}.log").open("w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    return str(folder), rc, time.perf_counter() - t0
+
+
+def _first_crossing(folder: Path, threshold: float) -> tuple[float | None, float | None]:
+    """(env steps, wall seconds) when the training return (mean of last 100) first reached ``threshold``."""
+    import csv
+
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return None, None
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            value = row.get("Train/return_mean100") or ""
+            if value and float(value) >= threshold:
+                return float(row["Train/env_steps"]), float(row["Train/wall_time_s"])
+    return None, None
+
+
+def _fmt(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "—"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> str:
+    from rfo_ros.metrics import MetricsLog
+    from rfo_ros.plots import learning_curve
+
+    lines = [f"Equal env steps per run: {args.steps:,}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
+    lines += [
+        "| task | algo | final return (zero noise) | stochastic | env steps/s | steps to threshold "
+        "| wall s to threshold | solved runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        curves = {}
+        threshold = None
+        for algo in algos:
+            finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
+            xs, ys = [], []
+            for seed in range(args.seeds):
+                folder = run_dir(args, task, algo, seed)
+                path = folder / "summary.json"
+                if not path.is_file():
+                    continue
+                s = json.loads(path.read_text())
+                runs += 1
+                threshold = s["solved_threshold"]
+                finals.append(s["final_return"])
+                stoch.append(s["final_return_stochastic"])
+                rates.append(s["env_steps_per_s"])
+                solved += int(s["solved"])
+                st, wt = _first_crossing(folder, threshold)
+                if st is not None:
+                    steps_at.append(st)
+                    wall_at.append(wt)
+                log = MetricsLog(folder, tensorboard=False)
+                log.load(10**12)
+                x, y = log.series("Train/return_mean100")
+                xs.append(x)
+                ys.append(y)
+            if not runs:
+                continue
+            reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
+            lines.append(
+                f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(rates, 0)} | "
+                f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
+            )
+            if xs and all(xs):
+                grid = np.linspace(0, min(x[-1] for x in xs), 50)
+                mean = np.mean([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)], axis=0)
+                curves[f"{algo}{args.tag} (mean of {runs})"] = (list(grid), list(mean))
+        if curves:
+            learning_curve(curves, f"{task}: training return", args.out / f"{task}{args.tag}.png", threshold)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    tasks = [t for t in args.tasks.split(",") if t]
+    algos = [a for a in args.algos.split(",") if a]
+    if not args.report_only:
+        grid = [(t, a, s) for t in tasks for a in algos for s in range(args.seeds)]
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            for folder, rc, secs in pool.map(lambda job: _run_one(args, *job), grid):
+                print(f"{'ok ' if rc == 0 else f'FAILED rc={rc}'} {folder} ({secs:.0f} s)", flush=True)
+    table = aggregate(args, tasks, algos)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = args.out / f"results{args.tag}.md"
+    report.write_text(table + "\n")
+    print(table)
+    return 0
