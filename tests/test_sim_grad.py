@@ -7,6 +7,9 @@ the whole H-step return, each rollout a plain ``mj_step`` loop on fresh ``MjData
 
 from __future__ import annotations
 
+import json
+import math
+
 import mujoco
 import numpy as np
 import pytest
@@ -399,3 +402,35 @@ def test_grad_auto_reset_cuts_graph_and_keeps_final_obs(cartpole_task):
     assert g_final[0, 0] != 0, "the pre-reset observation must stay differentiable for bootstrapping"
     assert env.stats.divergences == 0 and env.stats.completed_lengths == [cartpole_task.info.episode_length]
     env.close()
+
+
+# --- the simulator benchmark (correctness of its report, not its speed) ---------------------------
+
+
+def test_grad_bench_sim_json_line(capsys):
+    from rfo_ros.bench import main
+    from rfo_ros.bench.sim import RESULT_KEYS
+
+    argv = ["sim", "--task", "cartpole", "--envs", "3", "--horizon", "2", "--threads", "2", "--repeats", "1"]
+    assert main([*argv, "--forward", "--eps", "1e-7", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert set(RESULT_KEYS) <= set(result)
+    assert result["fd"] == {"eps": 1e-7, "centered": False}
+    assert (result["envs"], result["horizon"], result["threads"]) == (3, 2, 2)
+    for key in ("plain_steps_per_s", "grad_steps_per_s", "floor_ms", "fd_floor_ratio"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert {"forward", "backward", "sim_fd", "sim_step"} <= set(result["parts_ms"])
+
+    assert main(argv) == 0  # the readable table
+    assert "fd_floor_ratio" in capsys.readouterr().out
+
+
+def test_grad_bench_dispatcher_rejects_unknown_command(capsys):
+    from rfo_ros.bench import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["simulate"])
+    assert info.value.code == 2
+    assert "sim" in capsys.readouterr().err

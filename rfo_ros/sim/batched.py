@@ -1,7 +1,9 @@
 """N ``MjData`` sharing one ``MjModel``: threaded stepping and finite-difference step Jacobians.
 
 MuJoCo's Python bindings release the GIL inside ``mj_step`` and ``mjd_transitionFD``, so a small
-thread pool over contiguous chunks of environments scales across cores without processes.
+thread pool scales across cores without processes. The calling thread works too, and every worker pulls
+the next env index from one shared iterator: a thread that the OS (or a neighbour's job) slows down
+simply takes fewer envs, instead of holding the whole batch up as a fixed chunk would.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import pairwise
 
 import mujoco
 import numpy as np
@@ -23,6 +24,7 @@ _FATAL_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQPOS,
 )
+_FATAL_INDEX = np.array([int(w) for w in _FATAL_WARNINGS])
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,9 @@ class BatchedSim:
         self.datas = [mujoco.MjData(model) for _ in range(num_envs)]
         self.nq, self.nv, self.na, self.nu = model.nq, model.nv, model.na, model.nu
         self.state_dim = 2 * self.nv + self.na
-        bounds = np.linspace(0, num_envs, self.threads + 1).astype(int)
-        self._chunks = [range(lo, hi) for lo, hi in pairwise(bounds) if hi > lo]
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        # Per-env numpy views into MjData, made once: building them is most of the per-env Python cost.
+        self._views = [(d.qpos, d.qvel, d.act, d.ctrl, d.warning.number) for d in self.datas]
+        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         #: Seconds spent in mj_step and in mjd_transitionFD, summed over threads / threads (≈ wall).
         self.timing = {"step": 0.0, "fd": 0.0}
 
@@ -94,9 +96,16 @@ class BatchedSim:
             self._pool = None
 
     def _map(self, fn) -> list:
+        """``fn(indices)`` on every thread (the caller's included), all drawing from one env iterator.
+
+        ``next`` on a shared ``range`` iterator is atomic under the GIL, so each env is taken once.
+        """
+        indices = iter(range(self.num_envs))
         if self._pool is None:
-            return [fn(range(self.num_envs))]
-        return [future.result() for future in [self._pool.submit(fn, chunk) for chunk in self._chunks]]
+            return [fn(indices)]
+        futures = [self._pool.submit(fn, indices) for _ in range(self.threads - 1)]
+        results = [fn(indices)]
+        return results + [future.result() for future in futures]
 
     def step(
         self,
@@ -118,30 +127,34 @@ class BatchedSim:
             out.A = np.empty((n, self.state_dim, self.state_dim))
             out.B = np.empty((n, self.state_dim, self.nu))
         eps, centered = self.fd.eps, self.fd.centered
+        datas, views, na = self.datas, self._views, self.na
+        A, B = out.A, out.B
+        perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 
-        def work(chunk: range) -> tuple[float, float]:
+        def work(indices) -> tuple[float, float]:
             t_fd = t_step = 0.0
-            for i in chunk:
-                d = self.datas[i]
-                d.qpos[:] = qpos[i]
-                d.qvel[:] = qvel[i]
-                if self.na:
-                    d.act[:] = act[i]
-                d.ctrl[:] = ctrl[i]
-                warnings_before = sum(d.warning[w].number for w in _FATAL_WARNINGS)
-                t0 = time.perf_counter()
+            for i in indices:
+                d = datas[i]
+                d_qpos, d_qvel, d_act, d_ctrl, warning = views[i]
+                d_qpos[:] = qpos[i]
+                d_qvel[:] = qvel[i]
+                if na:
+                    d_act[:] = act[i]
+                d_ctrl[:] = ctrl[i]
+                warnings_before = warning[_FATAL_INDEX].sum()
+                t0 = perf_counter()
                 if jacobians:
-                    mujoco.mjd_transitionFD(m, d, eps, centered, out.A[i], out.B[i], None, None)
-                t1 = time.perf_counter()
-                mujoco.mj_step(m, d)
+                    fd_call(m, d, eps, centered, A[i], B[i], None, None)
+                t1 = perf_counter()
+                step_call(m, d)
+                t2 = perf_counter()
                 t_fd += t1 - t0
-                t_step += time.perf_counter() - t1
-                out.qpos[i] = d.qpos
-                out.qvel[i] = d.qvel
-                if self.na:
-                    out.act[i] = d.act
-                warned = sum(d.warning[w].number for w in _FATAL_WARNINGS) > warnings_before
-                out.diverged[i] = warned
+                t_step += t2 - t1
+                out.qpos[i] = d_qpos
+                out.qvel[i] = d_qvel
+                if na:
+                    out.act[i] = d_act
+                out.diverged[i] = warning[_FATAL_INDEX].sum() > warnings_before
             return t_fd, t_step
 
         times = self._map(work)

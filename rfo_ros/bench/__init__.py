@@ -1,0 +1,47 @@
+"""Benchmarks: ``python -m rfo_ros.bench {sim,learn,latency} ...``.
+
+Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+only the chosen one is imported, so one benchmark's dependencies never load with another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+#: subcommand -> (module, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("rfo_ros.bench.sim", "simulator throughput: plain vs gradient steps, overhead over bare FD"),
+    "learn": ("rfo_ros.bench.learn", "training runs per task x algorithm x seed, results table and plots"),
+    "latency": ("rfo_ros.bench.latency", "policy inference latency (ONNX Runtime / torch)"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<8} {description}" for name, (_, description) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m rfo_ros.bench",
+        description="rfo_ros benchmarks",
+        epilog=f"commands:\n{listing}\n\n`python -m rfo_ros.bench COMMAND --help` shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), help="which benchmark to run")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to ``rfo_ros.bench.<command>``; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    top.parse_args(argv[:1])  # validates the command name (exits 2 listing the choices)
+    command, rest = argv[0], argv[1:]
+    module_name, description = COMMANDS[command]
+    module = import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m rfo_ros.bench {command}", description=description)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)

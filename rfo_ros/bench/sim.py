@@ -1,0 +1,193 @@
+"""``python -m rfo_ros.bench sim``: simulator throughput and the gradient wrapper's overhead.
+
+Measures, on one task's ``VecEnv`` (random actions in [-1, 1]):
+
+- ``plain_steps_per_s``: env steps/s of a no-grad rollout (what PPO/FPO pay);
+- ``grad_steps_per_s``: env steps/s of a gradient rollout — ``horizon`` steps with actions that require
+  grad, then ``backward`` of the summed reward (what RFO/SHAC pay);
+- ``floor_ms``: one bare ``mjd_transitionFD`` + one bare ``mj_step``, single-threaded, on the states
+  (and solver warm-starts) the gradient rollout visited;
+- ``fd_floor_ratio`` = (gradient rollout wall time per env step) / (floor / threads): 1.0 would mean
+  the wrapper, Python, torch and the thread pool cost nothing beyond the C calls split perfectly.
+
+Every timing is the best of ``--repeats`` (the machine may be shared; the best run is the least
+disturbed one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import mujoco
+import numpy as np
+import torch
+
+from rfo_ros.envs import VecEnv, make_task
+from rfo_ros.sim import FDConfig, SimState
+
+#: Keys every result carries (the test checks them).
+RESULT_KEYS = (
+    "task",
+    "envs",
+    "horizon",
+    "threads",
+    "fd",
+    "plain_steps_per_s",
+    "grad_steps_per_s",
+    "floor_ms",
+    "fd_floor_ratio",
+    "parts_ms",
+    "repeats",
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="quadruped", help="task name (see rfo_ros.envs.TASKS)")
+    p.add_argument("--envs", type=int, default=32, help="parallel envs")
+    p.add_argument("--horizon", type=int, default=16, help="steps per differentiable rollout")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="simulation threads")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--centered", dest="centered", action="store_true", default=True, help="centered FD")
+    mode.add_argument("--forward", dest="centered", action="store_false", help="forward FD")
+    p.add_argument("--eps", type=float, default=FDConfig.eps, help="FD perturbation")
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is reported)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("envs", "horizon", "threads", "repeats"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
+    result = bench_sim(
+        args.task,
+        envs=args.envs,
+        horizon=args.horizon,
+        threads=args.threads,
+        fd=FDConfig(eps=args.eps, centered=args.centered),
+        repeats=args.repeats,
+        seed=args.seed,
+    )
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def bench_sim(
+    task_name: str,
+    envs: int = 32,
+    horizon: int = 16,
+    threads: int | None = None,
+    fd: FDConfig | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Run the measurements described in the module docstring; returns a JSON-able dict."""
+    fd = fd or FDConfig()
+    env = VecEnv(make_task(task_name), envs, seed=seed, threads=threads, fd=fd)
+    rng = torch.Generator().manual_seed(seed)
+    try:
+        _grad_rollout(env, horizon, rng)  # warm-up: thread pool, allocator, first contacts
+        plain = min(_plain_rollout(env, horizon, rng) for _ in range(repeats))
+        grad_runs = [_grad_rollout(env, horizon, rng) for _ in range(repeats)]
+    finally:
+        env.close()
+    best = min(grad_runs, key=lambda r: r["forward"] + r["backward"])
+    floor = min(_floor(env, best["visited"], fd) for _ in range(repeats))
+    env_steps = envs * horizon
+    grad_time = best["forward"] + best["backward"]
+    threads_used = env.sim.threads
+    parts = {k: 1e3 * best[k] for k in ("forward", "backward", "sim_fd", "sim_step")}
+    parts["forward_other"] = parts["forward"] - parts["sim_fd"] - parts["sim_step"]
+    return {
+        "task": task_name,
+        "envs": envs,
+        "horizon": horizon,
+        "threads": threads_used,
+        "fd": {"eps": fd.eps, "centered": fd.centered},
+        "plain_steps_per_s": env_steps / plain,
+        "grad_steps_per_s": env_steps / grad_time,
+        "floor_ms": 1e3 * floor,
+        "fd_floor_ratio": (grad_time / env_steps) / (floor / threads_used),
+        "parts_ms": {k: round(v, 3) for k, v in parts.items()},
+        "repeats": repeats,
+    }
+
+
+def _random_actions(env: VecEnv, horizon: int, rng: torch.Generator) -> torch.Tensor:
+    return torch.rand(horizon, env.num_envs, env.action_dim, generator=rng, dtype=torch.float64) * 2 - 1
+
+
+def _plain_rollout(env: VecEnv, horizon: int, rng: torch.Generator) -> float:
+    actions = _random_actions(env, horizon, rng)
+    env.detach()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for t in range(horizon):
+            env.step(actions[t])
+        return time.perf_counter() - t0
+
+
+def _grad_rollout(env: VecEnv, horizon: int, rng: torch.Generator) -> dict:
+    """One differentiable window; returns wall times (s) and the (state, ctrl, warm-start) it visited."""
+    actions = _random_actions(env, horizon, rng).requires_grad_()
+    env.detach()
+    visited, recording = [], 0.0
+    timing0 = dict(env.sim.timing)
+    t0 = time.perf_counter()
+    total = torch.zeros((), dtype=torch.float64)
+    for t in range(horizon):
+        r0 = time.perf_counter()
+        ctrl = env.task.action_to_ctrl(actions[t].detach())
+        visited.append((env.state.detach(), ctrl, env.sim.warmstart()))
+        recording += time.perf_counter() - r0
+        total = total + env.step(actions[t]).reward.sum()
+    t1 = time.perf_counter()
+    (-total).backward()
+    t2 = time.perf_counter()
+    return {
+        "forward": t1 - t0 - recording,
+        "backward": t2 - t1,
+        "sim_fd": env.sim.timing["fd"] - timing0["fd"],
+        "sim_step": env.sim.timing["step"] - timing0["step"],
+        "visited": visited,
+    }
+
+
+def _floor(env: VecEnv, visited: list[tuple[SimState, torch.Tensor, np.ndarray]], fd: FDConfig) -> float:
+    """Mean seconds of one bare ``mjd_transitionFD`` + ``mj_step`` on one thread over the visited states."""
+    m = env.sim.model
+    d = mujoco.MjData(m)
+    A = np.empty((env.sim.state_dim, env.sim.state_dim))
+    B = np.empty((env.sim.state_dim, m.nu))
+    elapsed, count = 0.0, 0
+    for state, ctrl, warmstart in visited:
+        qpos, qvel, act, ctrl_np = state.qpos.numpy(), state.qvel.numpy(), state.act.numpy(), ctrl.numpy()
+        for i in range(env.num_envs):
+            d.qpos[:], d.qvel[:], d.ctrl[:], d.qacc_warmstart[:] = qpos[i], qvel[i], ctrl_np[i], warmstart[i]
+            if m.na:
+                d.act[:] = act[i]
+            t0 = time.perf_counter()
+            mujoco.mjd_transitionFD(m, d, fd.eps, fd.centered, A, B, None, None)
+            mujoco.mj_step(m, d)
+            elapsed += time.perf_counter() - t0
+            count += 1
+    return elapsed / count
+
+
+def format_table(r: dict) -> str:
+    fd = r["fd"]
+    rows = [
+        ("task", f"{r['task']}  ({r['envs']} envs, horizon {r['horizon']}, {r['threads']} threads)"),
+        ("FD", f"eps {fd['eps']:g}, {'centered' if fd['centered'] else 'forward'}"),
+        ("plain steps/s", f"{r['plain_steps_per_s']:,.0f}"),
+        ("gradient steps/s", f"{r['grad_steps_per_s']:,.0f}  (forward + backward)"),
+        ("floor (FD + step)", f"{r['floor_ms']:.3f} ms single-threaded, / {r['threads']} threads"),
+        ("fd_floor_ratio", f"{r['fd_floor_ratio']:.3f}"),
+    ]
+    rows += [(f"  {k} ms", f"{v:.2f}") for k, v in r["parts_ms"].items()]
+    width = max(len(k) for k, _ in rows)
+    note = f"best of {r['repeats']} repeats; parts are per {r['envs']}x{r['horizon']} rollout"
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows) + f"\n({note})"
