@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import torch
-
 from rfo_ros.envs.base import TaskInfo
-from rfo_ros.envs.legged import (
-    LeggedTask,
-    base_ang_vel_body,
-    base_height,
-    base_lin_vel_body,
-    base_quat,
-    forward_locomotion_reward,
-    projected_gravity,
-)
-from rfo_ros.sim.autograd import SimState
+from rfo_ros.envs.legged import ForwardRunTask
 
 
-class AntRun(LeggedTask):
+class AntRun(ForwardRunTask):
     """Run along world +x as fast as possible without falling, 100 Hz control.
 
     Action (8) in [-1, 1]: motor torques (gear 8 N·m), per leg (hip yaw, ankle), legs in the order
     front-left, back-left, back-right, front-right.
-    Observation (30): torso height, torso quaternion (w, x, y, z), body-frame linear (×0.5) and angular
-    (×0.25) velocity, projected gravity, 8 joint angles, 8 joint velocities (×0.1) — no world x/y, so the
-    policy is translation invariant.
+    Observation (30, ``legged.free_base_proprioception``): torso height, quaternion (w, x, y, z),
+    body-frame linear (×0.5) and angular (×0.25) velocity, projected gravity, 8 joint angles, 8 joint
+    velocities (×0.1) — no world x/y, so the policy is translation invariant.
     Reward per step (``legged.forward_locomotion_reward``):
     ``vx + 1 (healthy) + 0.5·cos(tilt) - 0.05·mean(a²)``, vx the torso's world-frame forward velocity
     (m/s), soft-capped at 3 m/s.
@@ -54,21 +43,4 @@ class AntRun(LeggedTask):
     min_height = 0.22
     max_height = 1.0
     max_tilt_deg = 80.0
-
-    def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:
-        qpos, qvel = state.qpos, state.qvel
-        return torch.cat(
-            [
-                base_height(qpos)[:, None],
-                base_quat(qpos),
-                0.5 * base_lin_vel_body(qpos, qvel),
-                0.25 * base_ang_vel_body(qvel),
-                projected_gravity(base_quat(qpos)),
-                qpos[:, 7:],
-                0.1 * qvel[:, 6:],
-            ],
-            dim=1,
-        )
-
-    def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
-        return forward_locomotion_reward(state, action, next_state, max_speed=3.0)
+    max_speed = 3.0

@@ -20,6 +20,7 @@ from rfo_ros.envs.legged_obs import projected_gravity, quat_rotate_inverse
 from rfo_ros.sim.autograd import SimState
 
 __all__ = [
+    "ForwardRunTask",
     "LeggedTask",
     "band_reward",
     "base_ang_vel_body",
@@ -28,6 +29,7 @@ __all__ = [
     "base_quat",
     "exp_tracking",
     "forward_locomotion_reward",
+    "free_base_proprioception",
     "projected_gravity",
     "quat_rotate_inverse",
     "tilt_cos",
@@ -106,6 +108,27 @@ def forward_locomotion_reward(
     )
 
 
+def free_base_proprioception(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+    """Generic observation of a free-base robot (N, 14 + 2·(nq-7)), no world x/y (translation invariant).
+
+    Trunk height, quaternion (w, x, y, z), body-frame linear (×0.5) and angular (×0.25) velocity,
+    projected gravity, the joint angles after the free joint and their velocities (×0.1).
+    """
+    quat = base_quat(qpos)
+    return torch.cat(
+        [
+            base_height(qpos)[:, None],
+            quat,
+            0.5 * base_lin_vel_body(qpos, qvel),
+            0.25 * base_ang_vel_body(qvel),
+            projected_gravity(quat),
+            qpos[:, 7:],
+            0.1 * qvel[:, 6:],
+        ],
+        dim=1,
+    )
+
+
 class LeggedTask(Task):
     """A free-base robot: standing-pose resets and height/tilt failure termination.
 
@@ -158,3 +181,18 @@ class LeggedTask(Task):
 
     def terminated(self, state: SimState) -> torch.Tensor:
         return ~self.healthy(state).detach()
+
+
+class ForwardRunTask(LeggedTask):
+    """Run along world +x: ``free_base_proprioception`` observation, ``forward_locomotion_reward``.
+
+    Subclasses configure the reset/termination (``LeggedTask``) and ``max_speed`` (the soft speed cap).
+    """
+
+    max_speed: float = 3.0
+
+    def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:
+        return free_base_proprioception(state.qpos, state.qvel)
+
+    def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
+        return forward_locomotion_reward(state, action, next_state, max_speed=self.max_speed)

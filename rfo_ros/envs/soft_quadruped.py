@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import torch
-
 from rfo_ros.envs.base import TaskInfo
-from rfo_ros.envs.legged import (
-    LeggedTask,
-    base_ang_vel_body,
-    base_height,
-    base_lin_vel_body,
-    base_quat,
-    forward_locomotion_reward,
-    projected_gravity,
-)
-from rfo_ros.sim.autograd import SimState
+from rfo_ros.envs.legged import ForwardRunTask
 
 #: Per leg: abduction, swing (actuated, series-elastic), then three passive elastic flex hinges.
 JOINTS_PER_LEG = 5
 
 
-class SoftQuadrupedRun(LeggedTask):
+class SoftQuadrupedRun(ForwardRunTask):
     """Run along world +x with a trunk on four elastic legs, 100 Hz control.
 
     Action (8) in [-1, 1]: hip motor torques (gear 3 N·m), per leg (abduction, swing), legs FR, FL, RR, RL.
     The 12 flex hinges of the legs are passive springs: the policy moves them only through the dynamics.
-    Observation (54): trunk height, quaternion (w, x, y, z), body-frame linear (×0.5) and angular (×0.25)
-    velocity, projected gravity, the 20 joint angles (hips and passive flex hinges), the 20 joint
-    velocities (×0.1).
+    Observation (54, ``legged.free_base_proprioception``): trunk height, quaternion (w, x, y, z),
+    body-frame linear (×0.5) and angular (×0.25) velocity, projected gravity, the 20 joint angles (hips
+    and passive flex hinges), the 20 joint velocities (×0.1).
     Reward per step (``legged.forward_locomotion_reward``):
     ``vx + 1 (healthy) + 0.5·cos(tilt) - 0.05·mean(a²)``, vx soft-capped at 2 m/s.
     Termination: trunk centre below 0.1 m (on its belly) or tilt past 60°.
@@ -52,21 +41,4 @@ class SoftQuadrupedRun(LeggedTask):
     joint_noise = 0.05
     min_height = 0.1
     max_tilt_deg = 60.0
-
-    def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:
-        qpos, qvel = state.qpos, state.qvel
-        return torch.cat(
-            [
-                base_height(qpos)[:, None],
-                base_quat(qpos),
-                0.5 * base_lin_vel_body(qpos, qvel),
-                0.25 * base_ang_vel_body(qvel),
-                projected_gravity(base_quat(qpos)),
-                qpos[:, 7:],
-                0.1 * qvel[:, 6:],
-            ],
-            dim=1,
-        )
-
-    def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
-        return forward_locomotion_reward(state, action, next_state, max_speed=2.0)
+    max_speed = 2.0
