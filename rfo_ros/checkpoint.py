@@ -62,5 +62,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load_actor(path: str | os.PathLike) -> tuple[Actor, dict[str, Any]]:
     """The trained actor (eval mode) and the checkpoint payload it came from."""
     payload = load_checkpoint(path)
-    actor = Actor.from_spec(payload["actor"]).eval()
+    missing = [key for key in ("task", "algo", "commit", "actor") if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    try:
+        actor = Actor.from_spec(payload["actor"]).eval()
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its actor: {exc!r}") from exc
     return actor, payload

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 import torch
 
-from rfo_ros.checkpoint import CheckpointError, load_checkpoint
+from rfo_ros.checkpoint import CheckpointError, load_actor
 from rfo_ros.envs import Task, make_task
 from rfo_ros.nets.actor import Actor
 from rfo_ros.runtime.graph import ExportModule
@@ -172,15 +172,7 @@ def prepare(
 
 def load_checkpoint_actor(checkpoint: str | os.PathLike) -> tuple[Actor, dict[str, Any]]:
     """The checkpoint's actor (eval mode) and payload, every problem a ``CheckpointError``."""
-    payload = load_checkpoint(checkpoint)
-    missing = [key for key in ("task", "algo", "commit", "actor") if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {checkpoint} lacks {', '.join(missing)}")
-    try:
-        actor = Actor.from_spec(payload["actor"]).eval()
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {checkpoint}: cannot rebuild its actor: {exc!r}") from exc
-    return actor, payload
+    return load_actor(checkpoint)
 
 
 # --- tracing and checks ------------------------------------------------------------------------------
