@@ -10,8 +10,12 @@ Measures, on one task's ``VecEnv`` (random actions in [-1, 1]):
 - ``fd_floor_ratio`` = (gradient rollout wall time per env step) / (floor / threads): 1.0 would mean
   the wrapper, Python, torch and the thread pool cost nothing beyond the C calls split perfectly.
 
-Every timing is the best of ``--repeats`` (the machine may be shared; the best run is the least
-disturbed one).
+Each repeat times a plain rollout, then a gradient rollout, then the floor on the states that gradient
+rollout visited (so a ratio's two halves see the same machine load). Reported: the best of
+``--repeats`` for each rate, the best repeat's ratio (and the median), and that repeat's ``parts_ms``
+(per rollout: forward and backward wall time, time inside ``mjd_transitionFD`` / ``mj_step`` summed
+over threads / threads, and the rest of the forward pass). Best-of, because the machine may be shared:
+the best run is the least disturbed one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mujoco
 import numpy as np
@@ -39,6 +44,8 @@ RESULT_KEYS = (
     "grad_steps_per_s",
     "floor_ms",
     "fd_floor_ratio",
+    "fd_floor_ratio_median",
+    "bare_threaded_ratio",
     "parts_ms",
     "repeats",
 )
@@ -88,29 +95,36 @@ def bench_sim(
     fd = fd or FDConfig()
     env = VecEnv(make_task(task_name), envs, seed=seed, threads=threads, fd=fd)
     rng = torch.Generator().manual_seed(seed)
+    env_steps, plain_times, pairs = envs * horizon, [], []
     try:
         _grad_rollout(env, horizon, rng)  # warm-up: thread pool, allocator, first contacts
-        plain = min(_plain_rollout(env, horizon, rng) for _ in range(repeats))
-        grad_runs = [_grad_rollout(env, horizon, rng) for _ in range(repeats)]
+        for _ in range(repeats):
+            plain_times.append(_plain_rollout(env, horizon, rng))
+            run = _grad_rollout(env, horizon, rng)
+            items = _bare_items(env, run.pop("visited"))
+            run["floor"] = _bare(env.sim.model, items, fd, threads=1)
+            run["bare_threaded"] = _bare(env.sim.model, items, fd, threads=env.sim.threads)
+            grad_per_step = (run["forward"] + run["backward"]) / env_steps
+            run["ratio"] = grad_per_step / (run["floor"] / env.sim.threads)
+            pairs.append(run)
     finally:
         env.close()
-    best = min(grad_runs, key=lambda r: r["forward"] + r["backward"])
-    floor = min(_floor(env, best["visited"], fd) for _ in range(repeats))
-    env_steps = envs * horizon
-    grad_time = best["forward"] + best["backward"]
-    threads_used = env.sim.threads
+    best = min(pairs, key=lambda r: r["ratio"])
     parts = {k: 1e3 * best[k] for k in ("forward", "backward", "sim_fd", "sim_step")}
     parts["forward_other"] = parts["forward"] - parts["sim_fd"] - parts["sim_step"]
     return {
         "task": task_name,
         "envs": envs,
         "horizon": horizon,
-        "threads": threads_used,
+        "threads": env.sim.threads,
         "fd": {"eps": fd.eps, "centered": fd.centered},
-        "plain_steps_per_s": env_steps / plain,
-        "grad_steps_per_s": env_steps / grad_time,
-        "floor_ms": 1e3 * floor,
-        "fd_floor_ratio": (grad_time / env_steps) / (floor / threads_used),
+        "plain_steps_per_s": env_steps / min(plain_times),
+        "grad_steps_per_s": max(env_steps / (r["forward"] + r["backward"]) for r in pairs),
+        "floor_ms": 1e3 * min(r["floor"] for r in pairs),
+        "fd_floor_ratio": best["ratio"],
+        "fd_floor_ratio_median": float(np.median([r["ratio"] for r in pairs])),
+        # The same C calls from bare threads, no wrapper: how much of the ratio is thread scaling.
+        "bare_threaded_ratio": best["bare_threaded"] / (best["floor"] / env.sim.threads),
         "parts_ms": {k: round(v, 3) for k, v in parts.items()},
         "repeats": repeats,
     }
@@ -156,25 +170,43 @@ def _grad_rollout(env: VecEnv, horizon: int, rng: torch.Generator) -> dict:
     }
 
 
-def _floor(env: VecEnv, visited: list[tuple[SimState, torch.Tensor, np.ndarray]], fd: FDConfig) -> float:
-    """Mean seconds of one bare ``mjd_transitionFD`` + ``mj_step`` on one thread over the visited states."""
-    m = env.sim.model
-    d = mujoco.MjData(m)
-    A = np.empty((env.sim.state_dim, env.sim.state_dim))
-    B = np.empty((env.sim.state_dim, m.nu))
-    elapsed, count = 0.0, 0
+def _bare_items(env: VecEnv, visited: list[tuple[SimState, torch.Tensor, np.ndarray]]) -> list[tuple]:
+    """The visited (qpos, qvel, act, ctrl, warm-start) of every env and step, as numpy rows."""
+    items = []
     for state, ctrl, warmstart in visited:
-        qpos, qvel, act, ctrl_np = state.qpos.numpy(), state.qvel.numpy(), state.act.numpy(), ctrl.numpy()
-        for i in range(env.num_envs):
-            d.qpos[:], d.qvel[:], d.ctrl[:], d.qacc_warmstart[:] = qpos[i], qvel[i], ctrl_np[i], warmstart[i]
-            if m.na:
-                d.act[:] = act[i]
+        rows = (state.qpos.numpy(), state.qvel.numpy(), state.act.numpy(), ctrl.numpy(), warmstart)
+        items += list(zip(*rows, strict=True))
+    return items
+
+
+def _bare(model: mujoco.MjModel, items: list[tuple], fd: FDConfig, threads: int) -> float:
+    """Wall seconds per item of bare ``mjd_transitionFD`` + ``mj_step`` calls over ``items``.
+
+    ``threads`` = 1: the floor, only the two C calls timed. ``threads`` > 1: plain Python threads, each
+    with its own ``MjData`` and a contiguous share of the items, no wrapper at all — what the machine's
+    thread scaling alone allows.
+    """
+    nx = 2 * model.nv + model.na
+    shares = np.array_split(np.arange(len(items)), threads)
+
+    def work(share: np.ndarray) -> float:
+        d = mujoco.MjData(model)
+        A, B = np.empty((nx, nx)), np.empty((nx, model.nu))
+        elapsed = 0.0
+        for k in share:
+            d.qpos[:], d.qvel[:], d.act[:], d.ctrl[:], d.qacc_warmstart[:] = items[k]
             t0 = time.perf_counter()
-            mujoco.mjd_transitionFD(m, d, fd.eps, fd.centered, A, B, None, None)
-            mujoco.mj_step(m, d)
+            mujoco.mjd_transitionFD(model, d, fd.eps, fd.centered, A, B, None, None)
+            mujoco.mj_step(model, d)
             elapsed += time.perf_counter() - t0
-            count += 1
-    return elapsed / count
+        return elapsed
+
+    if threads == 1:
+        return work(shares[0]) / len(items)
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(work, shares))
+        return (time.perf_counter() - t0) / len(items)
 
 
 def format_table(r: dict) -> str:
@@ -185,9 +217,10 @@ def format_table(r: dict) -> str:
         ("plain steps/s", f"{r['plain_steps_per_s']:,.0f}"),
         ("gradient steps/s", f"{r['grad_steps_per_s']:,.0f}  (forward + backward)"),
         ("floor (FD + step)", f"{r['floor_ms']:.3f} ms single-threaded, / {r['threads']} threads"),
-        ("fd_floor_ratio", f"{r['fd_floor_ratio']:.3f}"),
+        ("fd_floor_ratio", f"{r['fd_floor_ratio']:.3f}  (median {r['fd_floor_ratio_median']:.3f})"),
+        ("bare_threaded_ratio", f"{r['bare_threaded_ratio']:.3f}  (bare threads, no wrapper)"),
     ]
     rows += [(f"  {k} ms", f"{v:.2f}") for k, v in r["parts_ms"].items()]
     width = max(len(k) for k, _ in rows)
-    note = f"best of {r['repeats']} repeats; parts are per {r['envs']}x{r['horizon']} rollout"
+    note = f"best of {r['repeats']} repeats; parts: the best repeat's, per {r['envs']}x{r['horizon']} rollout"
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows) + f"\n({note})"
