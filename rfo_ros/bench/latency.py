@@ -1,0 +1,190 @@
+"""``python -m rfo_ros.bench latency [--json] [--model PATH]``: model and policy-node latency on this machine.
+
+- model: the bare ONNX Runtime call (``rfo_ros.runtime.measure_model_latency``) in this process;
+- node: through real ROS topics on loopback. The policy node runs in its own process (``python -m
+  rfo_ros.nodes.policy_node``, one control step per ``joint_states``, a plan on every one); a driver node
+  here publishes ``imu``, ``odom`` and then ``joint_states`` stamped with a sequence number at the control
+  rate and times, per message, publish -> receipt of the ``action_chunk`` carrying the same stamp. This
+  round trip (two transport hops included) is ``node_*``; the node's own view (rmw reception of
+  ``joint_states`` -> chunk published), read from its ``diagnostics``, is ``node_internal_*``.
+
+Default model: ``models/quadruped.onnx`` when it is a K=8, C=8 flow policy, else an untrained quadruped flow
+policy with K=8, C=8 (12 joints) exported to a temporary folder. Prints one JSON line with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: The targets the node is held to on a development CPU (issue: ROS node latency).
+GOAL_NODE_P99_MS = 2.0
+GOAL_OVERHEAD_P50_MS = 0.3
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="ONNX policy (default: models/quadruped.onnx if K=8, C=8)")
+    p.add_argument("--steps", type=int, default=8, help="flow steps K of the untrained default model")
+    p.add_argument("--chunk", type=int, default=8, help="chunk length C of the untrained default model")
+    p.add_argument("--provider", default="auto", choices=("auto", "cuda", "cpu"))
+    p.add_argument("--n", type=int, default=1000, help="node round trips measured (after --warmup)")
+    p.add_argument("--warmup", type=int, default=100, help="round trips discarded first")
+    p.add_argument("--model-n", type=int, default=2000, help="bare model calls measured")
+    p.add_argument("--rate-hz", type=float, default=0.0, help="state rate; 0 = the model's control rate")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="rfo_latency_") as tmp:
+        model, untrained = resolve_model(args.model, args.steps, args.chunk, Path(tmp))
+        result = {"model": str(model), "untrained": untrained}
+        result.update(model_latency(model, args.provider, args.model_n))
+        result.update(node_latency(model, args.provider, args.n, args.warmup, args.rate_hz))
+    result["node_overhead_p50_ms"] = result["node_p50_ms"] - result["model_p50_ms"]
+    result["goals"] = {
+        f"node_p99_ms<={GOAL_NODE_P99_MS}": result["node_p99_ms"] <= GOAL_NODE_P99_MS,
+        f"node_p50_ms-model_p50_ms<={GOAL_OVERHEAD_P50_MS}": result["node_overhead_p50_ms"]
+        <= GOAL_OVERHEAD_P50_MS,
+    }
+    result["cpu_load_1min"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(_rounded(result)))
+    else:
+        for key, value in _rounded(result).items():
+            print(f"{key:>28}  {value}")
+    return 0
+
+
+def _rounded(result: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+
+
+# --- the model under test ------------------------------------------------------------------------------
+def export_untrained_policy(
+    path: str | os.PathLike, task: str = "quadruped", flow_steps: int = 8, chunk: int = 8, seed: int = 0
+) -> Path:
+    """Export a randomly initialised flow actor for ``task`` (zero-noise) to ``path``; returns ``path``.
+
+    What a trained model looks like to the runtime (same graph, sizes, metadata), without training: for
+    latency benchmarks, plumbing tests and demos run before a trained model exists.
+    """
+    import torch
+
+    from rfo_ros.checkpoint import save_checkpoint
+    from rfo_ros.envs import make_task
+    from rfo_ros.export import export_onnx
+    from rfo_ros.nets.actor import Actor
+
+    path = Path(path)
+    env_task = make_task(task)
+    torch.manual_seed(seed)
+    kwargs = {
+        "obs_dim": env_task.obs_dim,
+        "action_dim": env_task.action_dim,
+        "chunk": chunk,
+        "steps": flow_steps,
+    }
+    actor = Actor("flow", kwargs)
+    checkpoint = path.with_suffix(".untrained.pt")
+    payload = {
+        "task": task,
+        "algo": "untrained",
+        "actor": actor.spec(),
+        "config": {"note": "randomly initialised actor, never trained"},
+        "commit": "untrained",
+        "iteration": 0,
+        "env_steps": 0,
+    }
+    save_checkpoint(checkpoint, payload)
+    try:
+        export_onnx(checkpoint, path, zero_noise=True, task=env_task)
+    finally:
+        checkpoint.unlink(missing_ok=True)
+    return path
+
+
+def resolve_model(model: str | None, steps: int, chunk: int, tmp: Path) -> tuple[Path, bool]:
+    """(model path, untrained?): ``model`` if given; else the shipped model if it has K=steps, C=chunk;
+    else an untrained export with those settings in ``tmp``."""
+    if model:
+        return Path(model), False
+    from rfo_ros.nodes.paths import resolve_model_path
+    from rfo_ros.runtime import ModelError, load_metadata
+
+    shipped = resolve_model_path(None)
+    if shipped.is_file():
+        try:
+            meta = load_metadata(shipped)
+            if (meta.flow_steps, meta.chunk) == (steps, chunk):
+                return shipped, False
+        except ModelError:
+            pass
+    return export_untrained_policy(
+        tmp / f"untrained_K{steps}_C{chunk}.onnx", flow_steps=steps, chunk=chunk
+    ), True
+
+
+# --- measurements --------------------------------------------------------------------------------------
+def model_latency(model: Path, provider: str, n: int) -> dict:
+    from rfo_ros.runtime import make_policy, measure_model_latency
+
+    policy = make_policy(model, backend="onnx", provider=provider)
+    stats = measure_model_latency(policy, n)
+    meta = policy.metadata
+    return {
+        "provider": policy.provider,
+        "flow_steps": meta.flow_steps,
+        "chunk": meta.chunk,
+        "action_dim": meta.action_dim,
+        "model_p50_ms": float(stats["p50_ms"]),
+        "model_p99_ms": float(stats["p99_ms"]),
+    }
+
+
+def node_latency(model: Path, provider: str, n: int, warmup: int, rate_hz: float) -> dict:
+    """Round trips joint_states -> action_chunk through a policy node running in its own process."""
+    from rfo_ros.nodes.latency_driver import LatencyDriver
+    from rfo_ros.nodes.spin import isolated_ros_env
+    from rfo_ros.runtime import load_metadata
+
+    rate = rate_hz or 1.0 / load_metadata(model).dt
+    env = isolated_ros_env()
+    os.environ.update(env)  # before this process's rclpy.init, and for the child
+    namespace = f"/rfo_latency_{os.getpid()}"
+    cmd = [
+        sys.executable, "-m", "rfo_ros.nodes.policy_node", "--ros-args", "-r", f"__ns:={namespace}",
+        "-p", f"model_path:={model}", "-p", f"provider:={provider}", "-p", "tick_source:=state",
+        "-p", "replan_every:=1", "-p", "publish_diagnostics_hz:=20.0", "-p", "watchdog_timeout_s:=1.0",
+        "--log-level", "warn",
+    ]  # fmt: skip
+    node = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2])
+    try:
+        with LatencyDriver(namespace) as driver:
+            driver.wait_for_policy(timeout_s=60.0, process=node)
+            round_trips, lost = driver.measure(n + warmup, rate)
+            internal = driver.last_diagnostics(timeout_s=2.0)
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+    ms = np.asarray(round_trips[warmup:]) * 1e3
+    p50, p99 = (float(v) for v in np.percentile(ms, [50, 99]))
+    return {
+        "node_p50_ms": p50,
+        "node_p99_ms": p99,
+        "node_max_ms": float(ms.max()),
+        "node_internal_p50_ms": internal.get("node_latency_p50_ms"),
+        "node_internal_p99_ms": internal.get("node_latency_p99_ms"),
+        "node_samples": int(ms.size),
+        "node_lost": lost,
+        "rate_hz": rate,
+    }

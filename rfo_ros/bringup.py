@@ -1,0 +1,245 @@
+"""``python -m rfo_ros.bringup quadruped``: the launch file's nodes, in one process, for pip-only machines.
+
+    python -m rfo_ros.bringup quadruped [--headless] [--duration 20] [--report] [--model PATH]
+                                        [--params config/quadruped.yaml] [--fast] [--strip out.png]
+
+Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_node`` with their
+``ros__parameters`` from the same YAML (loaded as ``--params-file``, exactly as ``launch_ros`` passes it) —
+on a two-thread ``MultiThreadedExecutor`` (each node keeps its own callback group, so the sim and the
+policy run concurrently), for ``--duration`` seconds of sim time. ``--fast`` runs the loop in lock-step as
+fast as the machine allows (sim ``real_time_factor: 0``, ``lockstep: true``; policy ``tick_source: state``);
+otherwise the sim runs in real time and the policy on its steady-clock timer, as on a robot.
+
+The control latency in the report is the policy node's own measurement (rmw reception of ``joint_states``
+-> ``action_chunk`` published) taken while it shares the process with the simulator, so it includes any
+wait for the interpreter the sim thread causes: a pessimistic figure. ``python -m rfo_ros.bench latency``
+measures the node alone in its own process.
+
+Discovery stays on this machine and in a random domain (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a
+random ``ROS_DOMAIN_ID``) unless those variables are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: headless offscreen rendering
+
+from rfo_ros.demo_report import DemoReport, save_image_strip  # noqa: E402
+from rfo_ros.nodes.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
+from rfo_ros.nodes.spin import isolated_ros_env  # noqa: E402
+
+ROBOTS = ("quadruped",)
+#: Parameters ``--fast`` sets on top of the YAML: an exact lock-step loop, no real-time pacing.
+FAST_OVERRIDES = {
+    "sim_node": {"real_time_factor": 0.0, "lockstep": True},
+    "policy_node": {"tick_source": "state"},
+}
+
+
+class BringupError(RuntimeError):
+    """The demo cannot start (missing model or parameter file, a node refused its configuration)."""
+
+
+def run_bringup(
+    robot: str = "quadruped",
+    duration: float = 20.0,
+    model: str | os.PathLike | None = None,
+    params: str | os.PathLike | None = None,
+    fast: bool = False,
+    strip: str | os.PathLike | None = None,
+    overrides: dict[str, dict] | None = None,
+    wall_timeout: float | None = None,
+) -> DemoReport:
+    """Run the sim + policy nodes for ``duration`` s of sim time and report what happened.
+
+    ``overrides``: extra parameters per node name (``{"policy_node": {...}, "sim_node": {...}}``), applied
+    over the YAML (and over ``--fast``). ``wall_timeout``: stop after this many wall seconds in any case
+    (the report then says it is incomplete); default generous.
+    """
+    if robot not in ROBOTS:
+        raise BringupError(f"unknown robot {robot!r}; known: {', '.join(ROBOTS)}")
+    params_file = package_file(params or DEFAULT_PARAMS)
+    if not params_file.is_file():
+        raise BringupError(f"parameter file not found: {params_file}")
+    node_overrides = _merge(FAST_OVERRIDES if fast else {}, overrides or {})
+    if model is not None:
+        node_overrides.setdefault("policy_node", {})["model_path"] = str(model)
+    node_overrides.setdefault("policy_node", {})["use_sim_time"] = True  # as the launch file with use_sim
+    os.environ.update(isolated_ros_env())
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import MultiThreadedExecutor
+
+    from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError
+    from rfo_ros.nodes.sim_node import SimNode
+
+    context = Context()
+    rclpy.init(context=context)
+    nodes = []
+    try:
+        try:
+            sim = SimNode(
+                context=context, cli_args=_ros_args(params_file, node_overrides.get("sim_node", {}))
+            )
+            nodes.append(sim)
+            policy = PolicyNode(
+                context=context, cli_args=_ros_args(params_file, node_overrides.get("policy_node", {}))
+            )
+            nodes.append(policy)
+        except (PolicyNodeError, ValueError, FileNotFoundError) as exc:
+            raise BringupError(str(exc)) from exc
+        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        for node in nodes:
+            executor.add_node(node)
+        complete, wall = _spin_until(
+            executor, sim, duration, wall_timeout or _default_wall_timeout(duration, sim)
+        )
+        stats, sim_report = policy.stats, sim.report()
+        meta = policy.metadata
+        report = DemoReport(
+            robot=robot,
+            model_path=str(policy.model_path),
+            task=meta.task,
+            flow_steps=meta.flow_steps,
+            chunk=meta.chunk,
+            provider=stats.provider,
+            mode="lock-step, as fast as possible" if fast else "real time, steady-clock control timer",
+            sim_time=sim_report.sim_time,
+            wall_time=wall,
+            distance_m=sim_report.distance_m,
+            forward_distance_m=sim_report.forward_distance_m,
+            mean_forward_speed=sim_report.mean_forward_speed,
+            command_vx=float(policy.params.default_cmd_vx),
+            falls=sim_report.falls,
+            control_latency=stats.node_latency,
+            model_latency=stats.model_latency,
+            plans=stats.plans,
+            control_steps=stats.ticks,
+            hold_steps=stats.hold_ticks,
+            dropped_messages=stats.dropped_total + sim.dropped,
+            complete=complete,
+            strip_path=str(save_image_strip(sim.model, sim.trajectory, strip)) if strip else None,
+            notes=_notes(meta, stats),
+        )
+    finally:
+        for node in reversed(nodes):  # the policy first: its hold command still reaches the sim
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    return report
+
+
+def _merge(*layers: dict[str, dict]) -> dict[str, dict]:
+    merged: dict[str, dict] = {}
+    for layer in layers:
+        for node, values in layer.items():
+            merged.setdefault(node, {}).update(values)
+    return merged
+
+
+def _ros_args(params_file: Path, overrides: dict) -> list[str]:
+    """``--ros-args --params-file YAML -p name:=value ...`` (what ``launch_ros`` builds for a Node)."""
+    args = ["--ros-args", "--params-file", str(params_file)]
+    for name, value in overrides.items():
+        args += ["-p", f"{name}:={_yaml_value(value)}"]
+    return args
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value) if not isinstance(value, str) else json.dumps(value)
+
+
+def _default_wall_timeout(duration: float, sim) -> float:
+    rtf = sim.params.real_time_factor
+    return 60.0 + (duration / rtf * 3.0 if rtf > 0 else duration * 20.0)
+
+
+def _spin_until(executor, sim, duration: float, wall_timeout: float) -> tuple[bool, float]:
+    """Spin in a background thread until ``duration`` s of sim time; (reached it?, wall seconds)."""
+    thread = threading.Thread(target=executor.spin, name="rfo_bringup_executor", daemon=True)
+    start = time.monotonic()
+    thread.start()
+    try:
+        while sim.sim_time < duration - 1e-9 and time.monotonic() - start < wall_timeout:
+            if not thread.is_alive():
+                raise BringupError("the executor stopped unexpectedly (see the log above)")
+            time.sleep(0.01)
+    finally:
+        wall = time.monotonic() - start
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+    return sim.sim_time >= duration - 1e-9, wall
+
+
+def _notes(meta, stats) -> list[str]:
+    notes = []
+    if meta.algo == "untrained":
+        notes.append("untrained policy: plumbing check only, expect no walking")
+    if "CUDA" not in stats.provider:
+        notes.append("CPU execution provider (no usable GPU on this machine)")
+    return notes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rfo_ros.bringup", description=__doc__.split("\n\n")[0])
+    p.add_argument("robot", choices=ROBOTS, help="which demo to bring up")
+    p.add_argument("--headless", action="store_true", help="no viewer (the only mode in this build)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of sim time (default 20)")
+    p.add_argument("--report", action="store_true", help="print the report when done")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.add_argument("--model", default=None, help="ONNX policy (default: the YAML's, models/quadruped.onnx)")
+    p.add_argument(
+        "--untrained", action="store_true", help="run a freshly exported untrained policy (plumbing check)"
+    )
+    p.add_argument("--params", default=None, help=f"ROS parameter YAML (default {DEFAULT_PARAMS})")
+    p.add_argument("--fast", action="store_true", help="lock-step, as fast as possible, instead of real time")
+    p.add_argument("--strip", default=None, help="save a PNG image strip of the rollout here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rfo_bringup`` console script; exit 0 when the run completed, 1 when it could not start or finish."""
+    args = build_parser().parse_args(argv)
+    if not args.headless:
+        print("rfo_bringup: no viewer in this build; running headless", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="rfo_bringup_") as tmp:
+        model = args.model
+        if args.untrained:
+            from rfo_ros.bench.latency import export_untrained_policy
+
+            model = export_untrained_policy(Path(tmp) / "untrained.onnx")
+        elif model is None and not resolve_model_path(None).is_file():
+            print(
+                f"rfo_bringup: error: no trained policy at {resolve_model_path(None)} yet; "
+                "pass --model PATH, or --untrained to check the plumbing with a random policy",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            report = run_bringup(args.robot, args.duration, model, args.params, args.fast, args.strip)
+        except BringupError as exc:
+            print(f"rfo_bringup: error: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    if args.report:
+        print(report.text())
+    return 0 if report.complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

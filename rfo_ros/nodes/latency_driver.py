@@ -1,0 +1,142 @@
+"""A driver node that feeds a policy node robot-like state and times its answers (``rfo_ros.bench.latency``).
+
+Per round trip it publishes ``imu``, ``odom`` and then ``joint_states`` stamped ``(sec=i, nanosec=1)`` and
+waits for the ``action_chunk`` whose header carries that stamp (the policy node stamps each chunk with
+the observation's stamp): publish -> receipt, measured in this process on one clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Imu, JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from rfo_ros.envs.legged_obs import DEFAULT_JOINT_POS, JOINT_NAMES
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class LatencyDriver:
+    """Context manager owning its own rclpy Context, a driver node in ``namespace`` and an executor."""
+
+    def __init__(
+        self,
+        namespace: str,
+        joint_names: Sequence[str] = JOINT_NAMES,
+        joint_positions: Sequence[float] = DEFAULT_JOINT_POS,
+    ) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("latency_driver", namespace=namespace, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        node = self.node
+        self._imu_pub = node.create_publisher(Imu, "imu", RELIABLE)
+        self._odom_pub = node.create_publisher(Odometry, "odom", RELIABLE)
+        self._joint_pub = node.create_publisher(JointState, "joint_states", RELIABLE)
+        node.create_subscription(JointTrajectory, "action_chunk", self._chunk_callback, RELIABLE)
+        node.create_subscription(DiagnosticArray, "diagnostics", self._diagnostics_callback, RELIABLE)
+        self._imu = Imu()
+        self._imu.orientation.w = 1.0
+        self._odom = Odometry()
+        self._joints = JointState(
+            name=list(joint_names),
+            position=[float(v) for v in joint_positions],
+            velocity=[0.0] * len(joint_names),
+        )
+        self._received: dict[tuple[int, int], float] = {}
+        self._diagnostics: dict[str, str] | None = None
+
+    def __enter__(self) -> LatencyDriver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    # --- callbacks ---------------------------------------------------------------------------------
+    def _chunk_callback(self, msg: JointTrajectory) -> None:
+        self._received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+
+    def _diagnostics_callback(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self._diagnostics = {kv.key: kv.value for kv in status.values}
+
+    # --- driving -----------------------------------------------------------------------------------
+    def send(self, seq: int) -> float:
+        """Publish one state stamped with ``seq``; the perf_counter time of the joint_states publish."""
+        stamp = Time(sec=seq, nanosec=1)
+        self._imu.header.stamp = self._odom.header.stamp = self._joints.header.stamp = stamp
+        self._imu_pub.publish(self._imu)
+        self._odom_pub.publish(self._odom)
+        sent = time.perf_counter()
+        self._joint_pub.publish(self._joints)
+        return sent
+
+    def wait_reply(self, seq: int, timeout_s: float) -> float | None:
+        """perf_counter time at which the chunk stamped ``seq`` arrived, or None after ``timeout_s``."""
+        key, deadline = (seq, 1), time.perf_counter() + timeout_s
+        while key not in self._received:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return None
+            self.executor.spin_once(timeout_sec=remaining)
+        return self._received.pop(key)
+
+    def wait_for_policy(self, timeout_s: float, process=None) -> None:
+        """Probe until the policy node answers (discovery done both ways); raises after ``timeout_s``."""
+        deadline, seq = time.monotonic() + timeout_s, 1_000_000_000
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"the policy node exited with status {process.returncode} before answering"
+                )
+            seq += 1
+            self.send(seq)
+            if self.wait_reply(seq, 0.2) is not None:
+                self._received.clear()
+                return
+        raise TimeoutError(
+            f"no action_chunk from a policy node in {self.node.get_namespace()} after {timeout_s} s"
+        )
+
+    def measure(self, count: int, rate_hz: float, timeout_s: float = 0.5) -> tuple[list[float], int]:
+        """``count`` round trips at ``rate_hz``: (round-trip seconds of the answered ones, number lost)."""
+        period, next_send = 1.0 / rate_hz, time.perf_counter()
+        round_trips, lost = [], 0
+        for seq in range(1, count + 1):
+            delay = next_send - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            next_send += period
+            sent = self.send(seq)
+            received = self.wait_reply(seq, timeout_s)
+            if received is None:
+                lost += 1
+            else:
+                round_trips.append(received - sent)
+        return round_trips, lost
+
+    def last_diagnostics(self, timeout_s: float) -> dict[str, float]:
+        """The numeric values of the next diagnostics message (an empty dict if none arrives)."""
+        self._diagnostics = None
+        deadline = time.monotonic() + timeout_s
+        while self._diagnostics is None and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+        values = {}
+        for key, value in (self._diagnostics or {}).items():
+            try:
+                values[key] = float(value)
+            except ValueError:
+                continue
+        return values

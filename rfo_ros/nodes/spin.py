@@ -1,0 +1,70 @@
+"""The ``main`` of every node: init without rclpy's signal handlers, spin, shut down cleanly.
+
+rclpy's own SIGINT handler shuts the context down before ``finally`` runs, which would make the policy
+node's hold-on-shutdown publish impossible; so SIGINT and SIGTERM become ``KeyboardInterrupt`` here and the
+node is destroyed (publishing its hold) while the context is still valid. Jazzy-compatible: ``rclpy.init``
++ ``try``/``finally`` + ``rclpy.try_shutdown``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Callable
+
+import rclpy
+import rclpy.executors
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+def run_node(
+    factory: Callable[[], Node], name: str, startup_errors: tuple[type[BaseException], ...], args=None
+) -> int:
+    """Build the node with ``factory`` and spin it; 1 (with a fatal log) if it raises ``startup_errors``."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    _interrupt_on_sigterm()
+    node = None
+    try:
+        node = factory()
+        executor = rclpy.executors.SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except startup_errors as exc:
+        rclpy.logging.get_logger(name).fatal(f"{name} cannot start: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (``ros2 launch`` escalation, ``kill``) like Ctrl-C."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals to the caller
+        pass
+
+
+def isolated_ros_env(environ=None) -> dict[str, str]:
+    """ROS discovery settings that keep a demo, test or benchmark to itself: a random ``ROS_DOMAIN_ID``
+    and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, except where ``environ`` (default os.environ) sets them.
+
+    Returns only the variables to set; apply them before ``rclpy.init`` (and pass them to child processes).
+    """
+    environ = os.environ if environ is None else environ
+    env = {}
+    if "ROS_DOMAIN_ID" not in environ:
+        env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))  # 0-101: safe with default ports
+    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in environ:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return env
