@@ -43,9 +43,9 @@ class PolicyConfig(_Section):
 class CriticConfig(_Section):
     hidden: tuple[int, ...] = (256, 256)
     lr: float = Field(1e-3, gt=0)
-    iterations: int = Field(8, ge=1, description="critic minibatch updates per training iteration")
+    iterations: int = Field(16, ge=1, description="critic minibatch updates per training iteration")
     minibatches: int = Field(4, ge=1)
-    target_tau: float = Field(0.2, gt=0, le=1, description="Polyak rate of the target critic")
+    target_tau: float = Field(0.8, gt=0, le=1, description="Polyak rate of the target critic (SHAC: 0.8)")
 
 
 class DiffConfig(_Section):
