@@ -104,8 +104,11 @@ class BatchedSim:
         if self._pool is None:
             return [fn(indices)]
         futures = [self._pool.submit(fn, indices) for _ in range(self.threads - 1)]
-        results = [fn(indices)]
-        return results + [future.result() for future in futures]
+        try:
+            mine = fn(indices)
+        finally:  # never leave a worker touching the MjData after returning, even on an error
+            theirs = [future.result() for future in futures]
+        return [mine, *theirs]
 
     def step(
         self,
