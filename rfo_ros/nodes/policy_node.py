@@ -277,7 +277,6 @@ class PolicyNode(Node):
 
     def _create_interfaces(self) -> None:
         sensor = qos_profile_sensor_data
-        self.create_subscription(JointState, "joint_states", self.joint_states_callback, sensor)
         self.create_subscription(Imu, "imu", self.imu_callback, sensor)
         self.create_subscription(Odometry, "odom", self.odom_callback, sensor)
         self.create_subscription(Twist, "cmd_vel", self.cmd_vel_callback, RELIABLE)
@@ -285,6 +284,9 @@ class PolicyNode(Node):
         if self.metadata.image is not None:
             self.image_topic = "camera/depth" if self.metadata.image.shape[0] == 1 else "camera/image_raw"
             self.create_subscription(Image, self.image_topic, self.image_callback, sensor)
+        # Created last on purpose: rclpy's executors serve ready subscriptions in creation order, so when
+        # imu/odom/image and joint_states (the trigger) are waiting together, the trigger sees the others.
+        self.create_subscription(JointState, "joint_states", self.joint_states_callback, sensor)
         self._chunk_pub = self.create_publisher(JointTrajectory, "action_chunk", RELIABLE)
         self._command_pub = self.create_publisher(Float64MultiArray, "joint_commands", RELIABLE)
         self._diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)

@@ -96,6 +96,26 @@ def set_vector3(v, xyz: Sequence[float]) -> None:
     v.x, v.y, v.z = (float(c) for c in xyz)
 
 
+def fill_imu(msg, stamp, frame_id: str, quat_wxyz, ang_vel_body, lin_acc=None) -> None:
+    """Fill a ``sensor_msgs/Imu``; without ``lin_acc`` the acceleration is marked unknown (REP 145)."""
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    set_quat_from_wxyz(msg.orientation, quat_wxyz)
+    set_vector3(msg.angular_velocity, ang_vel_body)
+    if lin_acc is None:
+        msg.linear_acceleration_covariance[0] = -1.0
+    else:
+        set_vector3(msg.linear_acceleration, lin_acc)
+
+
+def fill_odometry(msg, stamp, frame_id: str, child_frame_id: str, pos, quat_wxyz, lin_vel_body, ang_vel_body):
+    """Fill a ``nav_msgs/Odometry``: pose in ``frame_id``, twist in ``child_frame_id`` (the body, REP 105)."""
+    msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, frame_id, child_frame_id
+    set_vector3(msg.pose.pose.position, pos)
+    set_quat_from_wxyz(msg.pose.pose.orientation, quat_wxyz)
+    set_vector3(msg.twist.twist.linear, lin_vel_body)
+    set_vector3(msg.twist.twist.angular, ang_vel_body)
+
+
 def stamp_from_seconds(seconds: float) -> Time:
     sec = int(np.floor(seconds))
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)

@@ -44,10 +44,10 @@ from rfo_ros.envs.depth import DepthCamera  # noqa: E402
 from rfo_ros.envs.legged_obs import projected_gravity, quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.params import Param, declare_params  # noqa: E402
 from rfo_ros.nodes.ros_conversions import (  # noqa: E402
+    fill_imu,
+    fill_odometry,
     float_field_view,
     seconds_from_stamp,
-    set_quat_from_wxyz,
-    set_vector3,
     stamp_from_seconds,
 )
 from rfo_ros.nodes.spin import run_node  # noqa: E402
@@ -379,21 +379,11 @@ class SimNode(Node):
         quat = d.qpos[qa + 3 : qa + 7]
         ang_vel = d.qvel[va + 3 : va + 6]  # a free joint's angular velocity is in the body frame
         lin_vel = quat_rotate_inverse(quat, d.qvel[va : va + 3])  # world -> body
-        imu = Imu()
-        imu.header.stamp, imu.header.frame_id = stamp, p.base_frame
-        set_quat_from_wxyz(imu.orientation, quat)
-        set_vector3(imu.angular_velocity, ang_vel)
-        if self._accel is not None:
-            set_vector3(imu.linear_acceleration, d.sensordata[self._accel : self._accel + 3])
-        else:
-            imu.linear_acceleration_covariance[0] = -1.0  # REP 145: not provided
+        accel = None if self._accel is None else d.sensordata[self._accel : self._accel + 3]
+        imu, odom = Imu(), Odometry()
+        fill_imu(imu, stamp, p.base_frame, quat, ang_vel, accel)
+        fill_odometry(odom, stamp, p.odom_frame, p.base_frame, d.qpos[qa : qa + 3], quat, lin_vel, ang_vel)
         self._imu_pub.publish(imu)
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, p.odom_frame, p.base_frame
-        set_vector3(odom.pose.pose.position, d.qpos[qa : qa + 3])
-        set_quat_from_wxyz(odom.pose.pose.orientation, quat)
-        set_vector3(odom.twist.twist.linear, lin_vel)
-        set_vector3(odom.twist.twist.angular, ang_vel)
         self._odom_pub.publish(odom)
 
     def _publish_images(self, stamp) -> None:

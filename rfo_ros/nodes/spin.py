@@ -24,7 +24,7 @@ def run_node(
 ) -> int:
     """Build the node with ``factory`` and spin it; 1 (with a fatal log) if it raises ``startup_errors``."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    _interrupt_on_sigterm()
+    previous_sigterm = _interrupt_on_sigterm()
     node = None
     try:
         node = factory()
@@ -40,19 +40,21 @@ def run_node(
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     return 0
 
 
-def _interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (``ros2 launch`` escalation, ``kill``) like Ctrl-C."""
+def _interrupt_on_sigterm():
+    """Treat SIGTERM (``ros2 launch`` escalation, ``kill``) like Ctrl-C; returns the previous handler."""
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals to the caller
-        pass
+        return None
 
 
 def isolated_ros_env(environ=None) -> dict[str, str]:

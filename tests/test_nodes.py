@@ -1,0 +1,316 @@
+"""The policy node over real rclpy topics (loopback, own Context per test, unique namespaces, timeouts).
+
+The model is an untrained quadruped flow policy exported once for this module (K=2, C=4): the node's
+contract does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rfo_ros.nodes.spin import isolated_ros_env
+
+os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: stay on this machine
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Imu, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
+from rfo_ros.envs import make_task  # noqa: E402
+from rfo_ros.envs.legged_obs import DEFAULT_JOINT_POS, JOINT_NAMES  # noqa: E402
+from rfo_ros.nodes import policy_node  # noqa: E402
+from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
+from rfo_ros.nodes.ros_conversions import stamp_from_seconds  # noqa: E402
+from rfo_ros.nodes.testing import NodeHarness, state_messages  # noqa: E402
+from rfo_ros.runtime import load_metadata, make_policy  # noqa: E402
+from rfo_ros.sim.autograd import SimState  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+K, C = 2, 4
+TIMEOUT = 10.0  # seconds any single wait may take on a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return export_untrained_policy(
+        tmp_path_factory.mktemp("policy") / "untrained.onnx", flow_steps=K, chunk=C
+    )
+
+
+@pytest.fixture
+def harness():
+    with NodeHarness() as h:
+        yield h
+
+
+def make_node(h: NodeHarness, model_path, **params) -> PolicyNode:
+    params = {"model_path": str(model_path), "provider": "cpu", "publish_diagnostics_hz": 0.0, **params}
+    overrides = [Parameter(name, value=value) for name, value in params.items()]
+    return h.add(PolicyNode(**h.node_kwargs(parameter_overrides=overrides)))
+
+
+def standing_state(seed: int = 0):
+    """A generic free-base state: tilted, moving, joints off the default pose (qpos 19, qvel 18)."""
+    rng = np.random.default_rng(seed)
+    quat = np.array([0.97, 0.1, -0.15, 0.12])
+    qpos = np.concatenate(
+        [
+            [0.3, -0.2, 0.28],
+            quat / np.linalg.norm(quat),
+            np.array(DEFAULT_JOINT_POS) + rng.uniform(-0.2, 0.2, 12),
+        ]
+    )
+    qvel = rng.uniform(-0.5, 0.5, 18)
+    return qpos, qvel
+
+
+def send_state(h: NodeHarness, qpos, qvel, stamp_s: float = 0.0, names=JOINT_NAMES):
+    """imu, odom, then joint_states (the trigger) for one state, with every publisher matched first."""
+    imu, odom, joints = state_messages(qpos, qvel, names, stamp_s)
+    h.connect((Imu, "imu"), (Odometry, "odom"), (JointState, "joint_states"))
+    h.publish("imu", imu)
+    h.publish("odom", odom)
+    h.publish("joint_states", joints)
+
+
+# --- observation and action chunk contract ----------------------------------------------------------------
+def test_observation_is_the_tasks_observation(harness, model_path):
+    """ROS messages built from (qpos, qvel) give the node exactly the vector QuadrupedWalk.observe gives."""
+    node = make_node(harness, model_path, tick_source="state", default_cmd_vx=0.7, default_cmd_yaw_rate=0.2)
+    qpos, qvel = standing_state()
+    send_state(harness, qpos, qvel)
+    assert harness.spin_until(lambda: node.stats.plans == 1, TIMEOUT)
+    task = make_task("quadruped")
+    task.fixed_command = (0.7, 0.0, 0.2)
+    state = SimState(
+        torch.from_numpy(qpos)[None], torch.from_numpy(qvel)[None], torch.zeros(1, 0, dtype=torch.float64)
+    )
+    # The plan used last_action = 0; the node has since executed one step, so compare with zero last action.
+    node._last_action[:] = 0.0
+    expected = task.observe(state, torch.zeros(1, 12, dtype=torch.float64))[0].numpy()
+    np.testing.assert_allclose(node._observation(), expected, rtol=0, atol=1e-9)
+
+
+def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(harness, model_path):
+    node = make_node(harness, model_path, tick_source="state")
+    chunks = harness.record(JointTrajectory, "action_chunk")
+    meta = load_metadata(model_path)
+    qpos, qvel = standing_state(1)
+    send_state(harness, qpos, qvel, stamp_s=42.25)
+    assert harness.spin_until(lambda: chunks, TIMEOUT)
+    chunk = chunks[0]
+    assert (chunk.header.stamp.sec, chunk.header.stamp.nanosec) == (42, 250_000_000)
+    assert list(chunk.joint_names) == list(meta.joint_names) == list(JOINT_NAMES)
+    assert len(chunk.points) == C == meta.chunk
+    for k, point in enumerate(chunk.points):
+        t = point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
+        assert t == pytest.approx(k * meta.dt, abs=1e-9)
+        assert len(point.positions) == meta.action_dim
+    positions = np.array([p.positions for p in chunk.points])
+    assert (positions >= meta.action_low - 1e-12).all() and (positions <= meta.action_high + 1e-12).all()
+    node._last_action[:] = 0.0  # the plan was made before the first step was executed
+    expected = make_policy(model_path, provider="cpu").infer(node._observation())
+    np.testing.assert_allclose(positions, expected, atol=1e-6)
+
+
+# --- input validation --------------------------------------------------------------------------------------
+def test_malformed_joint_states_are_dropped_and_counted(harness, model_path):
+    node = make_node(harness, model_path, tick_source="state")
+    chunks = harness.record(JointTrajectory, "action_chunk")
+    qpos, qvel = standing_state()
+    imu, odom, good = state_messages(qpos, qvel, JOINT_NAMES)
+    harness.connect((Imu, "imu"), (Odometry, "odom"), (JointState, "joint_states"))
+    harness.publish("imu", imu)
+    harness.publish("odom", odom)
+    wrong_names = JointState(
+        name=[f"joint_{i}" for i in range(12)], position=list(good.position), velocity=list(good.velocity)
+    )
+    short = JointState(
+        name=list(JOINT_NAMES), position=list(good.position)[:11], velocity=list(good.velocity)
+    )
+    no_velocity = JointState(name=list(JOINT_NAMES), position=list(good.position))
+    for msg in (wrong_names, short, no_velocity):
+        harness.publish("joint_states", msg)
+    assert harness.spin_until(lambda: node.stats.dropped.get("joint_states/malformed", 0) == 3, TIMEOUT)
+    harness.spin_for(0.1)
+    assert not chunks and node.stats.plans == 0
+    # A well-formed message (extra joints and another order are fine) is still used afterwards.
+    order = list(reversed(range(12)))
+    shuffled = JointState(
+        name=["gripper"] + [JOINT_NAMES[i] for i in order],
+        position=[0.0] + [good.position[i] for i in order],
+        velocity=[0.0] + [good.velocity[i] for i in order],
+    )
+    harness.publish("imu", imu)  # fresh again: the watchdog has seen no usable state for a while
+    harness.publish("odom", odom)
+    harness.publish("joint_states", shuffled)
+    assert harness.spin_until(lambda: chunks, TIMEOUT)
+    np.testing.assert_allclose(node._in.joint_pos, qpos[7:])
+
+
+def test_nonfinite_inputs_are_dropped_and_counted(harness, model_path):
+    node = make_node(harness, model_path, tick_source="state")
+    qpos, qvel = standing_state()
+    imu, odom, joints = state_messages(qpos, qvel, JOINT_NAMES)
+    nan_joints = JointState(
+        name=list(JOINT_NAMES),
+        position=[float("nan")] + list(joints.position[1:]),
+        velocity=list(joints.velocity),
+    )
+    inf_joints = JointState(
+        name=list(JOINT_NAMES), position=list(joints.position), velocity=[float("inf")] * 12
+    )
+    nan_imu = Imu()
+    nan_imu.orientation.w = float("nan")
+    bad_cmd = Twist()
+    bad_cmd.linear.x = float("inf")
+    harness.publish("joint_states", nan_joints)
+    harness.publish("joint_states", inf_joints)
+    harness.publish("imu", nan_imu)
+    harness.publish("cmd_vel", bad_cmd)
+    expected = {"joint_states/nonfinite": 2, "imu/nonfinite": 1, "cmd_vel/nonfinite": 1}
+    assert harness.spin_until(lambda: node.stats.dropped == expected, TIMEOUT), node.stats.dropped
+    assert node.stats.plans == 0
+    assert np.isfinite(node._in.joint_pos).all() and node._in.command[0] == node.params.default_cmd_vx
+
+
+# --- safety on the output ---------------------------------------------------------------------------------
+def test_joint_commands_are_clamped_rate_limited_and_in_robot_order(harness, model_path):
+    robot_order = list(reversed(JOINT_NAMES))
+    node = make_node(
+        harness, model_path, tick_source="state", max_joint_step=0.02, robot_joint_names=robot_order
+    )
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    meta = load_metadata(model_path)
+    qpos, qvel = standing_state()
+    qpos[7 + 3] = 3.0  # FL_hip_joint measured far outside its range (±0.863): commands must stay inside
+    for i in range(12):
+        send_state(harness, qpos, qvel, stamp_s=0.01 * i)
+        assert harness.spin_until(lambda i=i: len(commands) == i + 1, TIMEOUT)
+    low, high = meta.action_low[::-1], meta.action_high[::-1]  # robot order = reversed model order
+    values = np.array([c.data for c in commands])
+    assert (values >= low - 1e-12).all() and (values <= high + 1e-12).all()
+    measured = np.clip(qpos[7:][::-1], low, high)
+    steps = np.abs(np.diff(np.vstack([measured, values]), axis=0))
+    assert steps.max() <= 0.02 + 1e-9
+    assert node.stats.rate_limited_steps > 0
+    np.testing.assert_allclose(node.last_command, values[-1])
+
+
+def test_stale_state_holds_the_last_command_within_the_watchdog_timeout(harness, model_path):
+    timeout = 0.15
+    node = make_node(harness, model_path, watchdog_timeout_s=timeout, control_rate_hz=100.0)
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    qpos, qvel = standing_state()
+    for i in range(20):  # ~0.2 s of fresh state at ~100 Hz, then the publisher stops
+        send_state(harness, qpos, qvel, stamp_s=0.01 * i)
+        harness.spin_for(0.01)
+    last_state = time.monotonic()
+    assert node.stats.ticks > 0 and node.stats.hold_ticks == 0, node.stats
+    assert harness.spin_until(lambda: node.stats.hold_ticks > 0, TIMEOUT)
+    assert time.monotonic() - last_state <= timeout + 0.25  # one watchdog timeout plus scheduling slack
+    assert node.stats.watchdog == "stale"
+    n = len(commands)
+    assert harness.spin_until(lambda: len(commands) >= n + 5, TIMEOUT)
+    held = np.array([c.data for c in commands[n - 1 :]])
+    assert (held == held[0]).all()  # the last command before the hold, repeated
+    np.testing.assert_array_equal(held[0], node.last_command)
+    diag = node.diagnostics_message().status[0]
+    assert {kv.key: kv.value for kv in diag.values}["watchdog"] == "stale"
+    plans = node.stats.plans  # fresh state again: the node plans again
+    send_state(harness, qpos, qvel, stamp_s=1.0)
+    assert harness.spin_until(lambda: node.stats.plans > plans, TIMEOUT)
+
+
+def test_hold_without_any_command_is_the_default_pose(harness, model_path):
+    node = make_node(harness, model_path, watchdog_timeout_s=0.1)
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    joints = JointState(name=list(JOINT_NAMES), position=list(DEFAULT_JOINT_POS), velocity=[0.0] * 12)
+    harness.publish("joint_states", joints)  # no imu: never fresh, so never planned
+    assert harness.spin_until(lambda: len(commands) >= 3, TIMEOUT)
+    assert node.stats.plans == 0 and node.stats.watchdog == "stale"
+    np.testing.assert_allclose(commands[-1].data, DEFAULT_JOINT_POS)
+
+
+def test_shutdown_publishes_the_hold_command(harness, model_path):
+    node = make_node(harness, model_path, tick_source="state")
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    qpos, qvel = standing_state()
+    send_state(harness, qpos, qvel)
+    assert harness.spin_until(lambda: len(commands) == 1, TIMEOUT)
+    last = node.last_command
+    harness.remove(node)
+    node.destroy_node()
+    assert harness.spin_until(lambda: len(commands) == 2, TIMEOUT)
+    np.testing.assert_array_equal(commands[1].data, last)
+
+
+def test_diagnostics_report_latency_provider_watchdog_and_drops(harness, model_path):
+    node = make_node(harness, model_path, tick_source="state", publish_diagnostics_hz=20.0)
+    diagnostics = harness.record(DiagnosticArray, "diagnostics")
+    qpos, qvel = standing_state()
+    harness.publish("joint_states", JointState(name=["nope"], position=[0.0], velocity=[0.0]))
+    send_state(harness, qpos, qvel)
+    assert harness.spin_until(lambda: node.stats.plans == 1 and node.stats.dropped_total == 1, TIMEOUT)
+    n = len(diagnostics)
+    assert harness.spin_until(lambda: len(diagnostics) > n, TIMEOUT)
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    assert values["provider"] == "CPUExecutionProvider" == node.stats.provider
+    assert values["watchdog"] in ("ok", "stale")
+    assert values["dropped/joint_states/malformed"] == "1"
+    for key in ("model_latency_p50_ms", "model_latency_p99_ms", "node_latency_p50_ms", "node_latency_p99_ms"):
+        assert float(values[key]) > 0
+    stats = node.stats
+    assert stats.model_latency.count == stats.node_latency.count == 1
+    assert stats.node_latency.p50_ms >= stats.model_latency.p50_ms
+
+
+# --- refusing to start -------------------------------------------------------------------------------------
+def test_missing_model_is_refused_with_a_clear_error(harness, tmp_path):
+    with pytest.raises(PolicyNodeError, match="policy model not found: .*missing.onnx"):
+        make_node(harness, tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_model_is_refused_with_a_clear_error(harness, model_path, tmp_path, damage):
+    bad = tmp_path / f"{damage}.onnx"
+    good = model_path.read_bytes()
+    bad.write_bytes(b"this is not an onnx model" if damage == "garbage" else good[: len(good) // 2])
+    with pytest.raises(
+        PolicyNodeError, match=f"cannot load policy model .*{damage}.onnx.*(corrupt|truncated)"
+    ):
+        make_node(harness, bad)
+
+
+def test_model_for_other_joints_is_refused_with_a_clear_error(harness, model_path):
+    renamed = ["FR_hip"] + list(JOINT_NAMES[1:])
+    with pytest.raises(PolicyNodeError, match="missing on the robot: \\['FR_hip_joint'\\]"):
+        make_node(harness, model_path, robot_joint_names=renamed)
+    with pytest.raises(PolicyNodeError, match="\\['tail_joint'\\] are not commanded"):
+        make_node(harness, model_path, robot_joint_names=list(JOINT_NAMES) + ["tail_joint"])
+
+
+def test_bad_parameters_are_refused(harness, model_path):
+    with pytest.raises(PolicyNodeError, match="tick_source='clock'"):
+        make_node(harness, model_path, tick_source="clock")
+    with pytest.raises(PolicyNodeError, match="replan_every=9 exceeds"):
+        make_node(harness, model_path, replan_every=9)
+
+
+def test_main_exits_nonzero_when_the_model_is_missing(tmp_path):
+    args = ["--ros-args", "-p", f"model_path:={tmp_path / 'missing.onnx'}", "-r", "__ns:=/test_main_missing"]
+    assert policy_node.main(args) == 1
+
+
+def test_stamp_conversion_round_trips():
+    stamp = stamp_from_seconds(12.000000001)
+    assert (stamp.sec, stamp.nanosec) == (12, 1)
