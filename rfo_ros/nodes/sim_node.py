@@ -240,7 +240,13 @@ class SimNode(Node):
         if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, p.camera_name) < 0:
             raise ValueError(f"world {p.world} has no camera {p.camera_name!r}")
         if p.publish_camera:
-            self._renderer = mujoco.Renderer(m, p.camera_height, p.camera_width)
+            try:
+                self._renderer = mujoco.Renderer(m, p.camera_height, p.camera_width)
+            except Exception as exc:  # MuJoCo picks its GL backend when first imported
+                raise ValueError(
+                    f"publish_camera: offscreen rendering failed ({exc}); "
+                    "start the process with MUJOCO_GL=egl (or osmesa)"
+                ) from exc
             self._image_pub = self.create_publisher(Image, "camera/image_raw", RELIABLE)
         if p.publish_depth:
             self._depth_camera = DepthCamera(

@@ -1,0 +1,96 @@
+"""End to end: ``rfo_ros.bringup`` runs the sim and policy nodes from config/quadruped.yaml and reports.
+
+With an untrained policy the robot does not walk, but every report field must be there and sane. The
+closed-loop walking test needs the trained models/quadruped.onnx and is skipped only while it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from rfo_ros.nodes.spin import isolated_ros_env
+
+os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: stay on this machine
+
+import pytest  # noqa: E402
+
+from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
+from rfo_ros.bringup import main, run_bringup  # noqa: E402
+from rfo_ros.demo_report import DemoReport  # noqa: E402
+from rfo_ros.nodes.paths import resolve_model_path  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+REPO = Path(__file__).resolve().parents[1]
+TRAINED_MODEL = resolve_model_path(None)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return export_untrained_policy(
+        tmp_path_factory.mktemp("policy") / "untrained.onnx", flow_steps=4, chunk=4
+    )
+
+
+def check_report(report: DemoReport, duration: float) -> None:
+    assert report.complete and report.sim_time >= duration - 1e-9
+    for name in ("distance_m", "forward_distance_m", "mean_forward_speed", "wall_time"):
+        assert math.isfinite(getattr(report, name)), name
+    assert report.distance_m >= abs(report.forward_distance_m) - 1e-9
+    assert report.mean_forward_speed == pytest.approx(report.forward_distance_m / report.sim_time)
+    assert isinstance(report.falls, int) and report.falls >= 0
+    assert report.provider == "CPUExecutionProvider"
+    assert report.plans > 0 and report.control_steps >= report.plans
+    assert report.control_latency.count == report.plans == report.model_latency.count
+    assert 0 < report.model_latency.p50_ms <= report.control_latency.p50_ms
+    assert report.control_latency.p50_ms <= report.control_latency.p99_ms
+    text = report.text()
+    for label in ("distance walked", "falls", "mean forward speed", "control latency", "execution provider"):
+        assert label in text
+    assert set(report.as_dict()) == {f.name for f in fields(DemoReport)}
+
+
+def test_real_time_bringup_reports_every_field(model_path):
+    report = run_bringup("quadruped", duration=2.0, model=model_path)
+    check_report(report, 2.0)
+    assert report.mode.startswith("real time")
+    assert report.wall_time >= 2.0 * 0.9  # paced by the wall clock
+
+
+def test_lockstep_bringup_steps_once_per_command(model_path):
+    report = run_bringup("quadruped", duration=2.0, model=model_path, fast=True)
+    check_report(report, 2.0)
+    assert report.hold_steps == 0 and report.dropped_messages == 0
+    assert report.control_steps == pytest.approx(report.sim_time / 0.01, abs=2)  # one command per state
+
+
+def test_cli_prints_json_and_report_and_saves_a_strip(tmp_path):
+    strip = tmp_path / "strip.png"
+    cmd = [sys.executable, "-m", "rfo_ros.bringup", "quadruped", "--headless", "--duration", "1", "--fast"]
+    cmd += ["--untrained", "--json", "--report", "--strip", str(strip)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    data = json.loads(lines[0])
+    assert data["complete"] and data["sim_time"] >= 1.0 and data["provider"] == "CPUExecutionProvider"
+    assert "untrained policy" in " ".join(data["notes"])
+    assert any(line.strip().startswith("falls") for line in lines[1:])
+    assert strip.is_file() and strip.stat().st_size > 1000
+
+
+def test_missing_model_fails_cleanly(tmp_path, capsys):
+    assert main(["quadruped", "--headless", "--duration", "1", "--model", str(tmp_path / "none.onnx")]) == 1
+    assert "policy model not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not TRAINED_MODEL.is_file(), reason=f"no trained policy at {TRAINED_MODEL} yet")
+def test_trained_policy_walks_forward_without_falling():
+    duration = 10.0
+    report = run_bringup("quadruped", duration=duration, fast=True)
+    assert report.complete and report.falls == 0, report.text()
+    assert report.forward_distance_m > 0.5 * duration * 0.8, report.text()

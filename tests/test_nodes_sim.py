@@ -1,0 +1,239 @@
+"""The sim node over real rclpy topics, alone and closing the loop with the policy node.
+
+Most tests run the sim in lock-step with nobody commanding it, so it does not move on its own, and step it
+by hand with ``SimNode.step_period``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rfo_ros.nodes.spin import isolated_ros_env
+
+os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: stay on this machine
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Image, Imu, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+
+from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
+from rfo_ros.envs import make_task  # noqa: E402
+from rfo_ros.envs.legged_obs import JOINT_NAMES, quat_rotate_inverse  # noqa: E402
+from rfo_ros.envs.quadruped import QuadrupedWalk  # noqa: E402
+from rfo_ros.nodes.policy_node import PolicyNode  # noqa: E402
+from rfo_ros.nodes.ros_conversions import image_to_array, stamp_from_seconds  # noqa: E402
+from rfo_ros.nodes.sim_node import SimNode  # noqa: E402
+from rfo_ros.nodes.testing import NodeHarness  # noqa: E402
+from rfo_ros.sim.autograd import SimState  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return export_untrained_policy(
+        tmp_path_factory.mktemp("policy") / "untrained.onnx", flow_steps=2, chunk=4
+    )
+
+
+@pytest.fixture
+def harness():
+    with NodeHarness() as h:
+        yield h
+
+
+def make_sim(h: NodeHarness, **params) -> SimNode:
+    params = {"real_time_factor": 0.0, "lockstep": True, "lockstep_timeout_s": 60.0, **params}
+    return h.add(
+        SimNode(**h.node_kwargs(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+    )
+
+
+def sim_state(sim: SimNode) -> SimState:
+    d = sim.data
+    return SimState(
+        torch.from_numpy(d.qpos.copy())[None],
+        torch.from_numpy(d.qvel.copy())[None],
+        torch.zeros(1, 0, dtype=torch.float64),
+    )
+
+
+def test_state_messages_match_the_simulator(harness):
+    sim = make_sim(harness)
+    topics = {"joint_states": JointState, "imu": Imu, "odom": Odometry, "/clock": Clock}
+    received = {topic: harness.record(msg_type, topic) for topic, msg_type in topics.items()}
+    publishers = (sim._joint_pub, sim._imu_pub, sim._odom_pub, sim._clock_pub)
+    assert harness.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), TIMEOUT)
+    sim.data.qvel[:6] = [0.3, -0.2, 0.1, 0.5, -0.4, 0.3]  # move the trunk so that frames matter
+    for _ in range(5):
+        sim.step_period()
+    sim.step_period()
+    d, now = sim.data, stamp_from_seconds(sim.sim_time)
+
+    def latest(topic):
+        msgs = [m for m in received[topic] if (m.clock if topic == "/clock" else m.header.stamp) == now]
+        return msgs[-1] if msgs else None
+
+    assert harness.spin_until(lambda: all(latest(t) is not None for t in topics), TIMEOUT)
+    joints, imu, odom, clock = (latest(t) for t in topics)
+    assert list(joints.name) == list(JOINT_NAMES) == sim.joint_names
+    np.testing.assert_allclose(joints.position, d.qpos[7:])
+    np.testing.assert_allclose(joints.velocity, d.qvel[6:])
+    q = imu.orientation
+    np.testing.assert_allclose([q.w, q.x, q.y, q.z], d.qpos[3:7])  # ROS x,y,z,w <- MuJoCo w,x,y,z
+    w = imu.angular_velocity
+    np.testing.assert_allclose([w.x, w.y, w.z], d.qvel[3:6])  # body frame, as MuJoCo's free joint
+    v = odom.twist.twist.linear
+    np.testing.assert_allclose([v.x, v.y, v.z], quat_rotate_inverse(d.qpos[3:7], d.qvel[0:3]))
+    assert odom.child_frame_id == "base" and odom.header.frame_id == "odom"
+    stamp = joints.header.stamp
+    assert stamp == imu.header.stamp == odom.header.stamp == clock.clock
+    assert stamp.sec + stamp.nanosec * 1e-9 == pytest.approx(d.time)
+
+
+def test_policy_node_sees_the_tasks_observation_of_the_simulated_state(harness, model_path):
+    """sim node -> ROS messages -> policy node gives QuadrupedWalk.observe of the sim's state."""
+    sim = make_sim(harness)
+    policy = harness.add(
+        PolicyNode(
+            **harness.node_kwargs(
+                parameter_overrides=[
+                    Parameter("model_path", value=str(model_path)),
+                    Parameter("provider", value="cpu"),
+                    Parameter("tick_source", value="state"),
+                    Parameter("publish_diagnostics_hz", value=0.0),
+                ]
+            )
+        )
+    )
+    # Lock-step loop: each state -> one command -> one step. Stop right after the policy's 25th step,
+    # before the sim has stepped on, so both hold the same state.
+    assert harness.spin_until(lambda: policy.stats.ticks >= 25, TIMEOUT)
+    task = make_task("quadruped")
+    task.fixed_command = tuple(policy._in.command)
+    expected = task.observe(sim_state(sim), torch.from_numpy(policy._last_action)[None])[0].numpy()
+    np.testing.assert_allclose(policy._observation(), expected, atol=1e-9)
+    assert sim.commands_received >= 24 and sim.lockstep_timeouts == 0
+
+
+def test_lockstep_waits_for_one_command_per_step(harness):
+    sim = make_sim(harness, lockstep_timeout_s=60.0)
+    harness.spin_for(0.2)
+    assert sim.sim_time == 0.0  # nobody commands it: it offers the first state again and waits
+    command = Float64MultiArray(data=list(sim.data.ctrl))
+    for i in range(1, 4):
+        harness.publish("joint_commands", command)
+        assert harness.spin_until(lambda i=i: sim.steps == i * sim.substeps, TIMEOUT)
+    harness.spin_for(0.1)
+    assert sim.steps == 3 * sim.substeps and sim.sim_time == pytest.approx(3 * sim.state_period)
+
+
+def test_real_time_factor_paces_the_simulation(harness):
+    sim = make_sim(harness, real_time_factor=1.0, lockstep=False)
+    start = time.monotonic()
+    harness.spin_for(0.5)
+    wall = time.monotonic() - start
+    assert 0.0 < sim.sim_time <= wall + 2 * sim.state_period  # never ahead of the wall clock
+
+
+def test_joint_commands_set_ctrl_and_bad_ones_are_dropped(harness):
+    sim = make_sim(harness)
+    target = np.array(sim.data.ctrl) + 0.1
+    harness.publish("joint_commands", Float64MultiArray(data=list(target)))
+    assert harness.spin_until(lambda: sim.commands_received == 1, TIMEOUT)
+    np.testing.assert_allclose(sim.data.ctrl, target)
+    harness.publish("joint_commands", Float64MultiArray(data=[0.0] * 11))
+    harness.publish("joint_commands", Float64MultiArray(data=[float("nan")] * 12))
+    assert harness.spin_until(lambda: sim.dropped == 2, TIMEOUT)
+    np.testing.assert_allclose(sim.data.ctrl, target)
+
+
+def test_action_chunk_points_execute_at_their_times(harness):
+    sim = make_sim(harness, command_source="action_chunk")
+    chunk = JointTrajectory(joint_names=list(reversed(sim.actuator_joint_names)))  # any order: mapped by name
+    rows = [np.array(sim.data.ctrl)[::-1] + 0.05 * k for k in range(4)]
+    for k, row in enumerate(rows):
+        point = JointTrajectoryPoint(positions=list(row))
+        point.time_from_start.nanosec = int(round(k * sim.state_period * 1e9))
+        chunk.points.append(point)
+    chunk.header.stamp = stamp_from_seconds(sim.sim_time)
+    harness.publish("action_chunk", chunk)
+    assert harness.spin_until(lambda: sim._chunk is not None, TIMEOUT)
+    for k in range(6):
+        sim.step_period()
+        np.testing.assert_allclose(sim.data.ctrl, rows[min(k, 3)][::-1])  # past the end: the last point
+
+
+def test_fall_detector_counts_falls_and_distance(harness):
+    sim = make_sim(harness)
+    sim.data.qpos[0] += 0.4
+    sim.step_period()
+    assert sim.falls == 0 and sim.forward_distance_m == pytest.approx(0.4, abs=0.05)
+    sim.data.qpos[2] = 0.05  # trunk on the ground
+    sim.step_period()
+    sim.step_period()
+    assert sim.falls == 1 and sim.fallen  # counted once per fall
+    report = sim.report()
+    assert report.falls == 1 and report.sim_time == pytest.approx(3 * sim.state_period)
+    assert report.mean_forward_speed == pytest.approx(report.forward_distance_m / report.sim_time)
+    assert QuadrupedWalk.min_height == sim.params.fall_min_height  # the task's termination thresholds
+    assert QuadrupedWalk.max_tilt_deg == sim.params.fall_max_tilt_deg
+
+
+def test_reset_on_fall_restarts_and_keeps_the_distance(harness):
+    sim = make_sim(harness, reset_on_fall=True)
+    sim.data.qpos[0] += 0.5
+    sim.data.qpos[2] = 0.05
+    sim.step_period()
+    assert sim.falls == 1 and not sim.fallen and sim.data.qpos[2] > 0.25
+    assert sim.forward_distance_m == pytest.approx(0.5, abs=0.05) and sim.sim_time > 0
+
+
+def test_depth_image_is_what_the_depth_task_observes(harness):
+    sim = make_sim(harness, publish_depth=True)
+    images = harness.record(Image, "camera/depth")
+    assert harness.spin_until(lambda: sim._depth_pub.get_subscription_count() > 0, TIMEOUT)
+    sim.data.qpos[3:7] = [0.966, 0.0, 0.259, 0.0]  # pitched 30° down: the floor fills part of the view
+    sim.step_period()
+    assert harness.spin_until(lambda: images, TIMEOUT)
+    msg = images[-1]
+    assert (msg.encoding, msg.height, msg.width) == ("32FC1", 16, 16)
+    task = make_task("quadruped_depth")
+    expected = task.depth_image(torch.from_numpy(sim.data.qpos.copy())[None])[0].numpy()
+    np.testing.assert_allclose(image_to_array(msg, (1, 16, 16), task.depth_range), expected, atol=1e-6)
+    assert 0.0 < expected.min() < 1.0  # something is in view
+
+
+def _headless_gl_backend() -> bool:
+    """MuJoCo fixed its GL backend when first imported; only EGL/OSMesa render without a display."""
+    from mujoco.rendering.classic import gl_context
+
+    return getattr(gl_context, "_MUJOCO_GL", "") in ("egl", "osmesa") or bool(os.environ.get("DISPLAY"))
+
+
+@pytest.mark.skipif(not _headless_gl_backend(), reason="run with MUJOCO_GL=egl for offscreen rendering")
+def test_rgb_camera_renders_offscreen(harness):
+    sim = make_sim(harness, publish_camera=True, camera_width=32, camera_height=24)
+    images = harness.record(Image, "camera/image_raw")
+    assert harness.spin_until(lambda: sim._image_pub.get_subscription_count() > 0, TIMEOUT)
+    sim.step_period()
+    assert harness.spin_until(lambda: images, TIMEOUT)
+    msg = images[-1]
+    assert (msg.encoding, msg.height, msg.width, msg.step) == ("rgb8", 24, 32, 96)
+    pixels = np.frombuffer(bytes(msg.data), np.uint8)
+    assert pixels.std() > 0
+
+
+def test_unknown_world_or_keyframe_is_refused(harness):
+    with pytest.raises(FileNotFoundError, match="MJCF world not found"):
+        make_sim(harness, world="no_such_world")
+    with pytest.raises(ValueError, match="no keyframe 'crouch'"):
+        make_sim(harness, initial_keyframe="crouch")
