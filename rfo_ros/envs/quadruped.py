@@ -40,7 +40,7 @@ class QuadrupedWalk(LeggedTask):
     """Walk at a commanded body-frame velocity (vx, vy, yaw rate) on flat ground, 100 Hz control.
 
     Action (12) in [-1, 1]: joint position targets ``DEFAULT_JOINT_POS + 0.5·a`` (clipped to the joint
-    range) for the PD position actuators (kp 20, kd 0.5, torque-limited), in ``JOINT_NAMES`` order.
+    range) for the PD position actuators (kp 40, kd 1, torque-limited), in ``JOINT_NAMES`` order.
     Observation (48): ``QUADRUPED_OBS_LAYOUT`` from ``legged_obs`` (body-frame velocities, projected
     gravity, command, joint positions minus default, joint velocities, last action; scaled) — the same
     function builds it from ROS messages in the policy node.
@@ -57,9 +57,8 @@ class QuadrupedWalk(LeggedTask):
 
     Returns: walking at the command for the whole episode scores ≈ 2.3–2.4 per step; solved at 2100
     (tracking within ~0.45 m/s on average for 10 s). Standing tall without walking at a 1 m/s command
-    scores ≈ 1.55 per step (≈ 1550). With kp = 20 the PD loop alone does not hold the standing pose (12.8 kg on 20 N·m/rad):
-    zero actions sag to ~0.2 m, sit down on the rear legs and slide below 0.15 m after ~5 s (returns
-    85–350), so the policy has to learn to stand. A uniform-random policy falls within ~1 s: return 14 ± 15
+    scores ≈ 1.55 per step (≈ 1550). PD gains kp 40, kd 1 (at kp 20 the robot cannot hold
+    its standing pose with zero action). A uniform-random policy falls within ~1 s: return 14 ± 15
     (measured: 286 episodes, 32 envs × 1000 steps, seed 1).
     """
 
