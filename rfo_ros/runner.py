@@ -202,6 +202,7 @@ class Runner:
             "solved": bool(final >= info.solved_return),
             "nan_skips": self.algo.optim.skipped,
             "divergences": self.env.stats.divergences,
+            "time_split_s": self.time_split(),
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.log.close()
@@ -216,6 +217,23 @@ class Runner:
         )
         self.env.close()
         return summary
+
+    def time_split(self) -> dict[str, float]:
+        """Where the training wall time went, summed over iterations (seconds).
+
+        ``sim_forward``: mj_step; ``sim_jacobians``: mjd_transitionFD (both ≈ wall, thread-averaged);
+        ``backward``: the actor's backward pass (network and simulator VJPs) and optimiser step;
+        ``networks_and_other``: the rest of the rollout (policy/critic forward, task maths, copies).
+        """
+        keys = ("rollout", "sim_step", "sim_jacobian", "backward", "critic", "update")
+        total = {k: sum(r.get(f"Perf/{k}_s", 0.0) for r in self.log.rows) for k in keys}
+        return {
+            "sim_forward": total["sim_step"],
+            "sim_jacobians": total["sim_jacobian"],
+            "backward": total["backward"],
+            "critic_and_updates": total["critic"] + total["update"],
+            "networks_and_other": max(0.0, total["rollout"] - total["sim_step"] - total["sim_jacobian"]),
+        }
 
     def write_config(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
