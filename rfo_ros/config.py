@@ -153,10 +153,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_trees(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_trees(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -191,4 +191,4 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         source = str(path)
-    return build_config(_merge(tree, parse_overrides(overrides or [])), source)
+    return build_config(merge_trees(tree, parse_overrides(overrides or [])), source)

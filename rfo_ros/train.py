@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from rfo_ros.checkpoint import CheckpointError
-from rfo_ros.config import ConfigError, TrainConfig, build_config, load_config
+from rfo_ros.config import ConfigError, TrainConfig, build_config, load_config, merge_trees, parse_overrides
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: What a resumed run may change: how long it goes on and how often it reports.
+RESUMABLE_OVERRIDES = {"run.total_env_steps", "run.max_wall_time_s", "run.checkpoint_every", "run.eval_every"}
+
+
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     """The validated config and run folder; raises ConfigError before anything is written."""
     if args.resume:
@@ -42,13 +46,19 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         saved = args.out / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume: no config.yaml in {args.out} (not a training run folder)")
-        cfg = build_config(yaml.safe_load(saved.read_text()), str(saved))
-        if args.config is not None or args.overrides:
-            requested = load_config(args.config, args.overrides)
-            if requested != cfg:
-                raise ConfigError(
-                    "--resume continues the saved config; drop --config/--set or start a new --out"
-                )
+        tree = yaml.safe_load(saved.read_text())
+        if args.config is not None:
+            raise ConfigError("--resume continues the run's saved config.yaml; drop --config")
+        extra = parse_overrides(args.overrides)
+        changed = sorted(
+            f"{section}.{key}" for section, keys in extra.items() if isinstance(keys, dict) for key in keys
+        )
+        if set(extra) - {"run"} or not set(changed) <= RESUMABLE_OVERRIDES:
+            raise ConfigError(
+                f"--resume may only change {', '.join(sorted(RESUMABLE_OVERRIDES))}; "
+                "start a new --out for anything else"
+            )
+        cfg = build_config(merge_trees(tree, extra), str(saved))
         return cfg, args.out
     cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / f"{cfg.env.task}_{cfg.algo}_s{cfg.run.seed}"
@@ -73,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume:
             runner.resume()
-        else:
-            runner.write_config()
+        runner.write_config()  # on resume: records an extended step or time budget
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -134,3 +134,14 @@ def test_brief_rfo_run_improves_on_the_untrained_policy(tmp_path):
     assert summary["env_steps"] >= 150000
     assert (tmp_path / "learn" / "learning_curve.png").stat().st_size > 1000
     assert (tmp_path / "learn" / "metrics.csv").is_file()
+
+
+def test_resume_may_extend_the_budget_but_not_change_the_method(tmp_path):
+    out = tmp_path / "run"
+    base = [f"--set={s}" for s in [*FAST, "run.total_env_steps=128"]]
+    assert run_train("--out", str(out), *base).returncode == 0
+    proc = run_train("--resume", "--out", str(out), "--set", "diff.horizon=4")
+    assert proc.returncode == 2 and "--resume may only change" in proc.stderr
+    proc = run_train("--resume", "--out", str(out), "--set", "run.total_env_steps=256")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 256
