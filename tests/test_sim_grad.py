@@ -7,6 +7,7 @@ the whole H-step return, each rollout a plain ``mj_step`` loop on fresh ``MjData
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -23,9 +24,10 @@ from rfo_ros.sim.tangent import TangentMap, integrate_tangent
 H = 32
 ROLLOUT_EPS = 1e-6  # central differences of the whole rollout
 CENTERED_TOL = 1e-4
-# Forward-difference step Jacobians at eps 1e-6, measured over seeds 0-11: cartpole ~1e-7, tiny legged
-# <= 1.8e-3, quadruped <= 4e-3 (DESIGN §3 saw ~2e-3 on an ant-like model): a bound with 2.5x headroom.
-FORWARD_TOL = 1e-2
+# Forward-difference step Jacobians at eps 1e-6, measured over 8-24 draws per world: cartpole ~1e-7,
+# tiny legged <= 1.8e-3, quadruped <= 6.5e-3 (DESIGN §3 saw ~2e-3 on an ant-like model); 3x headroom.
+# Centered ones: <= 5e-6 on the same draws (typically 1e-8..1e-7), against CENTERED_TOL = 1e-4.
+FORWARD_TOL = 2e-2
 
 # A free-joint body with a hinged leg standing on sphere feet: contact + quaternion tangent maps in
 # a world that compiles in microseconds. Two substeps per control step exercise the substep chain.
@@ -153,6 +155,36 @@ def reference_rollout(task: Task, state0: SimState, actions: np.ndarray) -> tupl
     return total, max_ncon, prev
 
 
+def contact_clearance(task: Task, state0: SimState, actions: np.ndarray, reach: float = 1e-4) -> float:
+    """Smallest |distance| of any geom pair to contact (in or out) at the start of any step of the rollout.
+
+    A contact within the FD eps of switching on or off at some step makes the step map jump inside the
+    stencil of ``mjd_transitionFD``: that Jacobian is then wrong by ~1/eps, which no wrapper can fix
+    (DESIGN §3: contacts can make FD gradients noisy). Pairs up to ``reach`` apart are detected with a
+    copy of the model whose geom margins are inflated by ``reach``, used for collision only.
+    """
+    probe_model = copy.deepcopy(task.model)
+    probe_model.geom_margin[:] += reach
+    probe = mujoco.MjData(probe_model)
+    m = task.model
+    datas = [mujoco.MjData(m) for _ in range(actions.shape[1])]
+    clearance = np.inf
+    for i, d in enumerate(datas):
+        d.qpos[:], d.qvel[:], d.act[:] = state0.qpos[i], state0.qvel[i], state0.act[i]
+    with torch.no_grad():
+        for t in range(actions.shape[0]):
+            ctrl = task.action_to_ctrl(torch.from_numpy(actions[t])).numpy()
+            for i, d in enumerate(datas):
+                d.ctrl[:] = ctrl[i]
+                for _ in range(task.substeps):
+                    probe.qpos[:] = d.qpos
+                    mujoco.mj_fwdPosition(probe_model, probe)
+                    dist = probe.contact.dist[: probe.ncon]
+                    clearance = min(clearance, float(np.abs(dist).min(initial=np.inf)))
+                    mujoco.mj_step(m, d)
+    return clearance
+
+
 def reference_return(task: Task, state0: SimState, actions: np.ndarray) -> float:
     return reference_rollout(task, state0, actions)[0]
 
@@ -241,12 +273,28 @@ def settled(task: Task, state: SimState, steps: int) -> SimState:
 
 
 def check_whole_rollout(
-    task: Task, n: int, seed: int, max_actions: int | None, action_scale: float, label: str, settle: int = 0
+    task: Task,
+    n: int,
+    first_seed: int,
+    max_actions: int | None,
+    action_scale: float,
+    label: str,
+    settle: int = 0,
 ):
-    rng = np.random.default_rng(seed)
-    VecEnv(task, n, seed=seed).close()  # let the task draw its per-env variables for n envs
-    state0 = settled(task, task.initial_state(n, rng), settle)
-    actions = action_scale * rng.uniform(-1.0, 1.0, (H, n, task.action_dim))
+    # Draw rollouts until one keeps every contact >= 2 FD eps from switching (see contact_clearance): a
+    # perturbation moves geoms by <= ~eps. ~1 quadruped draw in 12 comes closer; skipped seeds are printed.
+    skipped = []
+    for seed in range(first_seed, first_seed + 5):
+        rng = np.random.default_rng(seed)
+        VecEnv(task, n, seed=seed).close()  # let the task draw its per-env variables for n envs
+        state0 = settled(task, task.initial_state(n, rng), settle)
+        actions = action_scale * rng.uniform(-1.0, 1.0, (H, n, task.action_dim))
+        clearance = contact_clearance(task, state0, actions)
+        if clearance >= 2 * FDConfig().eps:
+            break
+        skipped.append(f"seed {seed} (a contact {clearance:.1e} m from switching)")
+    else:
+        pytest.fail(f"{label}: every rollout drawn had a contact within FD eps of switching: {skipped}")
     max_ncon = reference_rollout(task, state0, actions)[1]
     coords = choose_coords(task, n, rng, max_actions)
     g_fd = fd_gradients(task, state0, actions, coords)
@@ -257,7 +305,7 @@ def check_whole_rollout(
     print(
         f"\n[grad] {label}: H={H}, {len(coords)} coords, max ncon {max_ncon}, "
         f"|g_fd|max {np.abs(g_fd).max():.3g}; rel err centered {errs['centered']:.2e}, "
-        f"forward {errs['forward']:.2e} (FD eps 1e-6)"
+        f"forward {errs['forward']:.2e} (FD eps 1e-6)" + (f"; passed over {skipped}" if skipped else "")
     )
     assert errs["centered"] <= CENTERED_TOL, errs
     assert errs["forward"] <= FORWARD_TOL, errs
@@ -266,23 +314,25 @@ def check_whole_rollout(
 
 def test_grad_cartpole_matches_whole_rollout_fd():
     check_whole_rollout(
-        make_task("cartpole"), n=2, seed=0, max_actions=None, action_scale=1.0, label="cartpole"
+        make_task("cartpole"), n=2, first_seed=0, max_actions=None, action_scale=1.0, label="cartpole"
     )
 
 
 def test_grad_tiny_legged_with_contact_matches_whole_rollout_fd():
     task = TinyLegged(mujoco.MjModel.from_xml_string(TINY_LEGGED_XML))
-    max_ncon = check_whole_rollout(task, n=1, seed=1, max_actions=None, action_scale=1.0, label="tiny legged")
+    max_ncon = check_whole_rollout(
+        task, n=1, first_seed=1, max_actions=None, action_scale=1.0, label="tiny legged"
+    )
     assert max_ncon > 0
 
 
 def test_grad_quadruped_in_contact_matches_whole_rollout_fd():
     task = make_task("quadruped")
-    # Start standing (50 steps at action 0 after the reset's drop) so the window holds no touchdown:
-    # a foot landing within FD eps of a constraint switching gives centered Jacobians a kink to straddle
-    # (seen: 1 seed in 10 from the raw drop, error 2e2; forward differences are one-sided and missed it).
+    # Start standing (50 steps at action 0 after the reset's drop): the drop's touchdowns switch many
+    # constraints at once (from the raw drop, 1 seed in 10 failed, 2e2, with every contact > 1e-5 m
+    # from switching: a pyramid facet turning on/off within eps, which contact_clearance cannot see).
     max_ncon = check_whole_rollout(
-        task, n=1, seed=2, max_actions=16, action_scale=1.0, label="quadruped", settle=50
+        task, n=1, first_seed=2, max_actions=16, action_scale=1.0, label="quadruped", settle=50
     )
     assert max_ncon > 0, "the quadruped must touch the ground during the rollout"
 
