@@ -42,7 +42,10 @@ class ShortHorizonRPG:
     ) -> None:
         self.cfg, self.env, self.actor, self.critic, self.terms = cfg, env, actor, critic, terms
         self.optim = GuardedOptimizer(
-            actor.policy.parameters(), lr=cfg.diff.actor_lr, clip=cfg.diff.grad_clip, betas=cfg.diff.adam_betas
+            actor.policy.parameters(),
+            lr=cfg.diff.actor_lr,
+            clip=cfg.diff.grad_clip,
+            betas=cfg.diff.adam_betas,
         )
         self.obs = env.reset()
 

@@ -102,7 +102,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
 
     lines = [f"Equal env steps per run: {args.steps:,}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
     lines += [
-        "| task | algo | final return (zero noise) | stochastic | env steps/s | steps to threshold "
+        "| task | algo | final return (sampled noise) | zero noise | env steps/s | steps to threshold "
         "| wall s to threshold | solved runs |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -121,7 +121,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 runs += 1
                 threshold = s["solved_threshold"]
                 finals.append(s["final_return"])
-                stoch.append(s["final_return_stochastic"])
+                stoch.append(s["final_return_zero_noise"])
                 rates.append(s["env_steps_per_s"])
                 solved += int(s["solved"])
                 st, wt = _first_crossing(folder, threshold)
