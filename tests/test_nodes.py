@@ -100,8 +100,12 @@ def test_observation_is_the_tasks_observation(harness, model_path):
     np.testing.assert_allclose(node._observation(), expected, rtol=0, atol=1e-9)
 
 
-def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(harness, model_path):
-    node = make_node(harness, model_path, tick_source="state")
+@pytest.mark.parametrize("input_thread", [True, False], ids=["input_thread", "executor"])
+def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(
+    harness, model_path, input_thread
+):
+    node = make_node(harness, model_path, tick_source="state", input_thread=input_thread)
+    assert (node._input_thread is not None) == input_thread
     chunks = harness.record(JointTrajectory, "action_chunk")
     meta = load_metadata(model_path)
     qpos, qvel = standing_state(1)
@@ -171,13 +175,16 @@ def test_nonfinite_inputs_are_dropped_and_counted(harness, model_path):
     )
     nan_imu = Imu()
     nan_imu.orientation.w = float("nan")
+    zero_imu = Imu()  # all-zero quaternion: finite, but not a rotation
+    zero_imu.orientation.w = 0.0
     bad_cmd = Twist()
     bad_cmd.linear.x = float("inf")
     harness.publish("joint_states", nan_joints)
     harness.publish("joint_states", inf_joints)
     harness.publish("imu", nan_imu)
+    harness.publish("imu", zero_imu)
     harness.publish("cmd_vel", bad_cmd)
-    expected = {"joint_states/nonfinite": 2, "imu/nonfinite": 1, "cmd_vel/nonfinite": 1}
+    expected = {"joint_states/nonfinite": 2, "imu/nonfinite": 1, "imu/malformed": 1, "cmd_vel/nonfinite": 1}
     assert harness.spin_until(lambda: node.stats.dropped == expected, TIMEOUT), node.stats.dropped
     assert node.stats.plans == 0
     assert np.isfinite(node._in.joint_pos).all() and node._in.command[0] == node.params.default_cmd_vx

@@ -114,13 +114,19 @@ def test_policy_node_sees_the_tasks_observation_of_the_simulated_state(harness, 
             )
         )
     )
-    # Lock-step loop: each state -> one command -> one step. Stop right after the policy's 25th step,
-    # before the sim has stepped on, so both hold the same state.
+    # Lock-step loop: each state -> one command -> one step. The sim only steps when this thread spins,
+    # so once spinning stops, wait (without spinning) until the policy has read the sim's latest state.
     assert harness.spin_until(lambda: policy.stats.ticks >= 25, TIMEOUT)
+    latest = stamp_from_seconds(sim.sim_time)
+    deadline = time.monotonic() + TIMEOUT
+    while policy._in.stamp != latest and time.monotonic() < deadline:
+        time.sleep(0.001)
     task = make_task("quadruped")
-    task.fixed_command = tuple(policy._in.command)
-    expected = task.observe(sim_state(sim), torch.from_numpy(policy._last_action)[None])[0].numpy()
-    np.testing.assert_allclose(policy._observation(), expected, atol=1e-9)
+    with policy._lock:
+        assert policy._in.stamp == latest
+        task.fixed_command = tuple(policy._in.command)
+        expected = task.observe(sim_state(sim), torch.from_numpy(policy._last_action)[None])[0].numpy()
+        np.testing.assert_allclose(policy._observation(), expected, atol=1e-9)
     assert sim.commands_received >= 24 and sim.lockstep_timeouts == 0
 
 

@@ -54,6 +54,7 @@ class LatencyDriver:
             velocity=[0.0] * len(joint_names),
         )
         self._received: dict[tuple[int, int], float] = {}
+        self._next_seq = 1
         self._diagnostics: dict[str, str] | None = None
 
     def __enter__(self) -> LatencyDriver:
@@ -110,11 +111,12 @@ class LatencyDriver:
             f"no action_chunk from a policy node in {self.node.get_namespace()} after {timeout_s} s"
         )
 
-    def measure(self, count: int, rate_hz: float, timeout_s: float = 0.5) -> tuple[list[float], int]:
-        """``count`` round trips at ``rate_hz``: (round-trip seconds of the answered ones, number lost)."""
-        period, next_send = 1.0 / rate_hz, time.perf_counter()
+    def measure(self, count: int, rate_hz: float | None, timeout_s: float = 0.5) -> tuple[list[float], int]:
+        """``count`` round trips at ``rate_hz`` (None: each right after the previous answer): the round-trip
+        seconds of the answered ones, and how many were lost."""
+        period, next_send = (1.0 / rate_hz if rate_hz else 0.0), time.perf_counter()
         round_trips, lost = [], 0
-        for seq in range(1, count + 1):
+        for seq in range(self._next_seq, self._next_seq + count):
             delay = next_send - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -125,6 +127,7 @@ class LatencyDriver:
                 lost += 1
             else:
                 round_trips.append(received - sent)
+        self._next_seq += count
         return round_trips, lost
 
     def last_diagnostics(self, timeout_s: float) -> dict[str, float]:

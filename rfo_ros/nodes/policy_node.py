@@ -24,7 +24,9 @@ rate-limited; a non-finite model output is never executed; shutdown publishes th
 
 from __future__ import annotations
 
+import math
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rfo_ros.envs.legged_obs import JOINT_NAMES, ObsField, ObsLayout, build_observation, projected_gravity
+from rfo_ros.nodes.input_thread import InputThread, ServedElsewhere
 from rfo_ros.nodes.params import Param, declare_params
 from rfo_ros.nodes.paths import resolve_model_path
 from rfo_ros.nodes.ros_conversions import (
@@ -47,8 +50,8 @@ from rfo_ros.nodes.ros_conversions import (
     MalformedMessageError,
     float_field_view,
     image_to_array,
-    quat_xyzw_to_wxyz,
-    vector3,
+    read_quaternion_wxyz,
+    read_vector3,
 )
 from rfo_ros.nodes.spin import run_node
 from rfo_ros.nodes.stats import LatencyWindow, PolicyStats
@@ -86,6 +89,12 @@ PARAMS = (
     Param("seed", 0, "seed of the flow noise when zero_noise is false", 0, 2**31 - 1),
     Param("depth_range_m", 4.0, "32FC1 depth (m) is divided by this and clipped to [0, 1]", 0.001, 1000.0),
     Param("publish_diagnostics_hz", 1.0, "diagnostics rate (0 = off)", 0.0, 1000.0),
+    Param(
+        "input_thread",
+        True,
+        "serve joint_states/imu/odom/camera on a dedicated thread with a minimal wait set (lower latency); "
+        "false: through the executor like every other callback",
+    ),
     Param("default_cmd_vx", 1.0, "forward velocity command (m/s) until cmd_vel says otherwise", -10.0, 10.0),
     Param("default_cmd_vy", 0.0, "lateral velocity command (m/s) until cmd_vel says otherwise", -10.0, 10.0),
     Param("default_cmd_yaw_rate", 0.0, "yaw-rate command (rad/s) until cmd_vel says otherwise", -10.0, 10.0),
@@ -160,6 +169,8 @@ class PolicyNode(Node):
     def __init__(self, node_name: str = "policy_node", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         self._ready = False
+        self._lock = threading.RLock()  # input thread vs executor callbacks
+        self._input_thread = None
         try:
             self.params = declare_params(self, PARAMS)
             self._check_params()
@@ -270,6 +281,7 @@ class PolicyNode(Node):
         self._dropped: dict[str, int] = {}
         self._model_latency = LatencyWindow()
         self._node_latency = LatencyWindow()
+        self._dispatch_latency = LatencyWindow()
 
     def _default_command(self) -> np.ndarray:
         p = self.params
@@ -277,16 +289,29 @@ class PolicyNode(Node):
 
     def _create_interfaces(self) -> None:
         sensor = qos_profile_sensor_data
-        self.create_subscription(Imu, "imu", self.imu_callback, sensor)
-        self.create_subscription(Odometry, "odom", self.odom_callback, sensor)
-        self.create_subscription(Twist, "cmd_vel", self.cmd_vel_callback, RELIABLE)
+        group = ServedElsewhere() if self.params.input_thread else None
+        inputs = [
+            self.create_subscription(Imu, "imu", self.imu_callback, sensor, callback_group=group),
+            self.create_subscription(Odometry, "odom", self.odom_callback, sensor, callback_group=group),
+        ]
         self.image_topic = None
         if self.metadata.image is not None:
             self.image_topic = "camera/depth" if self.metadata.image.shape[0] == 1 else "camera/image_raw"
-            self.create_subscription(Image, self.image_topic, self.image_callback, sensor)
-        # Created last on purpose: rclpy's executors serve ready subscriptions in creation order, so when
-        # imu/odom/image and joint_states (the trigger) are waiting together, the trigger sees the others.
-        self.create_subscription(JointState, "joint_states", self.joint_states_callback, sensor)
+            inputs.append(
+                self.create_subscription(
+                    Image, self.image_topic, self.image_callback, sensor, callback_group=group
+                )
+            )
+        # Last on purpose: when imu/odom/image and joint_states (the trigger of a control step) are ready
+        # together, they are taken in creation order (InputThread, and rclpy's executors), so the trigger
+        # sees the others.
+        inputs.append(
+            self.create_subscription(
+                JointState, "joint_states", self.joint_states_callback, sensor, callback_group=group
+            )
+        )
+        self.create_subscription(Twist, "cmd_vel", self.cmd_vel_callback, RELIABLE)
+        self._input_thread = InputThread(self, inputs, name="policy_node_inputs") if group else None
         self._chunk_pub = self.create_publisher(JointTrajectory, "action_chunk", RELIABLE)
         self._command_pub = self.create_publisher(Float64MultiArray, "joint_commands", RELIABLE)
         self._diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)
@@ -296,6 +321,8 @@ class PolicyNode(Node):
         if self.params.publish_diagnostics_hz > 0:
             period = 1.0 / self.params.publish_diagnostics_hz
             self.create_timer(period, self.diagnostics_timer_callback, clock=steady)
+        if self._input_thread is not None:
+            self._input_thread.start()
 
     def _init_messages(self) -> None:
         """Preallocated outgoing messages; the hot path only writes numbers into their buffers."""
@@ -314,7 +341,18 @@ class PolicyNode(Node):
         self._command_view = float_field_view(self._command_msg, "data", meta.action_dim)
 
     # --- input callbacks ---------------------------------------------------------------------------
-    def joint_states_callback(self, msg: JointState, info=None) -> None:
+    def joint_states_callback(self, msg: JointState, info: dict) -> None:
+        """``info``: rclpy's MessageInfo (two parameters make rclpy pass it); its reception time starts
+        the node-latency clock."""
+        entered_ns = time.time_ns()
+        received_ns = (
+            info.get("received_timestamp") or entered_ns
+        )  # rmw reception (system clock), 0 if unknown
+        with self._lock:
+            self._dispatch_latency.add(max(entered_ns - received_ns, 0) * 1e-9)
+            self._on_joint_states(msg, received_ns)
+
+    def _on_joint_states(self, msg: JointState, received_ns: int) -> None:
         try:
             self._joints.read(msg)
         except MalformedMessageError as exc:
@@ -323,7 +361,7 @@ class PolicyNode(Node):
         now = time.monotonic()
         self._in.t_joint = now
         self._in.stamp = msg.header.stamp
-        self._in.received_ns = (info or {}).get("received_timestamp") or time.time_ns()
+        self._in.received_ns = received_ns
         if not self._fresh(now):
             return
         if self.params.tick_source == "state":
@@ -333,42 +371,43 @@ class PolicyNode(Node):
             self._plan()
 
     def imu_callback(self, msg: Imu) -> None:
-        try:
-            quat = quat_xyzw_to_wxyz(msg.orientation)
-            gyro = vector3(msg.angular_velocity)
-        except MalformedMessageError as exc:
-            self._drop("imu", exc)
-            return
-        self._in.quat_wxyz[:] = quat
-        self._in.ang_vel[:] = gyro
-        self._in.t_imu = time.monotonic()
+        with self._lock:
+            try:
+                read_quaternion_wxyz(msg.orientation, self._in.quat_wxyz)
+                read_vector3(msg.angular_velocity, self._in.ang_vel)  # body frame (REP 145)
+            except MalformedMessageError as exc:
+                self._drop("imu", exc)
+                return
+            self._in.t_imu = time.monotonic()
 
     def odom_callback(self, msg: Odometry) -> None:
-        try:
-            lin_vel = vector3(msg.twist.twist.linear)  # body frame (REP 105: child_frame_id)
-        except MalformedMessageError as exc:
-            self._drop("odom", exc)
-            return
-        self._in.lin_vel[:] = lin_vel
-        self._in.t_odom = time.monotonic()
+        with self._lock:
+            try:
+                read_vector3(msg.twist.twist.linear, self._in.lin_vel)  # body frame (REP 105: child_frame_id)
+            except MalformedMessageError as exc:
+                self._drop("odom", exc)
+                return
+            self._in.t_odom = time.monotonic()
 
     def cmd_vel_callback(self, msg: Twist) -> None:
-        values = np.array([msg.linear.x, msg.linear.y, msg.angular.z])
-        if not np.isfinite(values).all():
-            self._drop(
-                "cmd_vel", MalformedMessageError("nonfinite", f"cmd_vel is not finite: {values.tolist()}")
-            )
-            return
-        self._in.command[:] = values
-        self._in.t_cmd = time.monotonic()
+        values = (msg.linear.x, msg.linear.y, msg.angular.z)
+        with self._lock:
+            if not all(math.isfinite(v) for v in values):
+                self._drop("cmd_vel", MalformedMessageError("nonfinite", f"cmd_vel is not finite: {values}"))
+                return
+            self._in.command[:] = values
+            self._in.t_cmd = time.monotonic()
 
     def image_callback(self, msg: Image) -> None:
         try:
-            self._in.image = image_to_array(msg, self.metadata.image.shape, self.params.depth_range_m)
+            image = image_to_array(msg, self.metadata.image.shape, self.params.depth_range_m)
         except MalformedMessageError as exc:
-            self._drop("image", exc)
+            with self._lock:
+                self._drop("image", exc)
             return
-        self._in.t_image = time.monotonic()
+        with self._lock:
+            self._in.image = image
+            self._in.t_image = time.monotonic()
 
     def _drop(self, source: str, exc: MalformedMessageError) -> None:
         key = f"{source}/{exc.reason}"
@@ -389,6 +428,10 @@ class PolicyNode(Node):
         return now - oldest <= self.params.watchdog_timeout_s
 
     def control_timer_callback(self) -> None:
+        with self._lock:
+            self._on_control_timer()
+
+    def _on_control_timer(self) -> None:
         now = time.monotonic()
         timeout = self.params.cmd_vel_timeout_s
         if timeout > 0 and now - self._in.t_cmd > timeout and np.isfinite(self._in.t_cmd):
@@ -485,6 +528,10 @@ class PolicyNode(Node):
     @property
     def stats(self) -> PolicyStats:
         """Latencies, provider, watchdog state and counters: what ``diagnostics`` publishes."""
+        with self._lock:
+            return self._stats()
+
+    def _stats(self) -> PolicyStats:
         return PolicyStats(
             provider=self.policy.provider,
             watchdog=self.watchdog_state,
@@ -494,6 +541,7 @@ class PolicyNode(Node):
             rate_limited_steps=self._counts["rate_limited_steps"],
             model_latency=self._model_latency.summary(),
             node_latency=self._node_latency.summary(),
+            dispatch_latency=self._dispatch_latency.summary(),
             dropped=dict(self._dropped),
         )
 
@@ -516,6 +564,8 @@ class PolicyNode(Node):
             "model_latency_p99_ms": f"{s.model_latency.p99_ms:.3f}",
             "node_latency_p50_ms": f"{s.node_latency.p50_ms:.3f}",
             "node_latency_p99_ms": f"{s.node_latency.p99_ms:.3f}",
+            "dispatch_latency_p50_ms": f"{s.dispatch_latency.p50_ms:.3f}",
+            "dispatch_latency_p99_ms": f"{s.dispatch_latency.p99_ms:.3f}",
             "ticks": str(s.ticks),
             "plans": str(s.plans),
             "hold_ticks": str(s.hold_ticks),
@@ -537,13 +587,16 @@ class PolicyNode(Node):
     # --- shutdown ----------------------------------------------------------------------------------
     def publish_hold(self) -> None:
         """Publish the hold command once (the last safe command; nothing if none was ever sent)."""
-        if self._ready and self._command is not None and self.context.ok():
-            self._command_view[:] = self._command[self._to_robot]
-            self._command_pub.publish(self._command_msg)
+        with self._lock:
+            if self._ready and self._command is not None and self.context.ok():
+                self._command_view[:] = self._command[self._to_robot]
+                self._command_pub.publish(self._command_msg)
 
     def destroy_node(self) -> None:
-        """Clean hold on shutdown: the last safe command goes out before the publishers disappear."""
+        """Clean hold on shutdown: inputs stop, then the last safe command goes out, then the node goes."""
         try:
+            if getattr(self, "_input_thread", None) is not None:
+                self._input_thread.stop()
             self.publish_hold()
         finally:
             super().destroy_node()

@@ -8,6 +8,7 @@ are (w, x, y, z). ``sensor_msgs/Imu.angular_velocity`` and an ``Odometry`` twist
 from __future__ import annotations
 
 import array
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,28 +69,36 @@ class JointStateReader:
         return np.array([where[name] for name in self.joint_names], dtype=np.intp)
 
 
-def quat_xyzw_to_wxyz(q) -> np.ndarray:
-    """A ``geometry_msgs/Quaternion`` as a unit (w, x, y, z) array (``MalformedMessageError`` if unusable)."""
-    wxyz = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-    norm = float(np.sqrt(wxyz @ wxyz)) if np.isfinite(wxyz).all() else float("nan")
-    if not np.isfinite(norm) or norm < 0.5:
+def read_quaternion_wxyz(q, out: np.ndarray) -> None:
+    """Normalise a ``geometry_msgs/Quaternion`` into ``out`` as (w, x, y, z), scalar maths only (hot path).
+
+    Raises ``MalformedMessageError`` (``out`` untouched) for NaN/inf or a norm far from 1 (not a rotation).
+    """
+    w, x, y, z = q.w, q.x, q.y, q.z
+    norm_sq = w * w + x * x + y * y + z * z
+    if not math.isfinite(norm_sq):
         raise MalformedMessageError(
-            "nonfinite", f"orientation quaternion is not a rotation: {wxyz.tolist()} (w,x,y,z)"
+            "nonfinite", f"orientation holds NaN or inf: (w, x, y, z) = {(w, x, y, z)}"
         )
-    return wxyz / norm
+    if not 0.25 < norm_sq < 4.0:
+        raise MalformedMessageError(
+            "malformed", f"orientation is not a rotation: (w, x, y, z) = {(w, x, y, z)}"
+        )
+    inv = 1.0 / math.sqrt(norm_sq)
+    out[0], out[1], out[2], out[3] = w * inv, x * inv, y * inv, z * inv
+
+
+def read_vector3(v, out: np.ndarray) -> None:
+    """A ``geometry_msgs/Vector3`` into ``out`` (3,); ``MalformedMessageError`` on NaN/inf (out untouched)."""
+    x, y, z = v.x, v.y, v.z
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
+        raise MalformedMessageError("nonfinite", f"vector holds NaN or inf: {(x, y, z)}")
+    out[0], out[1], out[2] = x, y, z
 
 
 def set_quat_from_wxyz(q, wxyz: Sequence[float]) -> None:
     """Write a (w, x, y, z) quaternion into a ``geometry_msgs/Quaternion``."""
     q.w, q.x, q.y, q.z = (float(v) for v in wxyz)
-
-
-def vector3(v) -> np.ndarray:
-    """A ``geometry_msgs/Vector3`` as a finite float64 array (3,) (``MalformedMessageError`` on NaN/inf)."""
-    out = np.array([v.x, v.y, v.z], dtype=np.float64)
-    if not np.isfinite(out).all():
-        raise MalformedMessageError("nonfinite", f"vector holds NaN or inf: {out.tolist()}")
-    return out
 
 
 def set_vector3(v, xyz: Sequence[float]) -> None:

@@ -51,7 +51,9 @@ class PolicyStats:
 
     ``watchdog``: "waiting" (no state yet), "ok", or "stale" (holding). ``node_latency``: state
     received (rmw reception time of the ``joint_states`` message) -> ``action_chunk`` published.
-    ``dropped``: rejected input messages by reason (e.g. ``joint_states/malformed``, ``imu/nonfinite``).
+    ``dispatch_latency``: rmw reception of ``joint_states`` -> its callback starts (the executor's or input
+    thread's share of ``node_latency``). ``dropped``: rejected input messages by reason (e.g.
+    ``joint_states/malformed``, ``imu/nonfinite``).
     """
 
     provider: str
@@ -62,6 +64,7 @@ class PolicyStats:
     rate_limited_steps: int
     model_latency: LatencySummary
     node_latency: LatencySummary
+    dispatch_latency: LatencySummary
     dropped: dict[str, int] = field(default_factory=dict)
 
     @property
