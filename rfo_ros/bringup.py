@@ -5,10 +5,13 @@
 
 Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_node`` with their
 ``ros__parameters`` from the same YAML (loaded as ``--params-file``, exactly as ``launch_ros`` passes it) —
-on a two-thread ``MultiThreadedExecutor`` (each node keeps its own callback group, so the sim and the
-policy run concurrently), for ``--duration`` seconds of sim time. ``--fast`` runs the loop in lock-step as
-fast as the machine allows (sim ``real_time_factor: 0``, ``lockstep: true``; policy ``tick_source: state``);
-otherwise the sim runs in real time and the policy on its steady-clock timer, as on a robot.
+each on its own executor thread, as two processes would run them (the policy node's state topics on its
+input thread), for ``--duration`` seconds of sim time. (One ``SingleThreadedExecutor`` per node rather than
+a ``MultiThreadedExecutor``: Jazzy's does not wait for running callbacks when shut down.)
+
+``--fast`` runs the loop in lock-step as fast as the machine allows (sim ``real_time_factor: 0``,
+``lockstep: true``; policy ``tick_source: state``); otherwise the sim runs in real time and the policy on
+its steady-clock timer, as on a robot.
 
 The control latency in the report is the policy node's own measurement (rmw reception of ``joint_states``
 -> ``action_chunk`` published) taken while it shares the process with the simulator, so it includes any
@@ -77,7 +80,7 @@ def run_bringup(
 
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError
     from rfo_ros.nodes.sim_node import SimNode
@@ -97,12 +100,12 @@ def run_bringup(
             nodes.append(policy)
         except (PolicyNodeError, ValueError, FileNotFoundError) as exc:
             raise BringupError(str(exc)) from exc
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executors = []
         for node in nodes:
-            executor.add_node(node)
-        complete, wall = _spin_until(
-            executor, sim, duration, wall_timeout or _default_wall_timeout(duration, sim)
-        )
+            executors.append(SingleThreadedExecutor(context=context))
+            executors[-1].add_node(node)
+        timeout = wall_timeout or _default_wall_timeout(duration, sim)
+        complete, wall = _spin_until(executors, sim, duration, timeout)
         stats, sim_report = policy.stats, sim.report()
         meta = policy.metadata
         report = DemoReport(
@@ -168,20 +171,26 @@ def _default_wall_timeout(duration: float, sim) -> float:
     return 60.0 + (duration / rtf * 3.0 if rtf > 0 else duration * 20.0)
 
 
-def _spin_until(executor, sim, duration: float, wall_timeout: float) -> tuple[bool, float]:
-    """Spin in a background thread until ``duration`` s of sim time; (reached it?, wall seconds)."""
-    thread = threading.Thread(target=executor.spin, name="rfo_bringup_executor", daemon=True)
+def _spin_until(executors, sim, duration: float, wall_timeout: float) -> tuple[bool, float]:
+    """Spin each executor on a thread until ``duration`` s of sim time; (reached it?, wall seconds)."""
+    threads = [
+        threading.Thread(target=ex.spin, name=f"rfo_bringup_{i}", daemon=True)
+        for i, ex in enumerate(executors)
+    ]
     start = time.monotonic()
-    thread.start()
+    for thread in threads:
+        thread.start()
     try:
         while sim.sim_time < duration - 1e-9 and time.monotonic() - start < wall_timeout:
-            if not thread.is_alive():
-                raise BringupError("the executor stopped unexpectedly (see the log above)")
+            if not all(thread.is_alive() for thread in threads):
+                raise BringupError("an executor stopped unexpectedly (see the log above)")
             time.sleep(0.01)
     finally:
         wall = time.monotonic() - start
-        executor.shutdown(timeout_sec=5.0)
-        thread.join(timeout=5.0)
+        for executor in executors:
+            executor.shutdown(timeout_sec=5.0)
+        for thread in threads:
+            thread.join(timeout=5.0)  # a SingleThreadedExecutor runs callbacks inline: none is left over
     return sim.sim_time >= duration - 1e-9, wall
 
 
