@@ -277,6 +277,7 @@ def export_onnx(
                 f"not writing {out_path}"
             )
         load_metadata(tmp)  # the runtime must accept what we wrote
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is installed and read by other users
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
