@@ -190,6 +190,16 @@ def test_nonfinite_inputs_are_dropped_and_counted(harness, model_path):
     assert np.isfinite(node._in.joint_pos).all() and node._in.command[0] == node.params.default_cmd_vx
 
 
+def test_cmd_vel_sets_the_command_until_its_timeout(harness, model_path):
+    node = make_node(harness, model_path, cmd_vel_timeout_s=0.3, default_cmd_vx=0.8)
+    twist = Twist()
+    twist.linear.x, twist.linear.y, twist.angular.z = 0.4, -0.1, 0.3
+    harness.publish("cmd_vel", twist)
+    assert harness.spin_until(lambda: list(node._in.command) == [0.4, -0.1, 0.3], TIMEOUT)
+    assert node._observation()[node.layout.slice("command")] == pytest.approx([0.8, -0.2, 0.075])  # scaled
+    assert harness.spin_until(lambda: list(node._in.command) == [0.8, 0.0, 0.0], TIMEOUT)  # back to default
+
+
 # --- safety on the output ---------------------------------------------------------------------------------
 def test_joint_commands_are_clamped_rate_limited_and_in_robot_order(harness, model_path):
     robot_order = list(reversed(JOINT_NAMES))

@@ -243,3 +243,30 @@ def test_unknown_world_or_keyframe_is_refused(harness):
         make_sim(harness, world="no_such_world")
     with pytest.raises(ValueError, match="no keyframe 'crouch'"):
         make_sim(harness, initial_keyframe="crouch")
+
+
+def test_depth_policy_closes_the_loop_on_the_depth_tasks_image(harness, tmp_path):
+    """A model with an image input subscribes to camera/depth and sees what QuadrupedWalkDepth renders."""
+    model = export_untrained_policy(tmp_path / "depth.onnx", task="quadruped_depth", flow_steps=2, chunk=4)
+    sim = make_sim(harness, publish_depth=True)
+    params = {
+        "model_path": str(model),
+        "provider": "cpu",
+        "tick_source": "state",
+        "publish_diagnostics_hz": 0.0,
+    }
+    policy = harness.add(
+        PolicyNode(
+            **harness.node_kwargs(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        )
+    )
+    assert policy.image_topic == "camera/depth"
+    assert harness.spin_until(lambda: policy.stats.ticks >= 10, TIMEOUT)
+    latest = stamp_from_seconds(sim.sim_time)
+    deadline = time.monotonic() + TIMEOUT
+    while policy._in.stamp != latest and time.monotonic() < deadline:
+        time.sleep(0.001)
+    with policy._lock:
+        expected = make_task("quadruped_depth").depth_image(torch.from_numpy(sim.data.qpos.copy())[None])[0]
+        np.testing.assert_allclose(policy._in.image, expected.numpy(), atol=1e-6)
+    assert sim.lockstep_timeouts == 0 and policy.stats.hold_ticks == 0

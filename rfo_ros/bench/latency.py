@@ -101,6 +101,8 @@ def export_untrained_policy(
         "chunk": chunk,
         "steps": flow_steps,
     }
+    if getattr(env_task, "image_shape", None):  # image tasks: pixels flattened after the proprioception
+        kwargs["image_shape"] = tuple(env_task.image_shape)
     actor = Actor("flow", kwargs)
     checkpoint = path.with_suffix(".untrained.pt")
     payload = {

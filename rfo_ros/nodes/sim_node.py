@@ -1,13 +1,13 @@
 """The sim node: a headless MuJoCo world from ``sim/`` that stands in for the robot (DESIGN §1, §5).
 
 Publishes, at ``state_rate_hz`` of sim time (default: the world's task control rate), ``imu``, ``odom``,
-``joint_states`` (in that order: the policy node treats ``joint_states`` as the trigger of a control step)
-and ``/clock``; with ``publish_camera`` also ``camera/image_raw`` (rgb8, rendered offscreen with
-``MUJOCO_GL=egl``) and with ``publish_depth`` ``camera/depth`` (32FC1 metres, ray-cast with the training
-task's ``rfo_ros.envs.depth.DepthCamera``), both from the MJCF camera ``camera_name``.
-offscreen (``MUJOCO_GL=egl``). Applies the latest ``joint_commands`` as actuator controls (position
-targets, actuator order) or, with ``command_source: action_chunk``, executes the points of the latest
-``action_chunk`` at ``header.stamp + time_from_start`` (sim time).
+the camera images, ``joint_states`` (in that order: the policy node treats ``joint_states`` as the trigger
+of a control step) and ``/clock``. Images: with ``publish_camera`` ``camera/image_raw`` (rgb8, rendered
+offscreen, ``MUJOCO_GL=egl``), with ``publish_depth`` ``camera/depth`` (32FC1 metres, ray-cast with the
+training task's ``rfo_ros.envs.depth.DepthCamera``), both from the MJCF camera ``camera_name``. Applies
+the latest ``joint_commands`` as actuator controls (position targets, actuator order) or, with
+``command_source: action_chunk``, executes the points of the latest ``action_chunk`` at
+``header.stamp + time_from_start`` (sim time).
 
 Timing: ``real_time_factor`` sim seconds per wall second (0 = as fast as possible). With ``lockstep`` the
 sim waits, after each state publication, for one ``joint_commands`` message (at most
@@ -309,7 +309,7 @@ class SimNode(Node):
         if p.lockstep and not self._command_seen:
             if self.commands_received == 0:  # no controller yet: offer the state again, do not run away
                 if now - self._waiting_since >= STARTUP_REPUBLISH_S:
-                    self._publish_state()
+                    self._publish_state(again=True)
                 return
             if now - self._waiting_since < p.lockstep_timeout_s:
                 return
@@ -361,20 +361,25 @@ class SimNode(Node):
         return self.data.qpos[self._free_qadr : self._free_qadr + 3]
 
     # --- publishing --------------------------------------------------------------------------------
-    def _publish_state(self) -> None:
+    def _publish_state(self, again: bool = False) -> None:
+        """imu, odom, images, then joint_states (a policy's trigger: it finds the others already there),
+        then /clock. ``again``: the same state once more (lock-step, no controller yet), images included."""
         d = self.data
         stamp = stamp_from_seconds(d.time)
         if self._free_qadr is not None:
             self._publish_base(stamp)
+        if (self._renderer or self._depth_camera) is not None and (
+            again or d.time + 1e-9 >= self._next_image
+        ):
+            self._publish_images(stamp)
+            if not again:
+                self._next_image += self._image_period
         self._pos_view[:] = d.qpos[self._qadr]
         self._vel_view[:] = d.qvel[self._vadr]
         self._eff_view[:] = d.qfrc_actuator[self._vadr]
         self._joint_msg.header.stamp = stamp
         self._joint_pub.publish(self._joint_msg)
         self._clock_pub.publish(ClockMsg(clock=stamp))
-        if (self._renderer or self._depth_camera) is not None and d.time + 1e-9 >= self._next_image:
-            self._publish_images(stamp)
-            self._next_image += self._image_period
         if self.params.lockstep:
             self._command_seen = False
             self._waiting_since = time.monotonic()
