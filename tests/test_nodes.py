@@ -121,6 +121,9 @@ def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(
         assert len(point.positions) == meta.action_dim
     positions = np.array([p.positions for p in chunk.points])
     assert (positions >= meta.action_low - 1e-12).all() and (positions <= meta.action_high + 1e-12).all()
+    # The executed step feeds back as the "last_action" field in policy units, as in training.
+    assert harness.spin_until(lambda: node.stats.ticks == 1, TIMEOUT)
+    np.testing.assert_allclose(node._last_action, (positions[0] - meta.action_offset) / meta.action_scale)
     node._last_action[:] = 0.0  # the plan was made before the first step was executed
     expected = make_policy(model_path, provider="cpu").infer(node._observation())
     np.testing.assert_allclose(positions, expected, atol=1e-6)
