@@ -12,9 +12,10 @@ The observation is built by ``rfo_ros.envs.legged_obs.build_observation`` — th
 uses — with the layout (field order, scales, offsets) read from the model's metadata.
 
 Control: a steady-clock timer ticks at ``control_rate_hz`` (``tick_source: timer``, a robot) or every
-``joint_states`` message is one control step (``tick_source: state``, lock-step with a simulator; publish
-``imu``/``odom`` before ``joint_states``). When a plan is due the model runs as soon as a fresh
-``joint_states`` arrives, so state -> chunk is one callback.
+new ``joint_states`` stamp is one control step (``tick_source: state``, lock-step with a simulator; publish
+``imu``/``odom`` before ``joint_states``; a message repeating the last stamp only refreshes the inputs).
+When a plan is due the model runs as soon as a fresh ``joint_states`` arrives, so state -> chunk is one
+callback. Nothing is published before the first ``joint_states``.
 
 Safety: stale state (no ``joint_states``/``imu``/needed ``odom``/image within ``watchdog_timeout_s`` on the
 steady clock) holds the last safe command (the default pose if none); malformed or non-finite messages
@@ -361,13 +362,16 @@ class PolicyNode(Node):
             self._drop("joint_states", exc)
             return
         now = time.monotonic()
+        stamp = msg.header.stamp
+        repeated = stamp == self._in.stamp and (stamp.sec or stamp.nanosec)  # the same state sent again
         self._in.t_joint = now
-        self._in.stamp = msg.header.stamp
+        self._in.stamp = stamp
         self._in.received_ns = received_ns
         if not self._fresh(now):
             return
         if self.params.tick_source == "state":
-            self._control_step(now)
+            if not repeated:  # one control step per state, not per message
+                self._control_step(now)
         elif self._holding or self._scheduler.needs_plan(self._step):
             self._resume()
             self._plan()
