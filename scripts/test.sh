@@ -5,6 +5,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup_venv.sh
+# Offscreen rendering (camera tests) through Debian's EGL/Mesa; MuJoCo reads this at import.
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
 echo "[test] ruff check ."
 .venv/bin/ruff check .
 echo "[test] pytest tests $*"
