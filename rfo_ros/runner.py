@@ -76,6 +76,8 @@ class Runner:
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
         self.iteration, self.wall_offset = 0, 0.0
         self.best_return = -float("inf")
+        #: Training return (mean of the last 100 episodes) when ``best.pt`` was written.
+        self.best_checkpoint_return = -float("inf")
         self.recent_returns: list[float] = []
         self.log = MetricsLog(self.out_dir)
         self.commit = git_commit()
@@ -86,24 +88,30 @@ class Runner:
         return self.out_dir / "checkpoints" / "last.pt"
 
     def save(self, wall: float) -> None:
-        save_checkpoint(
-            self.checkpoint_path,
-            {
-                "task": self.cfg.env.task,
-                "algo": self.cfg.algo,
-                "actor": self.actor.spec(),
-                "config": self.cfg.to_dict(),
-                "commit": self.commit,
-                "iteration": self.iteration,
-                "env_steps": self.env.stats.env_steps,
-                "wall_time_s": wall,
-                "best_return": self.best_return,
-                "recent_returns": self.recent_returns,
-                "algo_state": self.algo.state_dict(),
-                "env_state": self.env.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
+        """Write ``last.pt``; also ``best.pt`` when the training return beats every earlier checkpoint's."""
+        current = float(np.mean(self.recent_returns)) if self.recent_returns else -float("inf")
+        new_best = current > self.best_checkpoint_return
+        if new_best:
+            self.best_checkpoint_return = current
+        payload = {
+            "task": self.cfg.env.task,
+            "algo": self.cfg.algo,
+            "actor": self.actor.spec(),
+            "config": self.cfg.to_dict(),
+            "commit": self.commit,
+            "iteration": self.iteration,
+            "env_steps": self.env.stats.env_steps,
+            "wall_time_s": wall,
+            "best_return": self.best_return,
+            "best_checkpoint_return": self.best_checkpoint_return,
+            "recent_returns": self.recent_returns,
+            "algo_state": self.algo.state_dict(),
+            "env_state": self.env.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(self.checkpoint_path, payload)
+        if new_best:
+            save_checkpoint(self.checkpoint_path.with_name("best.pt"), payload)
         self.log.flush()
 
     def resume(self) -> None:
@@ -115,6 +123,7 @@ class Runner:
         torch.set_rng_state(ck["torch_rng"])
         self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
         self.best_return, self.recent_returns = ck["best_return"], ck["recent_returns"]
+        self.best_checkpoint_return = ck["best_checkpoint_return"]
         self.log.load(self.iteration)
 
     # -- loop ----------------------------------------------------------------------------------

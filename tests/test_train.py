@@ -4,9 +4,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from rfo_ros.checkpoint import load_checkpoint
 from rfo_ros.config import ConfigError, load_config
 from rfo_ros.evaluate import evaluate
 from rfo_ros.runner import Runner
@@ -134,6 +136,12 @@ def test_brief_rfo_run_improves_on_the_untrained_policy(tmp_path):
     assert summary["env_steps"] >= 150000
     assert (tmp_path / "learn" / "learning_curve.png").stat().st_size > 1000
     assert (tmp_path / "learn" / "metrics.csv").is_file()
+    # best.pt: the checkpoint whose training return beat every other checkpoint's, including the last.
+    best = load_checkpoint(tmp_path / "learn" / "checkpoints" / "best.pt")
+    last = load_checkpoint(tmp_path / "learn" / "checkpoints" / "last.pt")
+    assert best["best_checkpoint_return"] == pytest.approx(np.mean(best["recent_returns"]))
+    assert best["best_checkpoint_return"] >= np.mean(last["recent_returns"])
+    assert last["best_checkpoint_return"] == best["best_checkpoint_return"]
 
 
 def test_resume_may_extend_the_budget_but_not_change_the_method(tmp_path):
