@@ -9,16 +9,20 @@ vectors are expressed in the trunk (IMU) frame: ``sensor_msgs/Imu.angular_veloci
 ``nav_msgs/Odometry`` (REP 105: expressed in ``child_frame_id``, the base) already are; in MuJoCo a free
 joint's ``qvel[0:3]`` is the WORLD-frame linear velocity and ``qvel[3:6]`` the BODY-frame angular
 velocity (checked against the ``velocimeter`` and ``gyro`` sensors in tests/test_worlds.py).
+
+torch is never imported here: a torch tensor can only be passed in once the caller has loaded torch, so
+numpy callers (the policy node) never pay for it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import torch
 
 Array = Any  # np.ndarray or torch.Tensor
 
@@ -31,8 +35,16 @@ DEFAULT_JOINT_POS = (0.0, 0.9, -1.8) * 4
 ACTION_SCALE = 0.5
 
 
+def _is_tensor(x: Array) -> bool:
+    """True for a torch tensor, without importing torch (no tensor exists before torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _stack(parts: Sequence[Array], like: Array) -> Array:
-    if isinstance(like, torch.Tensor):
+    if _is_tensor(like):
+        import torch
+
         return torch.stack(list(parts), dim=-1)
     return np.stack(parts, axis=-1)
 
@@ -48,9 +60,13 @@ def quat_rotate_inverse(q_wxyz: Array, v: Array) -> Array:
 
     Uses ``v' = v - w t + u × t`` with ``t = 2 u × v`` (u = vector part), the conjugate rotation.
     """
-    if isinstance(v, torch.Tensor) and not isinstance(q_wxyz, torch.Tensor):
+    if _is_tensor(v) and not _is_tensor(q_wxyz):
+        import torch
+
         q_wxyz = torch.as_tensor(q_wxyz, dtype=v.dtype, device=v.device)
-    elif isinstance(q_wxyz, torch.Tensor) and not isinstance(v, torch.Tensor):
+    elif _is_tensor(q_wxyz) and not _is_tensor(v):
+        import torch
+
         v = torch.as_tensor(v, dtype=q_wxyz.dtype, device=q_wxyz.device)
     w, u = q_wxyz[..., 0:1], q_wxyz[..., 1:4]
     t = 2.0 * _cross(u, v, like=q_wxyz)
@@ -62,6 +78,10 @@ def projected_gravity(q_wxyz: Array) -> Array:
 
     (0, 0, -1) when upright; the z component is ``-cos(tilt)``.
     """
+    if type(q_wxyz) is np.ndarray and q_wxyz.shape == (4,) and q_wxyz.dtype == np.float64:
+        # One quaternion (the policy node): the same float64 operations on Python floats, ~10x faster.
+        w, x, y, z = q_wxyz.tolist()
+        return np.array((2.0 * (w * y - x * z), -2.0 * (w * x + y * z), 2.0 * (x * x + y * y) - 1.0))
     w, x, y, z = q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3]
     return _stack([2.0 * (w * y - x * z), -2.0 * (w * x + y * z), 2.0 * (x * x + y * y) - 1.0], q_wxyz)
 
@@ -90,17 +110,44 @@ class ObsField:
 
 @dataclass(frozen=True)
 class ObsLayout:
-    """An ordered list of fields; the observation is their scaled values concatenated in order."""
+    """An ordered list of fields; the observation is their scaled values concatenated in order.
+
+    Derived values (names, size, the whole-vector offset and scale) are computed once per layout.
+    """
 
     fields: tuple[ObsField, ...]
 
-    @property
+    @cached_property
     def size(self) -> int:
         return sum(f.size for f in self.fields)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+    @cached_property
+    def offset(self) -> tuple[float, ...]:
+        """Every field's offset, concatenated: (size,)."""
+        return tuple(v for f in self.fields for v in f.offset)
+
+    @cached_property
+    def scale(self) -> tuple[float, ...]:
+        """Every field's scale, concatenated: (size,)."""
+        return tuple(v for f in self.fields for v in f.scale)
+
+    @cached_property
+    def _numpy_vectors(self) -> dict[np.dtype, tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def numpy_vectors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only ``(offset, scale)`` arrays (size,) of ``dtype``, built on first use per dtype."""
+        vectors = self._numpy_vectors.get(dtype)
+        if vectors is None:
+            vectors = (np.array(self.offset, dtype=dtype), np.array(self.scale, dtype=dtype))
+            for v in vectors:
+                v.flags.writeable = False
+            self._numpy_vectors[dtype] = vectors
+        return vectors
 
     def slice(self, name: str) -> slice:
         """Where field ``name`` sits in the observation vector."""
@@ -131,28 +178,34 @@ def build_observation(fields: Mapping[str, Array], layout: ObsLayout = QUADRUPED
     ``fields`` maps each field name to an array (..., size); all numpy or all torch (the output follows
     the first field's kind, dtype and device). Extra keys are ignored; missing ones are an error.
     """
-    missing = [f.name for f in layout.fields if f.name not in fields]
+    missing = [name for name in layout.names if name not in fields]
     if missing:
         raise KeyError(f"observation fields missing: {', '.join(missing)}; layout: {', '.join(layout.names)}")
-    first = fields[layout.fields[0].name]
-    is_torch = isinstance(first, torch.Tensor)
-    parts = []
-    for f in layout.fields:
-        value = fields[f.name]
+    values = [fields[name] for name in layout.names]
+    for f, value in zip(layout.fields, values, strict=True):
         if value.shape[-1] != f.size:
             raise ValueError(
                 f"observation field {f.name!r} needs size {f.size} last, got {tuple(value.shape)}"
             )
-        if is_torch:
-            scale = torch.tensor(f.scale, dtype=first.dtype, device=first.device)
-            offset = torch.tensor(f.offset, dtype=first.dtype, device=first.device)
-            parts.append((torch.as_tensor(value, dtype=first.dtype, device=first.device) - offset) * scale)
-        else:
-            value = np.asarray(value, dtype=np.result_type(first, np.float32))
-            parts.append((value - np.asarray(f.offset, value.dtype)) * np.asarray(f.scale, value.dtype))
-    if is_torch:
-        return torch.cat(parts, dim=-1)
-    return np.concatenate(parts, axis=-1)
+    first = values[0]
+    if _is_tensor(first):
+        return _build_observation_torch(values, layout, like=first)
+    # Elementwise, so subtracting and scaling the concatenated vector gives the per-field numbers.
+    dtype = np.result_type(first, np.float32)
+    offset, scale = layout.numpy_vectors(dtype)
+    obs = np.concatenate(values, axis=-1, dtype=dtype, casting="unsafe")
+    obs -= offset
+    obs *= scale
+    return obs
+
+
+def _build_observation_torch(values: Sequence[Array], layout: ObsLayout, like: Array) -> Array:
+    """The torch path of ``build_observation``: differentiable, in ``like``'s dtype and device."""
+    import torch
+
+    kind = {"dtype": like.dtype, "device": like.device}
+    obs = torch.cat([torch.as_tensor(v, **kind) for v in values], dim=-1)
+    return (obs - torch.tensor(layout.offset, **kind)) * torch.tensor(layout.scale, **kind)
 
 
 def layout_metadata(layout: ObsLayout = QUADRUPED_OBS_LAYOUT) -> dict:

@@ -14,22 +14,21 @@ step; ``blend`` decides how they combine:
 
 "Newest" means the latest start step (ties: the later ``add``). Steps passed to ``action`` must not
 decrease (chunks that end before the last asked step are dropped). Pure numpy; no clocks, no ROS.
+
+``action`` runs every control step, so it allocates only the returned (m,) array: chunks are kept sorted
+by start (all have length C, so their ends are sorted too, the ended ones are a prefix and the ones
+covering a step are the next run), the ensemble weights are computed once per number of covering
+chunks, and blending writes into scratch buffers.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from bisect import bisect_right
 
 import numpy as np
 
 BLENDS = ("latest", "ensemble", "overlap")
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    start: int
-    actions: np.ndarray  # (C, m) float64
 
 
 class ChunkScheduler:
@@ -62,12 +61,18 @@ class ChunkScheduler:
             raise ValueError(f"ensemble_decay must be finite, got {ensemble_decay}")
         self.chunk_len, self.action_dim, self.replan_every = chunk_len, action_dim, replan_every
         self.blend, self.ensemble_decay = blend, float(ensemble_decay)
-        self._chunks: list[_Chunk] = []  # sorted oldest first (stable for equal starts)
+        # Chunks sorted oldest first (stable for equal starts): start steps and (C, m) float64 commands.
+        self._starts: list[int] = []
+        self._actions: list[np.ndarray] = []
         self.last_start: int | None = None
+        self._ensemble_weights: dict[int, tuple[np.ndarray, np.float64]] = {}  # n -> (weights, sum)
+        self._rows = np.empty((0, action_dim))  # scratch: the covering chunks' rows for "ensemble"
+        self._scaled = np.empty(action_dim)  # scratch: the newest chunk's weighted row for "overlap"
 
     def reset(self) -> None:
         """Forget every chunk (e.g. after a hold or a restart)."""
-        self._chunks.clear()
+        self._starts.clear()
+        self._actions.clear()
         self.last_start = None
 
     def add(self, chunk: np.ndarray, start_step: int) -> None:
@@ -80,34 +85,64 @@ class ChunkScheduler:
         if not np.isfinite(actions).all():
             raise ValueError("chunk has non-finite values")
         start = int(start_step)
-        index = sum(1 for c in self._chunks if c.start <= start)
-        self._chunks.insert(index, _Chunk(start, actions))
+        index = bisect_right(self._starts, start)  # after every chunk starting at or before ``start``
+        self._starts.insert(index, start)
+        self._actions.insert(index, actions)
         self.last_start = start if self.last_start is None else max(self.last_start, start)
 
     def covering(self, step: int) -> list[tuple[int, np.ndarray]]:
         """(start, chunk) of every chunk with a command for ``step``, oldest first."""
-        return [(c.start, c.actions) for c in self._chunks if c.start <= step < c.start + self.chunk_len]
+        c = self.chunk_len
+        return [(s, a) for s, a in zip(self._starts, self._actions, strict=True) if s <= step < s + c]
 
     def needs_plan(self, step: int) -> bool:
         """True when a new chunk should be planned at ``step``: none yet, R steps since the newest
         chunk's start, or no chunk covers ``step``."""
         if self.last_start is None or step - self.last_start >= self.replan_every:
             return True
-        return not self.covering(step)
+        # Equal lengths: if any chunk starting at or before ``step`` covers it, the latest-starting one does.
+        started = bisect_right(self._starts, step)
+        return started == 0 or self._starts[started - 1] + self.chunk_len <= step
 
     def action(self, step: int) -> np.ndarray | None:
         """The command (m,) for ``step``, or None when no chunk covers it (the caller holds)."""
-        self._chunks = [c for c in self._chunks if c.start + self.chunk_len > step]
-        covering = self.covering(step)
-        if not covering:
+        ended = bisect_right(self._starts, step - self.chunk_len)  # start + C <= step
+        if ended:
+            del self._starts[:ended], self._actions[:ended]
+        n = bisect_right(self._starts, step)  # the first n chunks cover ``step``, oldest first
+        if n == 0:
             return None
-        rows = np.stack([chunk[step - start] for start, chunk in covering])  # (n, m), oldest first
-        if self.blend == "latest" or len(covering) == 1:
-            return rows[-1].copy()
+        if self.blend == "latest" or n == 1:
+            return self._row(n - 1, step).copy()
         if self.blend == "ensemble":
-            weights = np.exp(-self.ensemble_decay * np.arange(len(rows)))
-            return weights @ rows / weights.sum()
-        (prev_start, _), (new_start, _) = covering[-2], covering[-1]
+            return self._ensemble(n, step)
+        return self._cross_fade(n, step)
+
+    def _row(self, i: int, step: int) -> np.ndarray:
+        """A view of chunk ``i``'s command for ``step``: (m,)."""
+        return self._actions[i][step - self._starts[i]]
+
+    def _ensemble(self, n: int, step: int) -> np.ndarray:
+        """``w @ rows / w.sum()`` with ``w_i = exp(-k·i)`` over the ``n`` covering chunks, oldest first."""
+        if n not in self._ensemble_weights:
+            weights = np.exp(-self.ensemble_decay * np.arange(n))
+            self._ensemble_weights[n] = (weights, weights.sum())
+        weights, total = self._ensemble_weights[n]
+        if len(self._rows) < n:
+            self._rows = np.empty((n, self.action_dim))
+        rows = self._rows[:n]
+        for i in range(n):
+            rows[i] = self._row(i, step)
+        out = weights @ rows
+        out /= total
+        return out
+
+    def _cross_fade(self, n: int, step: int) -> np.ndarray:
+        """``(1 - a)·previous + a·newest`` with ``a = (step - s_n + 1) / (L + 1)``, L the overlap."""
+        prev_start, new_start = self._starts[n - 2], self._starts[n - 1]
         overlap = prev_start + self.chunk_len - new_start
         alpha = (step - new_start + 1) / (overlap + 1)
-        return (1.0 - alpha) * rows[-2] + alpha * rows[-1]
+        newest = np.multiply(self._row(n - 1, step), alpha, out=self._scaled)
+        out = np.multiply(self._row(n - 2, step), 1.0 - alpha)
+        out += newest
+        return out
