@@ -132,3 +132,11 @@ def test_guarded_optimizer_skips_non_finite_updates():
     assert not applied and opt.skipped == 1 and torch.equal(w.data, torch.ones(3))
     norm, applied = opt.step((w * 2).sum())
     assert applied and math.isfinite(norm) and not torch.equal(w.data, torch.ones(3))
+
+
+def test_image_observations_keep_their_leading_dims():
+    from rfo_ros.nets.encoders import ObsSplit
+
+    split = ObsSplit(obs_dim=5 + 64, image_shape=(1, 8, 8), image_features=7)
+    assert split(torch.randn(3, 69)).shape == (3, 12)
+    assert split(torch.randn(4, 3, 69)).shape == (4, 3, 12)  # (time, batch, D) as the critic sees it

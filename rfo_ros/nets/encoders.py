@@ -57,4 +57,6 @@ class ObsSplit(nn.Module):
         if self.encoder is None:
             return obs
         proprio, pixels = obs[..., : self.proprio_dim], obs[..., self.proprio_dim :]
-        return torch.cat([proprio, self.encoder(pixels)], dim=-1)
+        # Any leading dims (batch, or time x batch): the CNN sees them flattened, the result gets them back.
+        features = self.encoder(pixels.reshape(-1, pixels.shape[-1])).reshape(*pixels.shape[:-1], -1)
+        return torch.cat([proprio, features], dim=-1)
