@@ -123,7 +123,8 @@ class Runner:
         torch.set_rng_state(ck["torch_rng"])
         self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
         self.best_return, self.recent_returns = ck["best_return"], ck["recent_returns"]
-        self.best_checkpoint_return = ck["best_checkpoint_return"]
+        # Checkpoints from before best.pt existed lack the key: no best checkpoint yet.
+        self.best_checkpoint_return = ck.get("best_checkpoint_return", -float("inf"))
         self.log.load(self.iteration)
 
     # -- loop ----------------------------------------------------------------------------------

@@ -5,4 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup_venv.sh
-exec .venv/bin/python -m rfo_ros.bringup quadruped --headless --duration 20 --report "$@"
+# Offscreen rendering of the image strip through EGL/Mesa (MuJoCo reads MUJOCO_GL at import).
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+mkdir -p runs/demo
+exec .venv/bin/python -m rfo_ros.bringup quadruped --headless --duration 20 --report --strip runs/demo/strip.png "$@"
