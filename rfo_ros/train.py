@@ -34,8 +34,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-#: What a resumed run may change: how long it goes on and how often it reports.
-RESUMABLE_OVERRIDES = {"run.total_env_steps", "run.max_wall_time_s", "run.checkpoint_every", "run.eval_every"}
+#: What a resumed run may change: how long it goes on, how often it reports, and how many simulation
+#: threads it uses (each env's physics is independent of the thread that steps it).
+RESUMABLE_OVERRIDES = {
+    "run.total_env_steps",
+    "run.max_wall_time_s",
+    "run.checkpoint_every",
+    "run.eval_every",
+    "env.threads",
+}
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
@@ -50,10 +57,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         if args.config is not None:
             raise ConfigError("--resume continues the run's saved config.yaml; drop --config")
         extra = parse_overrides(args.overrides)
-        changed = sorted(
-            f"{section}.{key}" for section, keys in extra.items() if isinstance(keys, dict) for key in keys
-        )
-        if set(extra) - {"run"} or not set(changed) <= RESUMABLE_OVERRIDES:
+        changed = {
+            f"{section}.{key}" if isinstance(keys, dict) else section
+            for section, keys in extra.items()
+            for key in (keys if isinstance(keys, dict) else [None])
+        }
+        if not changed <= RESUMABLE_OVERRIDES:
             raise ConfigError(
                 f"--resume may only change {', '.join(sorted(RESUMABLE_OVERRIDES))}; "
                 "start a new --out for anything else"
