@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "train"
 
@@ -102,15 +103,16 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
 
     lines = [f"Equal env steps per run: {args.steps:,}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
     lines += [
-        "| task | algo | final return (sampled noise) | zero noise | env steps/s | steps to threshold "
-        "| wall s to threshold | solved runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | algo | final return (sampled noise) | zero noise | forward speed m/s | falls / episodes "
+        "| env steps/s | steps to threshold | wall s to threshold | solved runs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         curves = {}
         threshold = None
         for algo in algos:
             finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
+            speeds, falls, episodes = [], 0, 0
             xs, ys = [], []
             for seed in range(args.seeds):
                 folder = run_dir(args, task, algo, seed)
@@ -123,6 +125,11 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 finals.append(s["final_return"])
                 stoch.append(s["final_return_zero_noise"])
                 rates.append(s["env_steps_per_s"])
+                sampled = s["eval"]["stochastic"]
+                if "forward_speed_mean" in sampled:
+                    speeds.append(sampled["forward_speed_mean"])
+                falls += sampled["falls"]
+                episodes += yaml.safe_load((folder / "config.yaml").read_text())["run"]["eval_episodes"]
                 solved += int(s["solved"])
                 st, wt = _first_crossing(folder, threshold)
                 if st is not None:
@@ -137,7 +144,8 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 continue
             reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
             lines.append(
-                f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(rates, 0)} | "
+                f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(speeds, 2)} | "
+                f"{falls} / {episodes} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
             if xs and all(xs):
