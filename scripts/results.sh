@@ -23,8 +23,8 @@ wait
 $py -m rfo_ros.bench learn --tasks quadruped_depth --algos rfo,shac --seeds 1 --steps 200000 --jobs 2 --threads 1 \
     --out docs/results
 
-# 4. PPO and FPO with 10x the env steps (they step without Jacobians).
-$py -m rfo_ros.bench learn --tasks quadruped --algos ppo,fpo --seeds 3 --steps 2000000 --jobs 2 --threads 1 \
+# 4. PPO with 10x the env steps (it steps without Jacobians; FPO at 10x did not fit in the session).
+$py -m rfo_ros.bench learn --tasks quadruped --algos ppo --seeds 3 --steps 2000000 --jobs 2 --threads 1 \
     --out docs/results --tag _10x
 
 # 5. The shipped policy: 20 minutes of RFO on the quadruped, exported.
