@@ -10,9 +10,11 @@ py=.venv/bin/python
 # 1. RFO vs SHAC vs FPO vs PPO at equal env steps, 3 seeds; one simulation thread per run, two at a time.
 $py -m rfo_ros.bench learn --tasks quadruped,soft_quadruped --algos rfo,shac,fpo,ppo --seeds 3 \
     --steps 200000 --jobs 2 --threads 1 --out docs/results
+$py -m rfo_ros.bench learn --tasks cartpole --algos rfo,shac,fpo,ppo --seeds 3 \
+    --steps 1000000 --jobs 2 --threads 1 --out docs/results
 
-# 2. Ablations of RFO on cart-pole, one seed each (two chains of runs side by side).
-abl() { $py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 1 --steps 600000 --jobs 1 --threads 1 \
+# 2. Ablations of RFO on cart-pole, 3 seeds each (two chains of runs side by side).
+abl() { $py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 3 --steps 600000 --jobs 1 --threads 1 \
     --out docs/results/ablations --tag "$1" "${@:2}"; }
 ( abl _full; abl _naive --set diff.lambda_stab=0 --set diff.lambda_expl=0
   abl _no_stab --set diff.lambda_stab=0; abl _no_expl --set diff.lambda_expl=0 ) &
