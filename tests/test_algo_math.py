@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from rfo_ros.algos.cfm import ExplorationRegularizer, StabilityRegularizer, cfm_loss
+from rfo_ros.algos.cfm import ExplorationRegularizer, StabilityRegularizer
 from rfo_ros.algos.fpo import FlowMatchingRatio
 from rfo_ros.algos.on_policy import clipped_surrogate
 from rfo_ros.algos.optim import GuardedOptimizer
