@@ -7,6 +7,7 @@ same definitions serve the differentiable trainer, the plain-stepping baselines 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,23 @@ class Task(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+    @staticmethod
+    def resample_rows(
+        current: torch.Tensor | None, mask: np.ndarray, draw: Callable[[int], np.ndarray]
+    ) -> torch.Tensor:
+        """A per-env variable (N, ...) with the rows in ``mask`` replaced by ``draw(k)`` (k, ...).
+
+        Allocates (and draws every row) when ``current`` is missing or sized for another batch.
+        """
+        n = len(mask)
+        new_batch = current is None or current.shape[0] != n
+        if new_batch:
+            mask = np.ones(n, dtype=bool)
+        rows = torch.from_numpy(np.asarray(draw(int(mask.sum())), dtype=np.float64))
+        out = torch.zeros(n, *rows.shape[1:], dtype=torch.float64) if new_batch else current
+        out[torch.from_numpy(mask)] = rows
+        return out
 
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.

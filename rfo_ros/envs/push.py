@@ -75,13 +75,8 @@ class PushBox(Task):
 
     # --- per-env goals -----------------------------------------------------------------------------
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:
-        n = len(mask)
-        if self.goal is None or self.goal.shape[0] != n:
-            self.goal = torch.zeros(n, 2, dtype=torch.float64)
-            mask = np.ones(n, dtype=bool)
-        k = int(mask.sum())
-        self.goal[torch.from_numpy(mask)] = torch.from_numpy(
-            _polar(rng, k, self.goal_radius, self.goal_angle)
+        self.goal = self.resample_rows(
+            self.goal, mask, lambda k: _polar(rng, k, self.goal_radius, self.goal_angle)
         )
 
     def goals_for(self, n: int) -> torch.Tensor:

@@ -95,17 +95,13 @@ class QuadrupedWalk(LeggedTask):
 
     # --- commands ----------------------------------------------------------------------------------
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:
-        n = len(mask)
-        if self.command is None or self.command.shape[0] != n:
-            self.command = torch.zeros(n, 3, dtype=torch.float64)
-            mask = np.ones(n, dtype=bool)
-        k = int(mask.sum())
-        if self.fixed_command is not None:
-            new = np.tile(np.asarray(self.fixed_command, dtype=np.float64), (k, 1))
-        else:
+        def draw(k: int) -> np.ndarray:
+            if self.fixed_command is not None:
+                return np.tile(np.asarray(self.fixed_command, dtype=np.float64), (k, 1))
             lo, hi = np.asarray(self.command_range, dtype=np.float64).T
-            new = rng.uniform(lo, hi, (k, 3))
-        self.command[torch.from_numpy(mask)] = torch.from_numpy(new)
+            return rng.uniform(lo, hi, (k, 3))
+
+        self.command = self.resample_rows(self.command, mask, draw)
 
     def commands_for(self, n: int) -> torch.Tensor:
         """The (n, 3) command: the per-env one, or (for a batch of another size, e.g. ``obs_dim``'s probe)
