@@ -29,6 +29,8 @@ class EnvConfig(_Section):
     num_envs: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1, description="simulation threads (default: all cores)")
     fd_eps: float = Field(1e-6, gt=0)
+    # Forward differences by default: ~1.8x cheaper than centered, and their ~1e-4-1e-3 relative error on
+    # a 32-step return (tests/test_sim_grad.py) is far below the noise of a policy-gradient estimate.
     fd_centered: bool = False
 
 
