@@ -76,18 +76,11 @@ def _run_one(args: argparse.Namespace, task: str, algo: str, seed: int) -> tuple
     return str(folder), rc, time.perf_counter() - t0
 
 
-def _first_crossing(folder: Path, threshold: float) -> tuple[float | None, float | None]:
+def _first_crossing(log, threshold: float) -> tuple[float | None, float | None]:
     """(env steps, wall seconds) when the training return (mean of last 100) first reached ``threshold``."""
-    import csv
-
-    path = folder / "metrics.csv"
-    if not path.is_file():
-        return None, None
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            value = row.get("Train/return_mean100") or ""
-            if value and float(value) >= threshold:
-                return float(row["Train/env_steps"]), float(row["Train/wall_time_s"])
+    for row in log.rows:
+        if row.get("Train/return_mean100", -float("inf")) >= threshold:
+            return row["Train/env_steps"], row["Train/wall_time_s"]
     return None, None
 
 
@@ -131,12 +124,12 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 falls += sampled["falls"]
                 episodes += yaml.safe_load((folder / "config.yaml").read_text())["run"]["eval_episodes"]
                 solved += int(s["solved"])
-                st, wt = _first_crossing(folder, threshold)
+                log = MetricsLog(folder, tensorboard=False)
+                log.load(10**12)
+                st, wt = _first_crossing(log, threshold)
                 if st is not None:
                     steps_at.append(st)
                     wall_at.append(wt)
-                log = MetricsLog(folder, tensorboard=False)
-                log.load(10**12)
                 x, y = log.series("Train/return_mean100")
                 xs.append(x)
                 ys.append(y)
