@@ -32,6 +32,9 @@ class EnvConfig(_Section):
     # Forward differences by default: ~1.8x cheaper than centered, and their ~1e-4-1e-3 relative error on
     # a 32-step return (tests/test_sim_grad.py) is far below the noise of a policy-gradient estimate.
     fd_centered: bool = False
+    fd_overlap: bool = Field(
+        True, description="compute Jacobians in background threads while the networks run (same result)"
+    )
 
 
 class PolicyConfig(_Section):
@@ -55,6 +58,12 @@ class DiffConfig(_Section):
 
     horizon: int = Field(32, ge=1)
     actor_lr: float = Field(2e-3, gt=0)
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "constant",
+        description="linear: actor and critic lr fall linearly with env steps to lr_final_fraction of "
+        "their start at run.total_env_steps (SHAC's schedule)",
+    )
+    lr_final_fraction: float = Field(0.1, ge=0, le=1)
     adam_betas: tuple[float, float] = (0.7, 0.95)
     grad_clip: float = Field(1.0, gt=0)
     lambda_stab: float = Field(0.2, ge=0)

@@ -66,7 +66,7 @@ class Runner:
         torch.manual_seed(cfg.run.seed)
         torch.set_num_threads(cfg.run.torch_threads)
         self.task = make_task(cfg.env.task)
-        fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered)
+        fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)
         self.env = VecEnv(self.task, cfg.env.num_envs, seed=cfg.run.seed, threads=cfg.env.threads, fd=fd)
         image_shape = getattr(self.task, "image_shape", None)
         self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
@@ -234,18 +234,25 @@ class Runner:
     def time_split(self) -> dict[str, float]:
         """Where the training wall time went, summed over iterations (seconds).
 
-        ``sim_forward``: mj_step; ``sim_jacobians``: mjd_transitionFD (both ≈ wall, thread-averaged);
-        ``backward``: the actor's backward pass (network and simulator VJPs) and optimiser step;
-        ``networks_and_other``: the rest of the rollout (policy/critic forward, task maths, copies).
+        ``sim_forward``: mj_step (thread-averaged ≈ wall); ``jacobian_wait``: wall time the trainer was
+        blocked on Jacobians (all of their time when inline, what the overlap did not hide otherwise);
+        ``backward``: the rest of the actor's backward pass (network and simulator VJPs) and optimiser
+        step; ``critic_and_updates``; ``networks_and_other``: the rest of the rollout (policy/critic
+        forward, task maths, copies). These add up to the wall time. Not part of that sum:
+        ``sim_jacobians_compute``, mjd_transitionFD's own time (thread-averaged), overlapped or not.
         """
-        keys = ("rollout", "sim_step", "sim_jacobian", "backward", "critic", "update")
+        keys = ("rollout", "sim_step", "sim_jacobian", "jacobian_wait", "jacobian_wait_rollout", "backward")
+        keys += ("critic", "update")
         total = {k: sum(r.get(f"Perf/{k}_s", 0.0) for r in self.log.rows) for k in keys}
+        in_rollout = total["sim_step"] + total["jacobian_wait_rollout"]
+        wait_in_backward = total["jacobian_wait"] - total["jacobian_wait_rollout"]
         return {
             "sim_forward": total["sim_step"],
-            "sim_jacobians": total["sim_jacobian"],
-            "backward": total["backward"],
+            "jacobian_wait": total["jacobian_wait"],
+            "backward": max(0.0, total["backward"] - wait_in_backward),
             "critic_and_updates": total["critic"] + total["update"],
-            "networks_and_other": max(0.0, total["rollout"] - total["sim_step"] - total["sim_jacobian"]),
+            "networks_and_other": max(0.0, total["rollout"] - in_rollout),
+            "sim_jacobians_compute": total["sim_jacobian"],
         }
 
     def write_config(self) -> None:

@@ -337,6 +337,25 @@ def test_grad_quadruped_in_contact_matches_whole_rollout_fd():
     assert max_ncon > 0, "the quadruped must touch the ground during the rollout"
 
 
+@pytest.mark.parametrize("world", ["quadruped", "tiny_legged"])
+def test_grad_overlapped_jacobians_equal_inline_ones(world):
+    """Background Jacobians replay recorded states into scratch MjData: the gradient must be bit-identical."""
+    if world == "quadruped":
+        task, n, settle = make_task("quadruped"), 3, 50
+    else:
+        task, n, settle = TinyLegged(mujoco.MjModel.from_xml_string(TINY_LEGGED_XML)), 2, 0
+    rng = np.random.default_rng(4)
+    VecEnv(task, n, seed=4).close()
+    state0 = settled(task, task.initial_state(n, rng), settle)
+    actions = rng.uniform(-1.0, 1.0, (H, n, task.action_dim))
+    inline = autograd_gradients(task, state0, actions, FDConfig(1e-6, False, overlap=False), 4)
+    overlapped = autograd_gradients(task, state0, actions, FDConfig(1e-6, False, overlap=True), 4)
+    assert reference_rollout(task, state0, actions)[1] > 0, "the rollout must be in contact"
+    for g_inline, g_overlap in zip(inline, overlapped, strict=True):
+        assert np.abs(g_inline).max() > 0
+        np.testing.assert_array_equal(g_overlap, g_inline)
+
+
 @pytest.mark.parametrize("xml", [PENDULUM_XML, FLOATING_XML], ids=["pendulum_act", "floating_quat"])
 def test_grad_gradcheck_step_function(xml):
     model = mujoco.MjModel.from_xml_string(xml)
@@ -368,7 +387,7 @@ def test_grad_no_grad_path_computes_no_jacobians(cartpole_task):
 
     def spy(*args, **kwargs):
         out = step(*args, **kwargs)
-        seen.append(out.A is not None or out.B is not None)
+        seen.append(out.jacobians is not None)
         return out
 
     env.sim.step = spy
@@ -382,8 +401,8 @@ def test_grad_no_grad_path_computes_no_jacobians(cartpole_task):
     env.close()
 
 
-def _diverge_run(task: Task, inject: bool):
-    env = VecEnv(task, 3, seed=0, threads=2)
+def _diverge_run(task: Task, inject: bool, overlap: bool = False):
+    env = VecEnv(task, 3, seed=0, threads=2, fd=FDConfig(overlap=overlap))
     qvel0 = env.state.qvel.clone()
     if inject:
         qvel0[1, 0] = 1e6  # huge but finite: MuJoCo steps it, the guard must catch it
@@ -401,9 +420,10 @@ def _diverge_run(task: Task, inject: bool):
     return env, flags, qpos.grad, qvel.grad, a.grad
 
 
-def test_grad_diverged_env_is_flagged_and_isolated(cartpole_task):
-    env_ok, flags_ok, gq_ok, gv_ok, ga_ok = _diverge_run(cartpole_task, inject=False)
-    env_bad, flags_bad, gq_bad, gv_bad, ga_bad = _diverge_run(make_task("cartpole"), inject=True)
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlap"])
+def test_grad_diverged_env_is_flagged_and_isolated(cartpole_task, overlap):
+    env_ok, flags_ok, gq_ok, gv_ok, ga_ok = _diverge_run(cartpole_task, inject=False, overlap=overlap)
+    env_bad, flags_bad, gq_bad, gv_bad, ga_bad = _diverge_run(make_task("cartpole"), True, overlap)
     assert not torch.stack(flags_ok).any() and env_ok.stats.divergences == 0
     assert flags_bad[0].tolist() == [False, True, False]
     assert env_bad.stats.divergences == 1
@@ -416,14 +436,16 @@ def test_grad_diverged_env_is_flagged_and_isolated(cartpole_task):
         torch.testing.assert_close(ga_bad[:, i], ga_ok[:, i], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlap"])
 @pytest.mark.parametrize("world", ["cartpole", "tiny_legged"])
-def test_grad_nan_state_or_ctrl_is_flagged_with_zero_gradient(world):
+def test_grad_nan_state_or_ctrl_is_flagged_with_zero_gradient(world, overlap):
     task = (
         make_task("cartpole")
         if world == "cartpole"
         else TinyLegged(mujoco.MjModel.from_xml_string(TINY_LEGGED_XML))
     )
-    sim, tmap = BatchedSim(task.model, 3, threads=2), TangentMap(task.model)
+    sim = BatchedSim(task.model, 3, threads=2, fd=FDConfig(overlap=overlap))
+    tmap = TangentMap(task.model)
     state = task.initial_state(3, np.random.default_rng(0))
     qpos = state.qpos.clone()
     qpos[1, min(3, task.model.nq - 1)] = float("nan")  # the free joint's quaternion, read by backward

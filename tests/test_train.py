@@ -37,7 +37,7 @@ def run_train(*args, cwd=None):
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: fd_centered, fd_eps, num_envs"),
+        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: fd_centered, fd_eps, fd_overlap"),
         (["diff.horizon=abc"], "diff.horizon = 'abc'"),
         (["algo=sac"], "algo = 'sac'"),
         (["env.task=humanoid"], "unknown task"),
@@ -71,7 +71,9 @@ def test_resume_without_a_run_folder_is_a_clear_error(tmp_path):
 
 def _runner(tmp_path, name, algo, steps):
     cfg = load_config(
-        None, [*FAST, f"algo={algo}", f"run.total_env_steps={steps}", "onpolicy.rollout_steps=8"]
+        None,
+        [*FAST, f"algo={algo}", f"run.total_env_steps={steps}", "onpolicy.rollout_steps=8"]
+        + (["diff.lr_schedule=linear", "diff.lr_final_fraction=0.25"] if algo == "rfo" else []),
     )
     runner = Runner(cfg, tmp_path / name, progress=False)
     runner.write_config()
@@ -102,6 +104,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
     ):
         assert torch.equal(a, b), name
     assert straight.env.stats.env_steps == resumed.env.stats.env_steps
+    if algo == "rfo":  # the linear schedule resumed where it stopped: the last update used 1 - 0.75 * 5/6
+        for runner in (straight, resumed):
+            lr = runner.algo.optim.opt.param_groups[0]["lr"]
+            assert lr == pytest.approx(runner.cfg.diff.actor_lr * (1 - 0.75 * 5 / 6))
+            assert runner.algo.lr_factor() == pytest.approx(0.25)
 
 
 def test_nan_loss_is_skipped_and_counted(tmp_path):

@@ -16,7 +16,13 @@ class GuardedOptimizer:
         self.params = [p for p in params if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=lr, betas=betas)
         self.clip = clip
+        self.base_lr = lr
         self.skipped = 0
+
+    def scale_lr(self, factor: float) -> None:
+        """Set the learning rate to ``factor`` times the one given at construction (for schedules)."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.base_lr * factor
 
     def step(self, loss: torch.Tensor) -> tuple[float, bool]:
         self.opt.zero_grad(set_to_none=True)

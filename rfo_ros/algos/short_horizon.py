@@ -48,6 +48,16 @@ class ShortHorizonRPG:
             betas=cfg.diff.adam_betas,
         )
         self.obs = env.reset()
+        #: Env steps this loop has taken (drives the learning-rate schedule; saved with the state).
+        self.env_steps = 0
+
+    def lr_factor(self) -> float:
+        """The schedule's multiplier of the initial learning rates at the current env step."""
+        d = self.cfg.diff
+        if d.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, self.env_steps / self.cfg.run.total_env_steps)
+        return 1.0 - (1.0 - d.lr_final_fraction) * progress
 
     def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Roll H steps with grad; returns the objective J and the detached window data."""
@@ -94,10 +104,16 @@ class ShortHorizonRPG:
         return objective / (n * horizon), data
 
     def iterate(self) -> dict[str, float]:
+        lr_factor = self.lr_factor()
+        self.optim.scale_lr(lr_factor)
+        self.critic.optim.scale_lr(lr_factor)
         t0 = time.perf_counter()
-        fd_before = self.env.sim.timing.copy()
+        timing = self.env.sim.timing
+        fd_before = timing.copy()
         objective, data = self._window()
         t_rollout = time.perf_counter() - t0
+        wait_in_rollout = timing["fd_wait"] - fd_before["fd_wait"]  # inline Jacobians
+        self.env_steps += self.env.num_envs * self.cfg.diff.horizon
         loss = -objective
         metrics: dict[str, float] = {"Loss/actor": float(loss.detach())}
         for term in self.terms:
@@ -128,17 +144,20 @@ class ShortHorizonRPG:
         metrics["Loss/critic"] = self.critic.fit(flat(norm_obs), flat(targets))
         self.actor.normalizer.update(flat(data["obs"]))
         t_critic = time.perf_counter() - t2
-        fd_after = self.env.sim.timing
+        fd_after = self.env.sim.timing.copy()
         metrics.update(
             {
                 "Policy/grad_norm_pre_clip": grad_norm,
                 "Policy/update_applied": float(applied),
+                "Policy/lr": self.optim.base_lr * lr_factor,
                 "Train/reward_mean": float(data["rew"].mean()),
                 "Perf/rollout_s": t_rollout,
                 "Perf/backward_s": t_backward,
                 "Perf/critic_s": t_critic,
                 "Perf/sim_step_s": fd_after["step"] - fd_before["step"],
                 "Perf/sim_jacobian_s": fd_after["fd"] - fd_before["fd"],
+                "Perf/jacobian_wait_s": fd_after["fd_wait"] - fd_before["fd_wait"],
+                "Perf/jacobian_wait_rollout_s": wait_in_rollout,
             }
         )
         return metrics
@@ -149,6 +168,7 @@ class ShortHorizonRPG:
             "critic": self.critic.state_dict(),
             "terms": {t.name: t.state_dict() for t in self.terms},
             "obs": self.obs,
+            "env_steps": self.env_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -157,3 +177,4 @@ class ShortHorizonRPG:
         for t in self.terms:
             t.load_state_dict(state["terms"][t.name])
         self.obs = state["obs"]
+        self.env_steps = state.get("env_steps", 0)  # absent in checkpoints from before the schedule

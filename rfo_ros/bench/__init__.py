@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m rfo_ros.bench {sim,learn,latency} ...``.
+"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency} ...``.
 
 Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 only the chosen one is imported, so one benchmark's dependencies never load with another's.
@@ -14,6 +14,7 @@ from importlib import import_module
 #: subcommand -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("rfo_ros.bench.sim", "simulator throughput: plain vs gradient steps, overhead over bare FD"),
+    "train": ("rfo_ros.bench.train", "training throughput and time split, Jacobians inline vs overlapped"),
     "learn": ("rfo_ros.bench.learn", "training runs per task x algorithm x seed, results table and plots"),
     "latency": ("rfo_ros.bench.latency", "policy inference latency (ONNX Runtime / torch)"),
 }

@@ -1,4 +1,4 @@
-"""``python -m rfo_ros.bench {sim,learn,latency} ...``."""
+"""``python -m rfo_ros.bench {sim,train,learn,latency} ...``."""
 
 from rfo_ros.bench import main
 

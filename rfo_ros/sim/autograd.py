@@ -1,9 +1,9 @@
 """One ``torch.autograd.Function`` over a batched ``mj_step``.
 
-Forward steps all envs (and, only if some input requires grad, computes ``mjd_transitionFD``
-Jacobians in the same thread pool); backward applies ``Aᵀ`` and ``Bᵀ`` to the incoming gradient,
-converting between qpos and tangent coordinates. Diverged envs get zero gradient so they can never
-poison the batch.
+Forward steps all envs (and, only if some input requires grad, has ``mjd_transitionFD`` Jacobians
+computed, inline or overlapped in the background); backward waits for them and applies ``Aᵀ`` and ``Bᵀ``
+to the incoming gradient, converting between qpos and tangent coordinates. Diverged envs, and env-steps
+whose Jacobians came out non-finite, get zero gradient so they can never poison the batch.
 """
 
 from __future__ import annotations
@@ -56,17 +56,15 @@ class _MjStep(torch.autograd.Function):
         if want_grad:
             qpos_prev = qpos.detach().to(torch.float64)
             if out.diverged.any():
-                # A diverged env gets zero gradient. Its Jacobians and the states its tangent maps read
-                # may hold NaN, and NaN * 0 is NaN: overwrite them rather than multiply by a mask.
-                out.A[out.diverged] = 0.0
-                out.B[out.diverged] = 0.0
+                # A diverged env gets zero gradient (its Jacobians are zeroed in backward, once they
+                # exist). The states its tangent maps read may hold NaN, and NaN * 0 is NaN: overwrite.
                 drop = diverged[:, None]
                 qpos_prev = torch.where(drop, 0.0, qpos_prev)
                 qpos_next_safe = torch.where(drop, 0.0, qpos_next)
             else:
                 qpos_next_safe = qpos_next
             ctx.save_for_backward(qpos_prev, qpos_next_safe)
-            ctx.A, ctx.B = out.A, out.B
+            ctx.jacobians, ctx.diverged = out.jacobians, out.diverged
             ctx.tmap = tmap
             ctx.nv, ctx.na = sim.nv, sim.na
         ctx.mark_non_differentiable(diverged)
@@ -77,10 +75,14 @@ class _MjStep(torch.autograd.Function):
     def backward(ctx, g_qpos, g_qvel, g_act, _g_diverged):
         qpos_prev, qpos_next = ctx.saved_tensors
         tmap, nv, na = ctx.tmap, ctx.nv, ctx.na
+        A, B = ctx.jacobians.result()  # waits here if they are being computed in the background
+        if ctx.diverged.any():
+            A[ctx.diverged] = 0.0
+            B[ctx.diverged] = 0.0
         g_next = torch.cat([tmap.qpos_grad_to_tangent(g_qpos, qpos_next), g_qvel, g_act[:, :na]], dim=1)
         g_row = g_next.to(torch.float64).numpy()[:, None, :]  # (N, 1, 2nv+na)
-        g_prev = torch.from_numpy(np.matmul(g_row, ctx.A)[:, 0])  # Aᵀ g per env
-        g_ctrl = torch.from_numpy(np.matmul(g_row, ctx.B)[:, 0])  # Bᵀ g per env
+        g_prev = torch.from_numpy(np.matmul(g_row, A)[:, 0])  # Aᵀ g per env
+        g_ctrl = torch.from_numpy(np.matmul(g_row, B)[:, 0])  # Bᵀ g per env
         g_qpos_prev = tmap.tangent_grad_to_qpos(g_prev[:, :nv], qpos_prev)
         return None, None, g_qpos_prev, g_prev[:, nv : 2 * nv], g_prev[:, 2 * nv :], g_ctrl
 

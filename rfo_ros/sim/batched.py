@@ -4,14 +4,22 @@ MuJoCo's Python bindings release the GIL inside ``mj_step`` and ``mjd_transition
 thread pool scales across cores without processes. The calling thread works too, and every worker pulls
 the next env index from one shared iterator: a thread that the OS (or a neighbour's job) slows down
 simply takes fewer envs, instead of holding the whole batch up as a fixed chunk would.
+
+Jacobians can be *overlapped* (``FDConfig.overlap``): ``step`` records each env's pre-step state and
+returns at once; background threads replay those states into scratch ``MjData`` and run
+``mjd_transitionFD`` while the caller goes on with the policy network and the next steps. Only the
+backward pass waits for them. The result is bit-identical to computing them inline (tested); what it buys
+is the cores that would otherwise idle while Python runs the networks.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
@@ -37,22 +45,53 @@ class FDConfig:
 
     eps: float = 1e-6
     centered: bool = True
+    #: Compute Jacobians in background threads, overlapped with the caller's work (see module doc).
+    overlap: bool = False
+
+
+@dataclass
+class Jacobians:
+    """Tangent-space step Jacobians of every env, possibly still being computed in the background.
+
+    ``result()`` waits for them and returns ``(A (N, 2nv+na, 2nv+na), B (N, 2nv+na, nu))``. Rows of an
+    env whose Jacobians came out non-finite are zeroed there (that env-step then passes no gradient) and
+    ``nonfinite`` (N,) marks them.
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    pending: list[Future] = field(default_factory=list)
+    nonfinite: np.ndarray | None = None
+    #: Called with the seconds ``result()`` blocked (the sim's ``fd_wait`` timer).
+    on_wait: object = None
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.nonfinite is None:
+            t0 = time.perf_counter()
+            for future in self.pending:
+                future.result()
+            if self.on_wait is not None:
+                self.on_wait(time.perf_counter() - t0)
+            self.pending = []
+            self.nonfinite = ~(np.isfinite(self.A).all((1, 2)) & np.isfinite(self.B).all((1, 2)))
+            self.A[self.nonfinite] = 0.0
+            self.B[self.nonfinite] = 0.0
+        return self.A, self.B
 
 
 @dataclass
 class StepOutput:
-    """Next state of every env and, when asked for, the tangent-space step Jacobians.
+    """Next state of every env and, when asked for, its step Jacobians.
 
-    Shapes: qpos (N, nq), qvel (N, nv), act (N, na); A (N, 2nv+na, 2nv+na), B (N, 2nv+na, nu);
-    ``diverged`` (N,) marks envs whose step produced a non-finite or exploding state or a solver warning.
+    Shapes: qpos (N, nq), qvel (N, nv), act (N, na); ``diverged`` (N,) marks envs whose step produced a
+    non-finite or exploding state or a solver warning.
     """
 
     qpos: np.ndarray
     qvel: np.ndarray
     act: np.ndarray
     diverged: np.ndarray
-    A: np.ndarray | None = None
-    B: np.ndarray | None = None
+    jacobians: Jacobians | None = None
 
 
 class BatchedSim:
@@ -79,8 +118,13 @@ class BatchedSim:
         # Per-env numpy views into MjData, made once: building them is most of the per-env Python cost.
         self._views = [(d.qpos, d.qvel, d.act, d.ctrl, d.warning.number) for d in self.datas]
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
-        #: Seconds spent in mj_step and in mjd_transitionFD, summed over threads / threads (≈ wall).
-        self.timing = {"step": 0.0, "fd": 0.0}
+        # Overlapped Jacobians: their own threads, each replaying recorded states into a scratch MjData.
+        self._fd_pool: ThreadPoolExecutor | None = None
+        self._scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
+        self._timing_lock = threading.Lock()
+        #: Seconds spent in mj_step and in mjd_transitionFD (summed over threads / threads, ≈ wall when
+        #: inline; overlapped, "fd" is background work) and blocked waiting for overlapped Jacobians.
+        self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
 
     def warmstart(self) -> np.ndarray:
         """Each env's solver warm-start (N, nv): part of the state for bit-exact resumption."""
@@ -94,6 +138,42 @@ class BatchedSim:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+        if self._fd_pool is not None:
+            # Finish queued Jacobians: a graph built before close() may still run its backward.
+            self._fd_pool.shutdown(wait=True)
+            self._fd_pool = None
+
+    def _add_time(self, key: str, seconds: float) -> None:
+        with self._timing_lock:
+            self.timing[key] += seconds
+
+    def _submit_jacobians(self, jac: Jacobians, states: tuple[np.ndarray, ...]) -> None:
+        """Queue ``mjd_transitionFD`` of every env at the recorded pre-step ``states`` (background)."""
+        if self._fd_pool is None:
+            self._fd_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rfo_fd")
+            for _ in range(self.threads):
+                self._scratch.put(mujoco.MjData(self.model))
+        m, eps, centered, na = self.model, self.fd.eps, self.fd.centered, self.na
+        qpos, qvel, act, ctrl, warm = states
+
+        def work(rows: np.ndarray) -> None:
+            d = self._scratch.get()
+            try:
+                t0 = time.perf_counter()
+                for i in rows:
+                    d.qpos[:] = qpos[i]
+                    d.qvel[:] = qvel[i]
+                    if na:
+                        d.act[:] = act[i]
+                    d.ctrl[:] = ctrl[i]
+                    d.qacc_warmstart[:] = warm[i]
+                    mujoco.mjd_transitionFD(m, d, eps, centered, jac.A[i], jac.B[i], None, None)
+                self._add_time("fd", (time.perf_counter() - t0) / self.threads)
+            finally:
+                self._scratch.put(d)
+
+        chunks = np.array_split(np.arange(self.num_envs), self.threads)
+        jac.pending = [self._fd_pool.submit(work, chunk) for chunk in chunks if len(chunk)]
 
     def _map(self, fn) -> list:
         """``fn(indices)`` on every thread (the caller's included), all drawing from one env iterator.
@@ -126,12 +206,20 @@ class BatchedSim:
             act=np.empty((n, self.na)),
             diverged=np.zeros(n, dtype=bool),
         )
+        overlap = jacobians and self.fd.overlap
+        inline = jacobians and not overlap
         if jacobians:
-            out.A = np.empty((n, self.state_dim, self.state_dim))
-            out.B = np.empty((n, self.state_dim, self.nu))
+            out.jacobians = Jacobians(
+                np.empty((n, self.state_dim, self.state_dim)),
+                np.empty((n, self.state_dim, self.nu)),
+                on_wait=lambda s: self._add_time("fd_wait", s),
+            )
+            A, B = out.jacobians.A, out.jacobians.B
+        if overlap:  # the background threads read these after step() returns: own copies
+            qpos, qvel, act, ctrl = (np.array(x, dtype=np.float64) for x in (qpos, qvel, act, ctrl))
+            warm = np.empty((n, self.nv))
         eps, centered = self.fd.eps, self.fd.centered
         datas, views, na = self.datas, self._views, self.na
-        A, B = out.A, out.B
         perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 
         def work(indices) -> tuple[float, float]:
@@ -146,8 +234,10 @@ class BatchedSim:
                 d_ctrl[:] = ctrl[i]
                 warnings_before = warning[_FATAL_INDEX].sum()
                 t0 = perf_counter()
-                if jacobians:
+                if inline:
                     fd_call(m, d, eps, centered, A[i], B[i], None, None)
+                elif overlap:
+                    warm[i] = d.qacc_warmstart
                 t1 = perf_counter()
                 step_call(m, d)
                 t2 = perf_counter()
@@ -161,11 +251,13 @@ class BatchedSim:
             return t_fd, t_step
 
         times = self._map(work)
-        self.timing["fd"] += sum(t[0] for t in times) / self.threads
-        self.timing["step"] += sum(t[1] for t in times) / self.threads
+        fd_inline = sum(t[0] for t in times) / self.threads
+        self._add_time("fd", fd_inline)
+        self._add_time("fd_wait", fd_inline)  # inline Jacobians block the caller for all their time
+        self._add_time("step", sum(t[1] for t in times) / self.threads)
         finite = np.isfinite(out.qpos).all(1) & np.isfinite(out.qvel).all(1)
         exploding = np.abs(np.nan_to_num(out.qvel, nan=np.inf)).max(1, initial=0.0) > self.max_qvel
         out.diverged |= ~finite | exploding
-        if jacobians:
-            out.diverged |= ~(np.isfinite(out.A).all((1, 2)) & np.isfinite(out.B).all((1, 2)))
+        if overlap:
+            self._submit_jacobians(out.jacobians, (qpos, qvel, act, ctrl, warm))
         return out

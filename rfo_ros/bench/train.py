@@ -1,0 +1,114 @@
+"""``python -m rfo_ros.bench train``: training throughput with Jacobians inline vs overlapped, side by side.
+
+Builds the trainer twice from one config (``env.fd_overlap`` false and true), warms both up, then
+alternates single iterations between them so both see the same machine load, and prints env steps/s and
+where each iteration's wall time went: ``sim_forward`` (mj_step), ``jacobian_wait`` (the trainer blocked
+on mjd_transitionFD), ``networks_and_other`` (the rest of the rollout: policy and critic forward, task
+maths), ``backward`` (actor backward and optimiser step, without the wait), ``critic`` (critic fitting);
+``jacobian_compute`` is mjd_transitionFD's own time (thread-averaged), which overlap hides behind the rest.
+Only RFO and SHAC configs compute Jacobians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+from rfo_ros.config import load_config
+from rfo_ros.runner import Runner
+
+#: Per-iteration parts reported for each mode, in the order printed.
+PARTS = ("sim_forward", "jacobian_wait", "networks_and_other", "backward", "critic", "jacobian_compute")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config/train/quadruped_rfo.yaml", help="training YAML (rfo or shac)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--iterations", type=int, default=10, help="timed iterations per mode")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per mode first")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.iterations < 1 or args.warmup < 0:
+        raise SystemExit("--iterations must be >= 1 and --warmup >= 0")
+    result = bench_train(args.config, args.set, args.iterations, args.warmup)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _parts(metrics: dict[str, float]) -> dict[str, float]:
+    wait_rollout = metrics["Perf/jacobian_wait_rollout_s"]
+    wait_backward = metrics["Perf/jacobian_wait_s"] - wait_rollout
+    return {
+        "sim_forward": metrics["Perf/sim_step_s"],
+        "jacobian_wait": metrics["Perf/jacobian_wait_s"],
+        "networks_and_other": metrics["Perf/rollout_s"] - metrics["Perf/sim_step_s"] - wait_rollout,
+        "backward": metrics["Perf/backward_s"] - wait_backward,
+        "critic": metrics["Perf/critic_s"],
+        "jacobian_compute": metrics["Perf/sim_jacobian_s"],
+    }
+
+
+def bench_train(config: str, overrides: list[str], iterations: int, warmup: int) -> dict:
+    """Time ``iterations`` training iterations per mode (interleaved); returns a JSON-able dict."""
+    modes = {"inline": "false", "overlap": "true"}
+    runners: dict[str, Runner] = {}
+    with tempfile.TemporaryDirectory(prefix="rfo_bench_train_") as tmp:
+        for mode, flag in modes.items():
+            cfg = load_config(config, [*overrides, f"env.fd_overlap={flag}"])
+            if cfg.algo not in ("rfo", "shac"):
+                raise SystemExit(f"bench train needs an rfo or shac config, got algo {cfg.algo!r}")
+            runners[mode] = Runner(cfg, f"{tmp}/{mode}", progress=False)
+        try:
+            for runner in runners.values():
+                for _ in range(warmup):
+                    runner.algo.iterate()
+            wall = dict.fromkeys(modes, 0.0)
+            parts = {mode: dict.fromkeys(PARTS, 0.0) for mode in modes}
+            for _ in range(iterations):
+                for mode, runner in runners.items():
+                    t0 = time.perf_counter()
+                    metrics = runner.algo.iterate()
+                    wall[mode] += time.perf_counter() - t0
+                    for key, value in _parts(metrics).items():
+                        parts[mode][key] += value
+        finally:
+            for runner in runners.values():
+                runner.env.close()
+    cfg = runners["inline"].cfg
+    steps = cfg.env.num_envs * cfg.diff.horizon * iterations
+    threads = runners["inline"].env.sim.threads
+    return {
+        "config": config,
+        "overrides": overrides,
+        "task": cfg.env.task,
+        "algo": cfg.algo,
+        "envs": cfg.env.num_envs,
+        "horizon": cfg.diff.horizon,
+        "threads": threads,
+        "iterations": iterations,
+        "steps_per_s": {mode: steps / wall[mode] for mode in modes},
+        "overlap_speedup": wall["inline"] / wall["overlap"],
+        "ms_per_iteration": {
+            mode: {k: round(1e3 * v / iterations, 1) for k, v in (("wall", wall[mode]), *parts[mode].items())}
+            for mode in modes
+        },
+    }
+
+
+def format_table(r: dict) -> str:
+    head = f"{r['algo']} on {r['task']}: {r['envs']} envs x H={r['horizon']}, {r['threads']} threads"
+    lines = [head, f"{'ms per iteration':<22}{'inline':>10}{'overlap':>10}"]
+    for key in ("wall", *PARTS):
+        lines.append(
+            f"{key:<22}{r['ms_per_iteration']['inline'][key]:>10.1f}"
+            f"{r['ms_per_iteration']['overlap'][key]:>10.1f}"
+        )
+    rates = r["steps_per_s"]
+    lines.append(f"{'env steps/s':<22}{rates['inline']:>10.0f}{rates['overlap']:>10.0f}")
+    speedup, n = r["overlap_speedup"], r["iterations"]
+    lines.append(f"overlap speedup: {speedup:.2f}x  ({n} interleaved iterations each)")
+    return "\n".join(lines)
