@@ -1,6 +1,15 @@
-"""Policy evaluation: N full episodes in parallel, zero-noise or stochastic."""
+"""Policy evaluation: N full episodes in parallel, zero-noise or stochastic.
+
+``python -m rfo_ros.evaluate CHECKPOINT [--episodes N] [--command VX VY WZ]`` prints both modes as JSON;
+``--command`` holds a velocity-commanded task (the quadrupeds) at one command instead of random ones.
+"""
 
 from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -11,13 +20,25 @@ from rfo_ros.nets.actor import Actor
 
 
 @torch.no_grad()
-def evaluate(actor: Actor, task_name: str, episodes: int, seed: int, deterministic: bool) -> dict[str, float]:
+def evaluate(
+    actor: Actor,
+    task_name: str,
+    episodes: int,
+    seed: int,
+    deterministic: bool,
+    command: tuple[float, float, float] | None = None,
+) -> dict[str, float]:
     """Run ``episodes`` episodes (one per env) to their first end; return mean/std return and length.
 
     Tasks that define ``forward_speed(state) -> (N,)`` also report the mean forward speed (m/s) over
-    the steps each episode was alive, and ``falls`` (episodes that ended in failure).
+    the steps each episode was alive, and ``falls`` (episodes that ended in failure). ``command`` fixes
+    a velocity-commanded task's command (its ``fixed_command``) for every episode.
     """
     task = make_task(task_name)
+    if command is not None:
+        if not hasattr(task, "fixed_command"):
+            raise ValueError(f"task {task_name!r} takes no velocity command")
+        task.fixed_command = tuple(float(c) for c in command)
     env = VecEnv(task, episodes, seed=seed, threads=None)
     obs = env.reset()
     chunk = actor.chunk
@@ -49,3 +70,33 @@ def evaluate(actor: Actor, task_name: str, episodes: int, seed: int, determinist
     if measure_speed:
         out["forward_speed_mean"] = float((speed_sum / np.maximum(lengths, 1)).mean())
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: evaluate a checkpoint's policy with sampled and with zero noise; prints one JSON object."""
+    from rfo_ros.checkpoint import CheckpointError, load_actor
+
+    p = argparse.ArgumentParser(prog="python -m rfo_ros.evaluate", description=main.__doc__)
+    p.add_argument("checkpoint", help="a training checkpoint (last.pt / best.pt)")
+    p.add_argument("--episodes", type=int, default=16)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--command", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="fixed command")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error("--episodes must be >= 1")
+    try:
+        actor, payload = load_actor(args.checkpoint)
+        task, n, seed = payload["task"], args.episodes, args.seed
+        result = {
+            mode: evaluate(actor, task, n, seed, mode == "zero_noise", args.command)
+            for mode in ("stochastic", "zero_noise")
+        }
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"task": payload["task"], "command": args.command, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -65,3 +65,37 @@ class MetricsLog:
         """(env_steps, values) of every row that has ``key``."""
         pts = [(r["Train/env_steps"], r[key]) for r in self.rows if key in r]
         return [p[0] for p in pts], [p[1] for p in pts]
+
+
+#: Parts of a differentiable training iteration's wall time, as ``split_time`` names them.
+TIME_PARTS = (
+    "sim_forward",
+    "jacobian_wait",
+    "networks_and_other",
+    "backward",
+    "critic_and_updates",
+    "sim_jacobians_compute",
+)
+
+
+def split_time(perf: dict[str, float]) -> dict[str, float]:
+    """Where wall time went, from ``Perf/*_s`` metrics (one iteration's, or sums over many).
+
+    ``sim_forward``: mj_step (≈ wall); ``jacobian_wait``: wall time the trainer was blocked on Jacobians
+    (all of their time when inline, what the overlap did not hide otherwise); ``networks_and_other``: the
+    rest of the rollout (policy and critic forward, task maths, copies); ``backward``: the rest of the
+    actor's backward pass (network and simulator VJPs) and the optimiser step; ``critic_and_updates``.
+    These add up to the wall time. Not part of that sum: ``sim_jacobians_compute``, mjd_transitionFD's
+    own time (thread-averaged), overlapped or not. Keys absent from ``perf`` count as 0.
+    """
+    get = lambda key: perf.get(f"Perf/{key}_s", 0.0)  # noqa: E731
+    wait_in_rollout = get("jacobian_wait_rollout")
+    wait_in_backward = get("jacobian_wait") - wait_in_rollout
+    return {
+        "sim_forward": get("sim_step"),
+        "jacobian_wait": get("jacobian_wait"),
+        "networks_and_other": max(0.0, get("rollout") - get("sim_step") - wait_in_rollout),
+        "backward": max(0.0, get("backward") - wait_in_backward),
+        "critic_and_updates": get("critic") + get("update"),
+        "sim_jacobians_compute": get("sim_jacobian"),
+    }

@@ -18,7 +18,7 @@ from rfo_ros.config import TrainConfig
 from rfo_ros.envs import make_task
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.evaluate import evaluate
-from rfo_ros.metrics import MetricsLog, ProgressCallback
+from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
 from rfo_ros.nets.actor import Actor
 from rfo_ros.nets.critic import Critic
 from rfo_ros.plots import learning_curve
@@ -232,28 +232,13 @@ class Runner:
         return summary
 
     def time_split(self) -> dict[str, float]:
-        """Where the training wall time went, summed over iterations (seconds).
-
-        ``sim_forward``: mj_step (thread-averaged ≈ wall); ``jacobian_wait``: wall time the trainer was
-        blocked on Jacobians (all of their time when inline, what the overlap did not hide otherwise);
-        ``backward``: the rest of the actor's backward pass (network and simulator VJPs) and optimiser
-        step; ``critic_and_updates``; ``networks_and_other``: the rest of the rollout (policy/critic
-        forward, task maths, copies). These add up to the wall time. Not part of that sum:
-        ``sim_jacobians_compute``, mjd_transitionFD's own time (thread-averaged), overlapped or not.
-        """
-        keys = ("rollout", "sim_step", "sim_jacobian", "jacobian_wait", "jacobian_wait_rollout", "backward")
-        keys += ("critic", "update")
-        total = {k: sum(r.get(f"Perf/{k}_s", 0.0) for r in self.log.rows) for k in keys}
-        in_rollout = total["sim_step"] + total["jacobian_wait_rollout"]
-        wait_in_backward = total["jacobian_wait"] - total["jacobian_wait_rollout"]
-        return {
-            "sim_forward": total["sim_step"],
-            "jacobian_wait": total["jacobian_wait"],
-            "backward": max(0.0, total["backward"] - wait_in_backward),
-            "critic_and_updates": total["critic"] + total["update"],
-            "networks_and_other": max(0.0, total["rollout"] - in_rollout),
-            "sim_jacobians_compute": total["sim_jacobian"],
-        }
+        """Where the training wall time went, summed over iterations (seconds; see ``split_time``)."""
+        totals: dict[str, float] = {}
+        for row in self.log.rows:
+            for key, value in row.items():
+                if key.startswith("Perf/"):
+                    totals[key] = totals.get(key, 0.0) + value
+        return split_time(totals)
 
     def write_config(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -497,6 +498,30 @@ def test_grad_bench_sim_json_line(capsys):
 
     assert main(argv) == 0  # the readable table
     assert "fd_floor_ratio" in capsys.readouterr().out
+
+
+def test_grad_bench_train_compares_inline_and_overlapped(capsys):
+    from rfo_ros.bench import main
+    from rfo_ros.metrics import TIME_PARTS
+
+    tiny = ["env.num_envs=4", "diff.horizon=4", "policy.hidden=[16]", "critic.hidden=[16]", "env.threads=2"]
+    configs = Path(__file__).resolve().parents[1] / "config" / "train"
+    argv = ["train", "--config", str(configs / "cartpole_rfo.yaml"), "--iterations", "2", "--warmup", "1"]
+    assert main([*argv, *(a for o in tiny for a in ("--set", o)), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["envs"], result["horizon"], result["iterations"]) == (4, 4, 2)
+    for mode in ("inline", "overlap"):
+        assert result["steps_per_s"][mode] > 0
+        parts = result["ms_per_iteration"][mode]
+        assert set(TIME_PARTS) <= set(parts) and parts["sim_jacobians_compute"] > 0
+        # The reported parts (all but the overlapped compute) cannot exceed the wall time.
+        assert sum(parts[k] for k in TIME_PARTS[:-1]) <= parts["wall"] * 1.05 + 0.5
+    # Inline, the trainer waits for every Jacobian: wait == compute (same timer).
+    inline = result["ms_per_iteration"]["inline"]
+    assert inline["jacobian_wait"] == pytest.approx(inline["sim_jacobians_compute"], abs=0.2)
+    assert result["overlap_speedup"] > 0
+    with pytest.raises(SystemExit, match="rfo or shac"):
+        main(["train", "--config", str(configs / "cartpole_ppo.yaml"), "--iterations", "1"])
 
 
 def test_grad_bench_dispatcher_rejects_unknown_command(capsys):

@@ -160,3 +160,54 @@ def test_resume_may_extend_the_budget_but_not_change_the_method(tmp_path):
     proc = run_train("--resume", "--out", str(out), "--set", "run.total_env_steps=256")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 256
+
+
+def test_evaluate_cli_reports_both_modes_and_rejects_bad_input(tmp_path):
+    runner = _runner(tmp_path, "ev", "rfo", 8 * 8 * 2)
+    runner.train()
+    ckpt = str(runner.checkpoint_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfo_ros.evaluate", ckpt, "--episodes", "2"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["task"] == "cartpole"
+    for mode in ("stochastic", "zero_noise"):
+        assert result[mode]["length_mean"] > 0 and np.isfinite(result[mode]["return_mean"])
+    # Cart-pole takes no velocity command; a corrupt checkpoint is refused: clear errors, exit 1.
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfo_ros.evaluate", ckpt, "--command", "1", "0", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "takes no velocity command" in proc.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfo_ros.evaluate", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "unreadable" in proc.stderr
+
+
+def test_evaluate_holds_a_quadruped_at_the_given_command():
+    from rfo_ros.envs import make_task
+    from rfo_ros.envs.legged_obs import QUADRUPED_OBS_LAYOUT
+    from rfo_ros.runner import build_actor
+
+    cfg = load_config(None, ["env.task=quadruped", "policy.hidden=[16]"])
+    task = make_task("quadruped")
+    actor = build_actor(cfg, task.obs_dim, task.action_dim, None).eval()
+    # An untrained policy falls within about a second, so this is quick; the command must reach the obs.
+    seen = []
+    original = actor.forward
+
+    def spy(obs, noise=None):
+        seen.append(obs[:, QUADRUPED_OBS_LAYOUT.slice("command")].clone())
+        return original(obs, noise)
+
+    actor.forward = spy
+    out = evaluate(actor, "quadruped", 2, seed=0, deterministic=True, command=(1.25, 0.0, 0.0))
+    assert out["length_mean"] > 0 and "forward_speed_mean" in out
+    commands = torch.cat(seen).double()  # scaled by (2, 2, 0.25) in the observation
+    expected = torch.tensor([2.5, 0.0, 0.0], dtype=torch.float64).expand_as(commands)
+    torch.testing.assert_close(commands, expected, rtol=0, atol=1e-6)

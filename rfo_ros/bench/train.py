@@ -2,11 +2,9 @@
 
 Builds the trainer twice from one config (``env.fd_overlap`` false and true), warms both up, then
 alternates single iterations between them so both see the same machine load, and prints env steps/s and
-where each iteration's wall time went: ``sim_forward`` (mj_step), ``jacobian_wait`` (the trainer blocked
-on mjd_transitionFD), ``networks_and_other`` (the rest of the rollout: policy and critic forward, task
-maths), ``backward`` (actor backward and optimiser step, without the wait), ``critic`` (critic fitting);
-``jacobian_compute`` is mjd_transitionFD's own time (thread-averaged), which overlap hides behind the rest.
-Only RFO and SHAC configs compute Jacobians.
+where each iteration's wall time went (``rfo_ros.metrics.split_time``: mj_step, waiting for Jacobians,
+the rest of the rollout, backward, critic; and the Jacobians' own compute time, which overlap hides
+behind the rest). Only RFO and SHAC configs compute Jacobians.
 """
 
 from __future__ import annotations
@@ -17,10 +15,8 @@ import tempfile
 import time
 
 from rfo_ros.config import load_config
+from rfo_ros.metrics import TIME_PARTS, split_time
 from rfo_ros.runner import Runner
-
-#: Per-iteration parts reported for each mode, in the order printed.
-PARTS = ("sim_forward", "jacobian_wait", "networks_and_other", "backward", "critic", "jacobian_compute")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,19 +35,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parts(metrics: dict[str, float]) -> dict[str, float]:
-    wait_rollout = metrics["Perf/jacobian_wait_rollout_s"]
-    wait_backward = metrics["Perf/jacobian_wait_s"] - wait_rollout
-    return {
-        "sim_forward": metrics["Perf/sim_step_s"],
-        "jacobian_wait": metrics["Perf/jacobian_wait_s"],
-        "networks_and_other": metrics["Perf/rollout_s"] - metrics["Perf/sim_step_s"] - wait_rollout,
-        "backward": metrics["Perf/backward_s"] - wait_backward,
-        "critic": metrics["Perf/critic_s"],
-        "jacobian_compute": metrics["Perf/sim_jacobian_s"],
-    }
-
-
 def bench_train(config: str, overrides: list[str], iterations: int, warmup: int) -> dict:
     """Time ``iterations`` training iterations per mode (interleaved); returns a JSON-able dict."""
     modes = {"inline": "false", "overlap": "true"}
@@ -67,13 +50,13 @@ def bench_train(config: str, overrides: list[str], iterations: int, warmup: int)
                 for _ in range(warmup):
                     runner.algo.iterate()
             wall = dict.fromkeys(modes, 0.0)
-            parts = {mode: dict.fromkeys(PARTS, 0.0) for mode in modes}
+            parts = {mode: dict.fromkeys(TIME_PARTS, 0.0) for mode in modes}
             for _ in range(iterations):
                 for mode, runner in runners.items():
                     t0 = time.perf_counter()
                     metrics = runner.algo.iterate()
                     wall[mode] += time.perf_counter() - t0
-                    for key, value in _parts(metrics).items():
+                    for key, value in split_time(metrics).items():
                         parts[mode][key] += value
         finally:
             for runner in runners.values():
@@ -102,7 +85,7 @@ def bench_train(config: str, overrides: list[str], iterations: int, warmup: int)
 def format_table(r: dict) -> str:
     head = f"{r['algo']} on {r['task']}: {r['envs']} envs x H={r['horizon']}, {r['threads']} threads"
     lines = [head, f"{'ms per iteration':<22}{'inline':>10}{'overlap':>10}"]
-    for key in ("wall", *PARTS):
+    for key in ("wall", *TIME_PARTS):
         lines.append(
             f"{key:<22}{r['ms_per_iteration']['inline'][key]:>10.1f}"
             f"{r['ms_per_iteration']['overlap'][key]:>10.1f}"

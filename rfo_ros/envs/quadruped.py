@@ -30,6 +30,8 @@ from rfo_ros.sim.autograd import SimState
 
 __all__ = ["ACTION_SCALE", "DEFAULT_JOINT_POS", "JOINT_NAMES", "QuadrupedWalk", "QuadrupedWalkDepth"]
 
+#: Width (m²/s²) of the velocity-tracking kernel exp(-|error|²/σ²).
+TRACKING_SIGMA_SQ = 1.0
 #: Trunk height band (m) rewarded as "standing tall"; the standing pose puts the trunk at ~0.29.
 HEIGHT_BAND = (0.27, 0.30)
 
@@ -75,8 +77,6 @@ class QuadrupedWalk(LeggedTask):
     max_tilt_deg = 60.0
     action_scale = ACTION_SCALE
     obs_layout = QUADRUPED_OBS_LAYOUT
-    #: (weight, σ² in m²/s²) of each velocity-tracking kernel weight·exp(-|cmd_xy - v_xy|²/σ²).
-    tracking_kernels: tuple[tuple[float, float], ...] = ((1.5, 1.0),)
 
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
@@ -151,11 +151,10 @@ class QuadrupedWalk(LeggedTask):
         v = base_lin_vel_body(qpos, qvel)
         w = base_ang_vel_body(qvel)
         g = projected_gravity(base_quat(qpos))
-        err_sq = ((cmd[:, :2] - v[:, :2]) ** 2).sum(1)
         return {
             # σ² = 1 rather than legged_gym's 0.25: at 1 m/s of error exp(-4) leaves a gradient-based
             # learner almost no slope towards the command; exp(-1) leaves a usable one.
-            "track_lin_vel": sum(w * exp_tracking(err_sq, sigma_sq) for w, sigma_sq in self.tracking_kernels),
+            "track_lin_vel": 1.5 * exp_tracking(((cmd[:, :2] - v[:, :2]) ** 2).sum(1), TRACKING_SIGMA_SQ),
             "track_yaw_rate": 0.5 * exp_tracking((cmd[:, 2] - w[:, 2]) ** 2, 0.25),
             "height": 0.5 * band_reward(base_height(qpos), *HEIGHT_BAND, width=0.08),
             "orientation": -2.0 * (g[:, :2] ** 2).sum(1),
