@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
+    torch.manual_seed(args.seed)  # the sampled-noise episodes draw from torch's generator
     try:
         actor, payload = load_actor(args.checkpoint)
         task, n, seed = payload["task"], args.episodes, args.seed
