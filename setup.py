@@ -50,6 +50,7 @@ setup(
         "console_scripts": [
             "rfo_train = rfo_ros.train:main",
             "rfo_export = rfo_ros.export:main",
+            "rfo_evaluate = rfo_ros.evaluate:main",
             "policy_node = rfo_ros.nodes.policy_node:main",
             "sim_node = rfo_ros.nodes.sim_node:main",
             "rfo_bringup = rfo_ros.bringup:main",

@@ -46,5 +46,11 @@ $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set run.seed=1 -
 $py -m rfo_ros.bench learn --tasks quadruped --algos rfo,shac --seeds 2 --steps 2800000 \
     --out docs/results/quadruped_20min --report-only
 
-# 6. Training throughput, Jacobians inline vs overlapped (alone on the machine).
+# 6. The linear learning-rate schedule for RFO and SHAC on the other worlds (configs unchanged there).
+$py -m rfo_ros.bench learn --tasks cartpole --algos rfo,shac --seeds 3 --steps 1000000 --jobs 2 --threads 1 \
+    --out docs/results/lr_schedule --tag _linear --set diff.lr_schedule=linear
+$py -m rfo_ros.bench learn --tasks soft_quadruped --algos rfo,shac --seeds 3 --steps 200000 --jobs 2 \
+    --threads 1 --out docs/results/lr_schedule --tag _linear --set diff.lr_schedule=linear
+
+# 7. Training throughput, Jacobians inline vs overlapped (alone on the machine).
 $py -m rfo_ros.bench train --iterations 20
