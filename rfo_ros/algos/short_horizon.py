@@ -48,15 +48,14 @@ class ShortHorizonRPG:
             betas=cfg.diff.adam_betas,
         )
         self.obs = env.reset()
-        #: Env steps this loop has taken (drives the learning-rate schedule; saved with the state).
-        self.env_steps = 0
 
     def lr_factor(self) -> float:
-        """The schedule's multiplier of the initial learning rates at the current env step."""
+        """The schedule's multiplier of the initial learning rates at the env's current step count
+        (``VecEnv.stats``, which checkpoints carry, so a resumed run continues the schedule)."""
         d = self.cfg.diff
         if d.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, self.env_steps / self.cfg.run.total_env_steps)
+        progress = min(1.0, self.env.stats.env_steps / self.cfg.run.total_env_steps)
         return 1.0 - (1.0 - d.lr_final_fraction) * progress
 
     def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -113,7 +112,6 @@ class ShortHorizonRPG:
         objective, data = self._window()
         t_rollout = time.perf_counter() - t0
         wait_in_rollout = timing["fd_wait"] - fd_before["fd_wait"]  # inline Jacobians
-        self.env_steps += self.env.num_envs * self.cfg.diff.horizon
         loss = -objective
         metrics: dict[str, float] = {"Loss/actor": float(loss.detach())}
         for term in self.terms:
@@ -144,7 +142,7 @@ class ShortHorizonRPG:
         metrics["Loss/critic"] = self.critic.fit(flat(norm_obs), flat(targets))
         self.actor.normalizer.update(flat(data["obs"]))
         t_critic = time.perf_counter() - t2
-        fd_after = self.env.sim.timing.copy()
+        fd_after = timing.copy()
         metrics.update(
             {
                 "Policy/grad_norm_pre_clip": grad_norm,
@@ -168,7 +166,6 @@ class ShortHorizonRPG:
             "critic": self.critic.state_dict(),
             "terms": {t.name: t.state_dict() for t in self.terms},
             "obs": self.obs,
-            "env_steps": self.env_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -177,4 +174,3 @@ class ShortHorizonRPG:
         for t in self.terms:
             t.load_state_dict(state["terms"][t.name])
         self.obs = state["obs"]
-        self.env_steps = state.get("env_steps", 0)  # absent in checkpoints from before the schedule
