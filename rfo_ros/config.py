@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ class CriticConfig(_Section):
     iterations: int = Field(16, ge=1, description="critic minibatch updates per training iteration")
     minibatches: int = Field(4, ge=1)
     target_tau: float = Field(0.8, gt=0, le=1, description="Polyak rate of the target critic (SHAC: 0.8)")
+    ensemble: int = Field(1, ge=1, description="critics trained on the same targets, averaged (SAPO: 2)")
 
 
 class DiffConfig(_Section):
@@ -65,11 +67,36 @@ class DiffConfig(_Section):
     )
     lr_final_fraction: float = Field(0.1, ge=0, le=1)
     adam_betas: tuple[float, float] = (0.7, 0.95)
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="actor optimiser (SAPO: adamw)")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
     grad_clip: float = Field(1.0, gt=0)
     lambda_stab: float = Field(0.2, ge=0)
     lambda_expl: float = Field(0.2, ge=0)
     cfm_batch: int = Field(1024, ge=1, description="(o, z) pairs per CFM regulariser evaluation")
     expl_clip: float = Field(0.98, gt=0, lt=1, description="uniform actions are clipped before atanh")
+    # Sample reuse (rfo_ros/algos/reuse.py): extra actor epochs on each window's stored adjoints.
+    reuse_epochs: int = Field(
+        1, ge=1, description="actor epochs per window: 1 is plain BPTT, M > 1 adds M-1 surrogate epochs"
+    )
+    reuse_minibatches: int = Field(1, ge=1, description="minibatches per reuse epoch")
+    reuse_lr_scale: float = Field(1.0, gt=0, le=1, description="learning-rate factor of the reuse steps")
+    reuse_max_latent_shift: float | None = Field(
+        None, gt=0, description="drop samples whose latent moved more than this (RMS) since the rollout"
+    )
+    reuse_lambda_stab: float = Field(
+        0.2, ge=0, description="weight of L_stab (towards the window's own (o, z)) in the reuse epochs"
+    )
+    adjoint_clip_quantile: float | None = Field(
+        None, gt=0, le=1, description="clip each sample's dJ/dz at this quantile of their norms (all epochs)"
+    )
+
+
+class SapoConfig(_Section):
+    """SAPO's maximum-entropy objective (``algo: sapo``)."""
+
+    alpha_init: float = Field(0.05, gt=0, description="initial temperature")
+    alpha_lr: float = Field(5e-3, gt=0, description="Adam learning rate of log(alpha)")
+    target_entropy_per_dim: float = Field(-0.5, description="target entropy = this x action dim")
 
 
 class OnPolicyConfig(_Section):
@@ -99,13 +126,14 @@ class RunConfig(_Section):
 
 
 class TrainConfig(_Section):
-    algo: Literal["rfo", "shac", "fpo", "ppo"] = "rfo"
+    algo: Literal["rfo", "shac", "sapo", "fpo", "ppo"] = "rfo"
     gamma: float = Field(0.99, gt=0, le=1)
     td_lambda: float = Field(0.95, ge=0, le=1)
     env: EnvConfig = EnvConfig()
     policy: PolicyConfig = PolicyConfig()
     critic: CriticConfig = CriticConfig()
     diff: DiffConfig = DiffConfig()
+    sapo: SapoConfig = SapoConfig()
     onpolicy: OnPolicyConfig = OnPolicyConfig()
     run: RunConfig = RunConfig()
 
@@ -153,6 +181,17 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml_scalar(raw: str) -> Any:
+    """A YAML scalar, reading exponent floats such as ``1e-6`` (strings in YAML 1.1) as numbers."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> nested dict with YAML-typed values."""
     tree: dict[str, Any] = {}
@@ -160,7 +199,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, key.strip(), _yaml_scalar(raw))
     return tree
 
 

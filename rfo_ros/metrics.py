@@ -74,6 +74,7 @@ TIME_PARTS = (
     "networks_and_other",
     "backward",
     "critic_and_updates",
+    "sample_reuse",
     "sim_jacobians_compute",
 )
 
@@ -84,7 +85,8 @@ def split_time(perf: dict[str, float]) -> dict[str, float]:
     ``sim_forward``: mj_step (≈ wall); ``jacobian_wait``: wall time the trainer was blocked on Jacobians
     (all of their time when inline, what the overlap did not hide otherwise); ``networks_and_other``: the
     rest of the rollout (policy and critic forward, task maths, copies); ``backward``: the rest of the
-    actor's backward pass (network and simulator VJPs) and the optimiser step; ``critic_and_updates``.
+    actor's backward pass (network and simulator VJPs) and the optimiser step; ``critic_and_updates``;
+    ``sample_reuse``: the actor's extra epochs on the window's adjoints (and SAPO's temperature step).
     These add up to the wall time. Not part of that sum: ``sim_jacobians_compute``, mjd_transitionFD's
     own time (thread-averaged), overlapped or not. Keys absent from ``perf`` count as 0.
     """
@@ -97,5 +99,6 @@ def split_time(perf: dict[str, float]) -> dict[str, float]:
         "networks_and_other": max(0.0, get("rollout") - get("sim_step") - wait_in_rollout),
         "backward": max(0.0, get("backward") - wait_in_backward),
         "critic_and_updates": get("critic") + get("update"),
+        "sample_reuse": get("reuse"),
         "sim_jacobians_compute": get("sim_jacobian"),
     }

@@ -20,7 +20,7 @@ from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.evaluate import evaluate
 from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
 from rfo_ros.nets.actor import Actor
-from rfo_ros.nets.critic import Critic
+from rfo_ros.nets.critic import make_critic
 from rfo_ros.plots import learning_curve
 from rfo_ros.sim.batched import FDConfig
 
@@ -71,7 +71,7 @@ class Runner:
         image_shape = getattr(self.task, "image_shape", None)
         self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
         critic = CriticLearner(
-            Critic(self.env.obs_dim, cfg.critic.hidden, image_shape=image_shape), cfg.critic
+            make_critic(self.env.obs_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape), cfg.critic
         )
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
         self.iteration, self.wall_offset = 0, 0.0

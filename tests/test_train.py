@@ -69,18 +69,31 @@ def test_resume_without_a_run_folder_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "no config.yaml" in proc.stderr
 
 
+#: Extra settings per resume case: RFO with a schedule and sample reuse, SAPO with its temperature.
+RESUME_CASES = {
+    "rfo": [
+        "diff.lr_schedule=linear",
+        "diff.lr_final_fraction=0.25",
+        "diff.reuse_epochs=2",
+        "diff.reuse_minibatches=2",
+        "diff.adjoint_clip_quantile=0.9",
+    ],
+    "sapo": ["critic.ensemble=2"],
+}
+
+
 def _runner(tmp_path, name, algo, steps):
     cfg = load_config(
         None,
         [*FAST, f"algo={algo}", f"run.total_env_steps={steps}", "onpolicy.rollout_steps=8"]
-        + (["diff.lr_schedule=linear", "diff.lr_final_fraction=0.25"] if algo == "rfo" else []),
+        + RESUME_CASES.get(algo, []),
     )
     runner = Runner(cfg, tmp_path / name, progress=False)
     runner.write_config()
     return runner
 
 
-@pytest.mark.parametrize("algo", ["rfo", "fpo"])
+@pytest.mark.parametrize("algo", ["rfo", "sapo", "fpo"])
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
     steps = 8 * 8 * 6  # six iterations
     straight = _runner(tmp_path, "straight", algo, steps)
@@ -103,6 +116,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
         straight.actor.state_dict().items(), resumed.actor.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
+    if algo == "sapo":
+        assert torch.equal(straight.algo.bonus.log_alpha, resumed.algo.bonus.log_alpha)
     assert straight.env.stats.env_steps == resumed.env.stats.env_steps
     if algo == "rfo":  # the linear schedule resumed where it stopped: the last update used 1 - 0.75 * 5/6
         for runner in (straight, resumed):

@@ -36,13 +36,15 @@ def _subsample(n: int, k: int) -> torch.Tensor:
 class StabilityRegularizer:
     """``L_stab``: CFM towards the (observation, latent) pairs the previous iteration generated.
 
-    A likelihood-free trust region: it keeps the new flow close to what it just did.
+    A likelihood-free trust region: it keeps the new flow close to what it just did. In the reuse
+    epochs (after ``end_iteration``) "the previous iteration" is the window being reused, so there it
+    pulls towards the window's own pairs, with ``reuse_weight``.
     """
 
     name = "stab"
 
-    def __init__(self, weight: float, batch: int) -> None:
-        self.weight, self.batch = weight, batch
+    def __init__(self, weight: float, batch: int, reuse_weight: float = 0.0) -> None:
+        self.weight, self.batch, self.reuse_weight = weight, batch, reuse_weight
         self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def loss(self, actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
@@ -74,6 +76,7 @@ class ExplorationRegularizer:
 
     def __init__(self, weight: float, batch: int, clip: float) -> None:
         self.weight, self.batch, self.clip = weight, batch, clip
+        self.reuse_weight = weight  # the same pull towards spread-out actions in every epoch
 
     def loss(self, actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         idx = _subsample(obs.shape[0], self.batch)

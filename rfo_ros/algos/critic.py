@@ -8,13 +8,13 @@ import torch
 
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.config import CriticConfig
-from rfo_ros.nets.critic import Critic
+from rfo_ros.nets.critic import Critic, CriticEnsemble
 
 
 class CriticLearner:
     """V_φ with a Polyak-averaged target V_φ̄ (used for bootstraps in the differentiable window)."""
 
-    def __init__(self, critic: Critic, cfg: CriticConfig) -> None:
+    def __init__(self, critic: Critic | CriticEnsemble, cfg: CriticConfig) -> None:
         self.critic = critic
         self.target = copy.deepcopy(critic).requires_grad_(False)
         self.cfg = cfg
@@ -28,7 +28,8 @@ class CriticLearner:
         losses = []
         for _ in range(self.cfg.iterations):
             idx = torch.randint(0, n, (size,))
-            loss = ((self.critic(obs_norm[idx]) - targets[idx]) ** 2).mean()
+            # Summed over the ensemble's members, so each fits the targets on its own.
+            loss = sum(((member(obs_norm[idx]) - targets[idx]) ** 2).mean() for member in self.critic.members)
             self.optim.step(loss)
             losses.append(loss.item())
         self.update_target()

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import torch
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
 
 class GuardedOptimizer:
-    """Adam over ``params``; ``step(loss)`` returns (pre-clip grad norm, applied?).
+    """Adam (or AdamW) over ``params``; ``step(loss)`` returns (pre-clip grad norm, applied?).
 
     A non-finite loss or gradient skips the update and increments ``skipped`` instead of
     poisoning the weights (no nan_to_num patching: the batch is simply not used).
     """
 
-    def __init__(self, params, lr: float, clip: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float,
+        clip: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        kind: str = "adam",
+        weight_decay: float = 0.0,
+    ) -> None:
         self.params = [p for p in params if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=lr, betas=betas)
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {kind!r}; choose one of {sorted(OPTIMIZERS)}")
+        self.opt = OPTIMIZERS[kind](self.params, lr=lr, betas=betas, weight_decay=weight_decay)
         self.clip = clip
         self.base_lr = lr
         self.skipped = 0

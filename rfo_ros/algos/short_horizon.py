@@ -17,16 +17,22 @@ import torch
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.returns import td_lambda_targets
+from rfo_ros.algos.reuse import SampleReuse, WindowSamples
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
 
 
 class LossTerm(Protocol):
-    """An extra actor loss (e.g. a CFM regulariser) over the window's (obs, latent) samples."""
+    """An extra actor loss (e.g. a CFM regulariser) over the window's (obs, latent) samples.
+
+    ``weight`` applies in the window's back-propagated step, ``reuse_weight`` in the reuse epochs
+    (``SampleReuse``); ``end_iteration`` runs between the two.
+    """
 
     name: str
     weight: float
+    reuse_weight: float
 
     def loss(self, actor: Actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None: ...
     def end_iteration(self, obs: torch.Tensor, z: torch.Tensor) -> None: ...
@@ -34,19 +40,59 @@ class LossTerm(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+class RewardBonus(Protocol):
+    """A per-sample bonus added to the reward of the step that drew the sample (SAPO: entropy)."""
+
+    def reward(self, actor: Actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable bonus (N,) for raw observations (N, D) and sampled latents (N, C, m)."""
+        ...
+
+    def end_iteration(self) -> dict[str, float]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class NoBonus:
+    """The plain objective: the reward alone."""
+
+    def reward(self, actor: Actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(obs.shape[0], dtype=obs.dtype)
+
+    def end_iteration(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class ShortHorizonRPG:
-    """The differentiable training loop; ``terms`` are the algorithm-specific extra losses."""
+    """The differentiable training loop; algorithms plug in ``terms`` (extra actor losses) and a
+    ``bonus`` (reward shaping by the policy itself); ``SampleReuse`` decides how often each window's
+    adjoints are used."""
 
     def __init__(
-        self, cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner, terms: list[LossTerm]
+        self,
+        cfg: TrainConfig,
+        env: VecEnv,
+        actor: Actor,
+        critic: CriticLearner,
+        terms: list[LossTerm],
+        bonus: RewardBonus | None = None,
     ) -> None:
         self.cfg, self.env, self.actor, self.critic, self.terms = cfg, env, actor, critic, terms
+        self.bonus = bonus or NoBonus()
         self.optim = GuardedOptimizer(
             actor.policy.parameters(),
             lr=cfg.diff.actor_lr,
             clip=cfg.diff.grad_clip,
             betas=cfg.diff.adam_betas,
+            kind=cfg.diff.optimizer,
+            weight_decay=cfg.diff.weight_decay,
         )
+        self.update = SampleReuse(cfg.diff, actor, self.optim)
         self.obs = env.reset()
 
     def lr_factor(self) -> float:
@@ -58,8 +104,9 @@ class ShortHorizonRPG:
         progress = min(1.0, self.env.stats.env_steps / self.cfg.run.total_env_steps)
         return 1.0 - (1.0 - d.lr_final_fraction) * progress
 
-    def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Roll H steps with grad; returns the objective J and the detached window data."""
+    def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor], WindowSamples]:
+        """Roll H steps with grad; returns the objective J, the detached window data, the sampled
+        latents (still in the graph, one (N, C, m) tensor per chunk boundary) and the samples."""
         cfg, env, actor = self.cfg, self.env, self.actor
         n, horizon, chunk, gamma = env.num_envs, cfg.diff.horizon, actor.chunk, cfg.gamma
         value_target = self.critic.target
@@ -69,19 +116,26 @@ class ShortHorizonRPG:
         discount = torch.ones(n)
         objective = torch.zeros(())
         rec: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("obs", "rew", "term", "done", "v_next", "z_obs", "z")
+            k: [] for k in ("obs", "rew", "term", "done", "v_next", "z_obs", "z", "noise")
         }
+        latents = []
         for t in range(horizon):
             if t % chunk == 0:
-                actions, z = actor(obs)
+                noise = actor.policy.sample_noise(n)
+                actions, z = actor(obs, noise)
+                bonus = self.bonus.reward(actor, obs, z)
+                latents.append(z)
                 rec["z_obs"].append(obs.detach())
                 rec["z"].append(z.detach())
+                rec["noise"].append(noise)
             res = env.step(actions[:, t % chunk])
+            reward = res.reward + bonus
+            bonus = torch.zeros_like(bonus)  # the bonus belongs to the step that drew the sample
             v_final = value_target(actor.normalizer(res.final_obs))
             done = res.terminated | res.truncated
             closing = torch.ones_like(done) if t == horizon - 1 else done
             bootstrap = ~res.terminated & ~res.diverged
-            ret = ret + discount * res.reward
+            ret = ret + discount * reward
             discount = discount * gamma
             piece = ret + torch.where(bootstrap, discount * v_final, torch.zeros_like(v_final))
             objective = objective + torch.where(closing, piece, torch.zeros_like(piece)).sum()
@@ -89,7 +143,7 @@ class ShortHorizonRPG:
             discount = torch.where(done, torch.ones_like(discount), discount)
             for key, value in (
                 ("obs", obs),
-                ("rew", res.reward),
+                ("rew", reward),
                 ("term", res.terminated),
                 ("done", done),
                 ("v_next", v_final),
@@ -97,10 +151,11 @@ class ShortHorizonRPG:
                 rec[key].append(value.detach())
             obs = res.obs
         self.obs = obs.detach()
-        data = {k: torch.stack(v) for k, v in rec.items() if k not in ("z_obs", "z")}
+        data = {k: torch.stack(v) for k, v in rec.items() if k not in ("z_obs", "z", "noise")}
         data["z_obs"] = torch.cat(rec["z_obs"])
         data["z"] = torch.cat(rec["z"])
-        return objective / (n * horizon), data
+        samples = WindowSamples(data["z_obs"], torch.cat(rec["noise"]), data["z"])
+        return objective / (n * horizon), data, latents, samples
 
     def iterate(self) -> dict[str, float]:
         lr_factor = self.lr_factor()
@@ -109,21 +164,25 @@ class ShortHorizonRPG:
         t0 = time.perf_counter()
         timing = self.env.sim.timing
         fd_before = timing.copy()
-        objective, data = self._window()
+        objective, data, latents, samples = self._window()
         t_rollout = time.perf_counter() - t0
         wait_in_rollout = timing["fd_wait"] - fd_before["fd_wait"]  # inline Jacobians
-        loss = -objective
-        metrics: dict[str, float] = {"Loss/actor": float(loss.detach())}
-        for term in self.terms:
+        metrics: dict[str, float] = {"Loss/actor": float(-objective.detach())}
+        extras = []
+        for term in (t for t in self.terms if t.weight > 0):
             term_loss = term.loss(self.actor, data["z_obs"], data["z"])
-            if term_loss is not None and term.weight > 0:
-                loss = loss + term.weight * term_loss
+            if term_loss is not None:
+                extras.append(term.weight * term_loss)
                 metrics[f"Loss/{term.name}"] = float(term_loss.detach())
         t1 = time.perf_counter()
-        grad_norm, applied = self.optim.step(loss)
+        grad_norm, applied = self.update.first_step(objective, extras, latents, samples)
         t_backward = time.perf_counter() - t1
         for term in self.terms:
             term.end_iteration(data["z_obs"], data["z"])
+        t_reuse = time.perf_counter()
+        metrics.update(self.update.reuse(samples, self.terms, lr_factor))
+        metrics.update(self.bonus.end_iteration())
+        t_reuse = time.perf_counter() - t_reuse
 
         t2 = time.perf_counter()
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
@@ -152,6 +211,7 @@ class ShortHorizonRPG:
                 "Perf/rollout_s": t_rollout,
                 "Perf/backward_s": t_backward,
                 "Perf/critic_s": t_critic,
+                "Perf/reuse_s": t_reuse,
                 "Perf/sim_step_s": fd_after["step"] - fd_before["step"],
                 "Perf/sim_jacobian_s": fd_after["fd"] - fd_before["fd"],
                 "Perf/jacobian_wait_s": fd_after["fd_wait"] - fd_before["fd_wait"],
@@ -165,6 +225,7 @@ class ShortHorizonRPG:
             "optim": self.optim.state_dict(),
             "critic": self.critic.state_dict(),
             "terms": {t.name: t.state_dict() for t in self.terms},
+            "bonus": self.bonus.state_dict(),
             "obs": self.obs,
         }
 
@@ -173,4 +234,5 @@ class ShortHorizonRPG:
         self.critic.load_state_dict(state["critic"])
         for t in self.terms:
             t.load_state_dict(state["terms"][t.name])
+        self.bonus.load_state_dict(state.get("bonus", {}))  # absent in checkpoints before SAPO
         self.obs = state["obs"]

@@ -14,6 +14,7 @@ import json
 import tempfile
 import time
 
+from rfo_ros.algos import DIFFERENTIABLE
 from rfo_ros.config import load_config
 from rfo_ros.metrics import TIME_PARTS, split_time
 from rfo_ros.runner import Runner
@@ -42,8 +43,8 @@ def bench_train(config: str, overrides: list[str], iterations: int, warmup: int)
     with tempfile.TemporaryDirectory(prefix="rfo_bench_train_") as tmp:
         for mode, flag in modes.items():
             cfg = load_config(config, [*overrides, f"env.fd_overlap={flag}"])
-            if cfg.algo not in ("rfo", "shac"):
-                raise SystemExit(f"bench train needs an rfo or shac config, got algo {cfg.algo!r}")
+            if not DIFFERENTIABLE[cfg.algo]:
+                raise SystemExit(f"bench train needs an rfo, shac or sapo config, got algo {cfg.algo!r}")
             runners[mode] = Runner(cfg, f"{tmp}/{mode}", progress=False)
         try:
             for runner in runners.values():

@@ -50,7 +50,8 @@ class EnvStats:
 
 
 class VecEnv:
-    """``num_envs`` envs of ``task`` stepped in lock-step; float64 physics, float32 observations."""
+    """``num_envs`` envs of ``task`` stepped in lock-step; float64 physics, observations and rewards in
+    torch's default dtype (float32)."""
 
     def __init__(
         self,
@@ -79,7 +80,8 @@ class VecEnv:
         return self.task.dt
 
     def observe(self) -> torch.Tensor:
-        return self.task.observe(self.state, self.last_action).float()
+        # torch's default dtype (float32 unless a float64 gradient check asks for more).
+        return self.task.observe(self.state, self.last_action).to(torch.get_default_dtype())
 
     def reset(self) -> torch.Tensor:
         """Reset every env; returns the first observation (N, obs_dim)."""
@@ -141,7 +143,7 @@ class VecEnv:
         obs = self.observe() if done.any() else final_obs
         return StepResult(
             obs=obs,
-            reward=reward.float(),
+            reward=reward.to(torch.get_default_dtype()),
             terminated=terminated,
             truncated=torch.from_numpy(truncated_np),
             final_obs=final_obs,

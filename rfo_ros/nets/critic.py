@@ -26,3 +26,32 @@ class Critic(nn.Module):
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
         return self.net(self.features(obs_norm)).squeeze(-1)
+
+    @property
+    def members(self) -> list[Critic]:
+        """The critics that are regressed on the targets (one)."""
+        return [self]
+
+
+class CriticEnsemble(nn.Module):
+    """Several critics regressed on the same targets; V is their mean (SAPO: two, averaged)."""
+
+    def __init__(self, critics: Sequence[Critic]) -> None:
+        super().__init__()
+        self.critics = nn.ModuleList(critics)
+
+    def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
+        return torch.stack([c(obs_norm) for c in self.critics]).mean(0)
+
+    @property
+    def members(self) -> list[Critic]:
+        return list(self.critics)
+
+
+def make_critic(
+    obs_dim: int, hidden: Sequence[int], ensemble: int = 1, image_shape: tuple[int, int, int] | None = None
+) -> Critic | CriticEnsemble:
+    """One critic, or an averaged ensemble of ``ensemble`` independently initialised ones."""
+    if ensemble == 1:
+        return Critic(obs_dim, hidden, image_shape=image_shape)
+    return CriticEnsemble([Critic(obs_dim, hidden, image_shape=image_shape) for _ in range(ensemble)])

@@ -37,6 +37,10 @@ class TanhGaussianPolicy(nn.Module):
         """Pre-squash mean (B, m) and std (m,)."""
         return self.mean_net(self.features(obs_norm)), self.log_std.clamp(-5.0, 2.0).exp()
 
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal noise (batch, 1, m): ``forward(obs_norm, noise)`` is the reparameterisation."""
+        return torch.randn(batch, 1, self.action_dim, generator=generator)
+
     def forward(
         self, obs_norm: torch.Tensor, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +48,8 @@ class TanhGaussianPolicy(nn.Module):
         mean, std = self.distribution(obs_norm)
         if noise is None:
             noise = torch.randn_like(mean)
-        z = mean + std * noise.reshape(mean.shape)
-        return torch.tanh(z)[:, None], z[:, None]
+        z = (mean + std * noise.reshape(mean.shape))[:, None]  # the action is a function of this z
+        return torch.tanh(z), z
 
     def log_prob(self, obs_norm: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log π(a | o) of the squashed action a = tanh(z), for z (B, m) -> (B,)."""

@@ -1,0 +1,160 @@
+"""Sample reuse (rfo_ros/algos/reuse.py): the adjoint surrogate's gradient is BPTT's, stored noise
+regenerates the executed latents, and ``reuse_epochs: 1`` is the plain algorithm bit for bit."""
+
+import hashlib
+
+import pytest
+import torch
+
+from rfo_ros.algos.reuse import adjoint_surrogate, clip_adjoints, latent_shift_rms, regenerate
+from rfo_ros.config import ConfigError, load_config
+from rfo_ros.runner import Runner
+
+TINY = [
+    "env.num_envs=8",
+    "env.threads=1",
+    "diff.horizon=8",
+    "policy.hidden=[32, 32]",
+    "critic.hidden=[32, 32]",
+    "run.total_env_steps=320",
+]
+REUSE = [
+    "diff.reuse_epochs=3",
+    "diff.reuse_minibatches=2",
+    "diff.reuse_lr_scale=0.5",
+    "diff.reuse_max_latent_shift=0.1",
+    "diff.reuse_lambda_stab=1.0",
+]
+
+
+def _runner(tmp_path, *overrides: str) -> Runner:
+    return Runner(load_config(None, [*TINY, *overrides]), tmp_path, progress=False)
+
+
+def _flat_grad(params) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in params])
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("algo, chunk", [("rfo", 1), ("rfo", 4), ("shac", 1)])
+def test_surrogate_gradient_equals_backpropagated_gradient(tmp_path, float64, algo, chunk):
+    """At θ_old, ∇θ[-Σ λ·z_θ(ε; o)] = ∇θ[-J] through the simulator, the bootstrap and later actions."""
+    runner = _runner(tmp_path, f"algo={algo}", f"policy.chunk={chunk}")
+    for _ in range(2):  # a trained critic and normaliser make the bootstrap and observations non-trivial
+        runner.algo.iterate()
+    objective, _, latents, samples = runner.algo._window()
+    params = [p for p in runner.actor.policy.parameters() if p.requires_grad]
+    runner.actor.zero_grad(set_to_none=True)  # the last update's gradients are still there
+    for z in latents:  # one backward pass gives both (the simulator's VJPs run once per window)
+        z.retain_grad()
+    (-objective).backward()
+    bptt = _flat_grad(params)
+    adjoint = -torch.cat([z.grad for z in latents])
+    runner.actor.zero_grad(set_to_none=True)
+    loss, z = adjoint_surrogate(runner.actor, samples.obs, samples.noise, adjoint)
+    loss.backward()
+    surrogate = _flat_grad(params)
+    assert bptt.dtype == torch.float64 and bptt.norm() > 0
+    rel = (surrogate - bptt).norm() / bptt.norm()
+    assert rel <= 1e-6, float(rel)
+    assert torch.allclose(z, samples.z, rtol=0, atol=1e-12)
+
+
+def test_regenerating_from_stored_noise_reproduces_the_executed_latent(tmp_path):
+    runner = _runner(tmp_path, "policy.chunk=2")
+    _, _, latents, samples = runner.algo._window()
+    assert samples.noise.shape == samples.z.shape == (8 * 4, 2, runner.actor.action_dim)
+    with torch.no_grad():
+        again = regenerate(runner.actor, samples.obs, samples.noise)
+    assert torch.allclose(again, samples.z, rtol=0, atol=1e-6)
+    assert torch.allclose(torch.cat(latents).detach(), samples.z, rtol=0, atol=0)
+
+
+def _digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for value in module.state_dict().values():
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# Recorded with the trainer before sample reuse existed (commit bbb7f40): cart-pole, the TINY
+# settings, 4 iterations, actor and critic weights. ``reuse_epochs: 1`` must reproduce them exactly,
+# whatever the other reuse settings say.
+BEFORE_REUSE = {
+    "rfo": ("7b8f2e1e7c4a01ea", "f566e9e66c3cb193"),
+    "shac": ("6611317b36a82270", "549a6f644da03aca"),
+}
+
+
+@pytest.mark.parametrize("algo", ["rfo", "shac"])
+def test_one_reuse_epoch_is_the_plain_algorithm_bit_for_bit(tmp_path, algo):
+    runner = _runner(tmp_path, f"algo={algo}", *REUSE, "diff.reuse_epochs=1")
+    for _ in range(4):
+        runner.algo.iterate()
+    assert (_digest(runner.actor), _digest(runner.algo.critic.critic)) == BEFORE_REUSE[algo]
+
+
+@pytest.mark.parametrize("algo", ["rfo", "shac"])
+def test_reuse_epochs_take_extra_bounded_steps(tmp_path, algo):
+    runner = _runner(tmp_path, f"algo={algo}", *REUSE)
+    metrics = [runner.algo.iterate() for _ in range(3)]
+    assert all(m["Policy/reuse_steps_applied"] == 4 for m in metrics)  # (3 - 1) epochs x 2 minibatches
+    assert all(0 <= m["Policy/reuse_kept_fraction"] <= 1 for m in metrics)
+    assert "Perf/reuse_s" in metrics[0]
+
+
+def test_the_latent_shift_limit_drops_samples_from_the_surrogate(tmp_path):
+    """Every reuse step follows an update, so with δ → 0 no sample is kept (the regularisers still
+    act); with a huge δ every sample is."""
+    tight = _runner(tmp_path / "tight", *REUSE, "diff.reuse_max_latent_shift=1e-12").algo.iterate()
+    assert tight["Policy/reuse_kept_fraction"] == 0.0 and tight["Policy/reuse_steps_applied"] == 4
+    loose = _runner(tmp_path / "loose", *REUSE, "diff.reuse_max_latent_shift=1e6").algo.iterate()
+    assert loose["Policy/reuse_kept_fraction"] == 1.0
+
+
+def test_adjoint_clipping_by_hand():
+    adjoint = torch.tensor([[[3.0, 4.0]], [[0.6, 0.8]], [[0.0, 2.0]]])  # norms 5, 1, 2
+    clipped = clip_adjoints(adjoint, 0.5)  # the median norm, 2
+    assert torch.allclose(clipped.flatten(1).norm(dim=-1), torch.tensor([2.0, 1.0, 2.0]))
+    assert torch.allclose(clipped[0], adjoint[0] * 0.4)  # direction kept
+    assert torch.equal(clipped[1:], adjoint[1:])
+    assert torch.allclose(latent_shift_rms(torch.ones(2, 1, 4), torch.zeros(2, 1, 4)), torch.ones(2))
+
+
+def test_adjoint_clipping_trains_with_and_without_reuse(tmp_path):
+    for extra in (["diff.reuse_epochs=1"], ["diff.reuse_epochs=2"]):
+        runner = _runner(tmp_path, "diff.adjoint_clip_quantile=0.9", *extra)
+        before = [p.detach().clone() for p in runner.actor.policy.parameters()]
+        metrics = runner.algo.iterate()
+        assert metrics["Policy/update_applied"] == 1.0
+        after = list(runner.actor.policy.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("diff.reuse_epochs=0", "diff.reuse_epochs"),
+        ("diff.reuse_minibatches=0", "diff.reuse_minibatches"),
+        ("diff.reuse_lr_scale=1.5", "diff.reuse_lr_scale"),
+        ("diff.reuse_lr_scale=0", "diff.reuse_lr_scale"),
+        ("diff.reuse_max_latent_shift=-0.1", "diff.reuse_max_latent_shift"),
+        ("diff.reuse_lambda_stab=-1", "diff.reuse_lambda_stab"),
+        ("diff.adjoint_clip_quantile=0", "diff.adjoint_clip_quantile"),
+        ("diff.adjoint_clip_quantile=1.5", "diff.adjoint_clip_quantile"),
+        ("diff.reuse_epoch=2", "diff.reuse_epoch: unknown key"),
+        ("diff.optimizer=sgd", "diff.optimizer"),
+        ("critic.ensemble=0", "critic.ensemble"),
+        ("sapo.alpha_init=0", "sapo.alpha_init"),
+        ("sapo.alpha_lr=-1", "sapo.alpha_lr"),
+    ],
+)
+def test_new_config_keys_reject_bad_values(override, field):
+    with pytest.raises(ConfigError, match=field):
+        load_config(None, [override])
