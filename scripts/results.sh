@@ -54,3 +54,18 @@ $py -m rfo_ros.bench learn --tasks soft_quadruped --algos rfo,shac --seeds 3 --s
 
 # 7. Training throughput, Jacobians inline vs overlapped (alone on the machine).
 $py -m rfo_ros.bench train --iterations 20
+
+# 8. Sample reuse and SAPO: every method 10 minutes of wall-clock on the quadruped, 3 seeds, two runs
+#    at a time with one simulation thread each (two chains side by side, every run paired the same
+#    way). Short-horizon methods' linear lr schedules end at 1.2 M steps; PPO/FPO may use 6 M.
+q10() { $py -m rfo_ros.bench learn --tasks quadruped --max-wall 600 --jobs 1 --threads 1 \
+    --out docs/results/quadruped_10min "$@"; }
+( q10 --algos ppo,fpo --seeds 3 --steps 6000000
+  q10 --algos shac --seeds 3 --steps 1200000
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
+( q10 --algos sapo,rfo --seeds 3 --steps 1200000
+  q10 --algos rfo --seeds 3 --steps 1200000 --tag _M1 --set diff.reuse_epochs=1
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _no_stab --set diff.lambda_stab=0 --set diff.reuse_lambda_stab=0
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
+wait

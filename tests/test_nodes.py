@@ -261,6 +261,49 @@ def test_hold_without_any_command_is_the_default_pose(harness, model_path):
     np.testing.assert_allclose(commands[-1].data, DEFAULT_JOINT_POS)
 
 
+def _diagnostic(node: PolicyNode) -> tuple[str, dict[str, str]]:
+    status = node.diagnostics_message().status[0]
+    return status.message, {kv.key: kv.value for kv in status.values}
+
+
+def test_a_required_input_that_never_arrived_is_named(harness, model_path):
+    """The robot publishes joint_states and imu but no odom: the model observes base_lin_vel, so the
+    node holds and says that odom is what it waits for (not a misleading input age)."""
+    node = make_node(harness, model_path, control_rate_hz=100.0)
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    imu, _, joints = state_messages(*standing_state(), JOINT_NAMES, 0.0)
+    harness.connect((Imu, "imu"), (JointState, "joint_states"))
+    for _ in range(5):
+        harness.publish("imu", imu)
+        harness.publish("joint_states", joints)
+        harness.spin_for(0.02)
+    assert harness.spin_until(lambda: len(commands) >= 3, TIMEOUT)  # holding the default pose
+    assert node.stats.plans == 0 and node.missing_inputs == ["odom"]
+    message, values = _diagnostic(node)
+    assert (
+        message
+        == "waiting for odom: the model observes base_lin_vel (nav_msgs/Odometry from your state estimator)"
+    )
+    assert values["missing_inputs"] == "odom"
+    harness.connect((Odometry, "odom"))
+    send_state(harness, *standing_state(), stamp_s=0.1)  # odom arrives: the node plans
+    assert harness.spin_until(lambda: node.stats.plans > 0, TIMEOUT)
+    assert node.missing_inputs == [] and _diagnostic(node)[1]["missing_inputs"] == ""
+
+
+def test_a_missing_image_is_named(harness, tmp_path):
+    model = export_untrained_policy(tmp_path / "depth.onnx", task="quadruped_depth", flow_steps=1, chunk=1)
+    node = make_node(harness, model, tick_source="state")
+    send_state(harness, *standing_state())
+    assert harness.spin_until(
+        lambda: node.stats.hold_ticks > 0 or node.missing_inputs == ["camera/depth"], TIMEOUT
+    )
+    assert node.stats.plans == 0 and node.missing_inputs == ["camera/depth"]
+    message, values = _diagnostic(node)
+    assert message == "waiting for camera/depth: the model observes a 16x16 depth image (sensor_msgs/Image)"
+    assert values["missing_inputs"] == "camera/depth"
+
+
 def test_shutdown_publishes_the_hold_command(harness, model_path):
     node = make_node(harness, model_path, tick_source="state")
     commands = harness.record(Float64MultiArray, "joint_commands")

@@ -18,7 +18,9 @@ When a plan is due the model runs as soon as a fresh ``joint_states`` arrives, s
 callback. Nothing is published before the first ``joint_states``.
 
 Safety: stale state (no ``joint_states``/``imu``/needed ``odom``/image within ``watchdog_timeout_s`` on the
-steady clock) holds the last safe command (the default pose if none); malformed or non-finite messages
+steady clock) holds the last safe command (the default pose if none), and an input the model needs that
+has never arrived is named with what it is for, in the log and in ``diagnostics`` (e.g. "waiting for
+odom: the model observes base_lin_vel ..."); malformed or non-finite messages
 are dropped, counted and warned about (throttled); commands are clamped to the joint limits and
 rate-limited; a non-finite model output is never executed; shutdown publishes the hold command.
 """
@@ -115,6 +117,13 @@ KNOWN_FIELDS = (
     "last_action",
 )
 WARN_THROTTLE_S = 2.0
+#: What each state input is for, so a message about a missing one says what to connect.
+INPUT_HINTS = {
+    "joint_states": "the model observes joint positions and velocities (sensor_msgs/JointState from the "
+    "robot driver)",
+    "imu": "the model observes base angular velocity and gravity (sensor_msgs/Imu)",
+    "odom": "the model observes base_lin_vel (nav_msgs/Odometry from your state estimator)",
+}
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -326,6 +335,10 @@ class PolicyNode(Node):
             self.create_timer(period, self.diagnostics_timer_callback, clock=steady)
         if self._input_thread is not None:
             self._input_thread.start()
+        self.get_logger().info(
+            "waiting for the model's inputs: "
+            + "; ".join(f"{name} ({self._input_hint(name)})" for name in self._required_inputs())
+        )
 
     def _init_messages(self) -> None:
         """Preallocated outgoing messages; the hot path only writes numbers into their buffers."""
@@ -424,13 +437,33 @@ class PolicyNode(Node):
         )
 
     # --- control loop ------------------------------------------------------------------------------
+    def _required_inputs(self) -> dict[str, float]:
+        """Topic -> steady-clock time of its last accepted message, for every input the model needs."""
+        inputs = {"joint_states": self._in.t_joint, "imu": self._in.t_imu}
+        if self._needs_odom:
+            inputs["odom"] = self._in.t_odom
+        if self.image_topic is not None:
+            inputs[self.image_topic] = self._in.t_image
+        return inputs
+
+    def _input_hint(self, topic: str) -> str:
+        if topic == self.image_topic:
+            c, h, w = self.metadata.image.shape
+            kind = "depth image" if c == 1 else "camera image"
+            return f"the model observes a {h}x{w} {kind} (sensor_msgs/Image)"
+        return INPUT_HINTS[topic]
+
+    @property
+    def missing_inputs(self) -> list[str]:
+        """Inputs the model needs that have never arrived (in subscription order)."""
+        return [name for name, t in self._required_inputs().items() if not np.isfinite(t)]
+
+    def _missing_message(self, missing: list[str]) -> str:
+        return "; ".join(f"waiting for {name}: {self._input_hint(name)}" for name in missing)
+
     def _fresh(self, now: float) -> bool:
         """Every input the model needs arrived within ``watchdog_timeout_s`` (steady clock)."""
-        oldest = min(self._in.t_joint, self._in.t_imu)
-        if self._needs_odom:
-            oldest = min(oldest, self._in.t_odom)
-        if self.image_topic is not None:
-            oldest = min(oldest, self._in.t_image)
+        oldest = min(self._required_inputs().values())
         return now - oldest <= self.params.watchdog_timeout_s
 
     def control_timer_callback(self) -> None:
@@ -512,14 +545,19 @@ class PolicyNode(Node):
 
     def _hold(self, now: float) -> None:
         """Stale state: keep publishing the last safe command (the default pose if none yet)."""
+        missing = self.missing_inputs
+        if missing:
+            self.get_logger().warning(self._missing_message(missing), throttle_duration_sec=WARN_THROTTLE_S)
         if not np.isfinite(self._in.t_joint):
-            return  # no state ever: nothing to hold against, stay silent
+            return  # no state ever: nothing to hold against, publish nothing
         if not self._holding:
             self._holding = True
-            age = now - min(self._in.t_joint, self._in.t_imu)
-            self.get_logger().warning(
-                f"state is stale (oldest input {age:.3f} s old): holding the last command"
-            )
+            if not missing:
+                name, seen = min(self._required_inputs().items(), key=lambda item: item[1])
+                self.get_logger().warning(
+                    f"state is stale ({name} last arrived {now - seen:.3f} s ago, limit "
+                    f"{self.params.watchdog_timeout_s:.3f} s): holding the last command"
+                )
         self._publish_command(self._command if self._command is not None else self.default_pose)
         self._counts["hold_ticks"] += 1
 
@@ -563,6 +601,7 @@ class PolicyNode(Node):
         s = self.stats
         level = {"ok": DiagnosticStatus.OK, "waiting": DiagnosticStatus.WARN, "stale": DiagnosticStatus.ERROR}
         message = {"ok": "running", "waiting": "waiting for state", "stale": "stale state: holding"}
+        missing = self.missing_inputs
         values = {
             "provider": s.provider,
             "watchdog": s.watchdog,
@@ -577,12 +616,13 @@ class PolicyNode(Node):
             "hold_ticks": str(s.hold_ticks),
             "rate_limited_steps": str(s.rate_limited_steps),
             "dropped_total": str(s.dropped_total),
+            "missing_inputs": ",".join(missing),
             **{f"dropped/{k}": str(v) for k, v in sorted(s.dropped.items())},
         }
         status = DiagnosticStatus(
             level=level[s.watchdog],
             name=f"{self.get_fully_qualified_name()}: control",
-            message=message[s.watchdog],
+            message=self._missing_message(missing) if missing else message[s.watchdog],
             hardware_id=str(self.model_path),
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
