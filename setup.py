@@ -52,6 +52,7 @@ setup(
             "rfo_export = rfo_ros.export:main",
             "rfo_evaluate = rfo_ros.evaluate:main",
             "policy_node = rfo_ros.nodes.policy_node:main",
+            "policy_lifecycle_node = rfo_ros.nodes.policy_lifecycle_node:main",
             "sim_node = rfo_ros.nodes.sim_node:main",
             "rfo_bringup = rfo_ros.bringup:main",
         ],

@@ -3,6 +3,11 @@
     ros2 launch rfo_ros quadruped.launch.py                         # sim + policy, simulated time
     ros2 launch rfo_ros quadruped.launch.py use_sim:=false          # policy only, on the robot
     ros2 launch rfo_ros quadruped.launch.py namespace:=go1 model_path:=/path/to/policy.onnx
+    ros2 launch rfo_ros quadruped.launch.py lifecycle:=true         # managed policy node, taken to active
+
+With ``lifecycle:=true`` the policy runs as a managed node (``policy_lifecycle_node``, still named
+``policy_node``): the launch file emits configure, and activate once it is inactive; a failed configure
+leaves it unconfigured (``ros2 lifecycle set /policy_node configure`` retries).
 
 Parameters come from share/rfo_ros/config/quadruped.yaml (``params_file`` to use another). On machines
 without ``launch``/``launch_ros`` (pip-only), ``python -m rfo_ros.bringup quadruped`` starts the same nodes
@@ -12,10 +17,14 @@ from the same YAML.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = "rfo_ros"
 PARAMS_FILE = "quadruped.yaml"
@@ -34,16 +43,19 @@ def _nodes(context):
     policy_overrides = {"use_sim_time": use_sim}
     if model_path:
         policy_overrides["model_path"] = model_path
-    nodes = [
-        Node(
-            package=PACKAGE,
-            executable="policy_node",
-            name="policy_node",
-            namespace=namespace,
-            parameters=[params_file, policy_overrides],
-            output="screen",
-        )
-    ]
+    if _truthy(LaunchConfiguration("lifecycle").perform(context)):
+        nodes = _managed_policy(namespace, [params_file, policy_overrides])
+    else:
+        nodes = [
+            Node(
+                package=PACKAGE,
+                executable="policy_node",
+                name="policy_node",
+                namespace=namespace,
+                parameters=[params_file, policy_overrides],
+                output="screen",
+            )
+        ]
     if use_sim:
         nodes.insert(
             0,
@@ -57,6 +69,32 @@ def _nodes(context):
             ),
         )
     return nodes
+
+
+def _managed_policy(namespace: str, parameters: list) -> list:
+    """The lifecycle policy node, configured at start and activated once it reaches inactive."""
+    policy = LifecycleNode(
+        package=PACKAGE,
+        executable="policy_lifecycle_node",
+        name="policy_node",
+        namespace=namespace,
+        parameters=parameters,
+        output="screen",
+    )
+
+    def transition(transition_id: int) -> EmitEvent:
+        return EmitEvent(
+            event=ChangeState(lifecycle_node_matcher=matches_action(policy), transition_id=transition_id)
+        )
+
+    activate_when_inactive = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=policy,
+            goal_state="inactive",
+            entities=[transition(Transition.TRANSITION_ACTIVATE)],
+        )
+    )
+    return [policy, activate_when_inactive, transition(Transition.TRANSITION_CONFIGURE)]
 
 
 def generate_launch_description():
@@ -76,6 +114,11 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="ONNX policy (overrides the YAML's model_path)"
+            ),
+            DeclareLaunchArgument(
+                "lifecycle",
+                default_value="false",
+                description="run the policy as a managed (lifecycle) node, configured and activated here",
             ),
             OpaqueFunction(function=_nodes),
         ]

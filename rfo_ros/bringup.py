@@ -2,12 +2,17 @@
 
     python -m rfo_ros.bringup quadruped [--headless] [--duration 20] [--report] [--model PATH]
                                         [--params config/quadruped.yaml] [--fast] [--strip out.png]
+                                        [--lifecycle]
 
 Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_node`` with their
 ``ros__parameters`` from the same YAML (loaded as ``--params-file``, exactly as ``launch_ros`` passes it) —
 each on its own executor thread, as two processes would run them (the policy node's state topics on its
 input thread), for ``--duration`` seconds of sim time. (One ``SingleThreadedExecutor`` per node rather than
 a ``MultiThreadedExecutor``: Jazzy's does not wait for running callbacks when shut down.)
+
+``--lifecycle`` starts the managed policy node instead (``policy_lifecycle_node``, as the launch file's
+``lifecycle:=true``) and drives it through configure and activate before the run; a failed configure
+is reported with its reason.
 
 ``--fast`` runs the loop in lock-step as fast as the machine allows (sim ``real_time_factor: 0``,
 ``lockstep: true``; policy ``tick_source: state``); otherwise the sim runs in real time and the policy on
@@ -60,12 +65,14 @@ def run_bringup(
     strip: str | os.PathLike | None = None,
     overrides: dict[str, dict] | None = None,
     wall_timeout: float | None = None,
+    lifecycle: bool = False,
 ) -> DemoReport:
     """Run the sim + policy nodes for ``duration`` s of sim time and report what happened.
 
     ``overrides``: extra parameters per node name (``{"policy_node": {...}, "sim_node": {...}}``), applied
     over the YAML (and over ``--fast``). ``wall_timeout``: stop after this many wall seconds in any case
-    (the report then says it is incomplete); default generous.
+    (the report then says it is incomplete); default generous. ``lifecycle``: the managed policy node,
+    configured and activated here.
     """
     if robot not in ROBOTS:
         raise BringupError(f"unknown robot {robot!r}; known: {', '.join(ROBOTS)}")
@@ -82,6 +89,7 @@ def run_bringup(
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
+    from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode
     from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError
     from rfo_ros.nodes.sim_node import SimNode
 
@@ -94,10 +102,13 @@ def run_bringup(
                 context=context, cli_args=_ros_args(params_file, node_overrides.get("sim_node", {}))
             )
             nodes.append(sim)
-            policy = PolicyNode(
+            policy_class = PolicyLifecycleNode if lifecycle else PolicyNode
+            policy = policy_class(
                 context=context, cli_args=_ros_args(params_file, node_overrides.get("policy_node", {}))
             )
             nodes.append(policy)
+            if lifecycle:
+                _activate(policy)
         except (PolicyNodeError, ValueError, FileNotFoundError) as exc:
             raise BringupError(str(exc)) from exc
         executors = []
@@ -138,6 +149,16 @@ def run_bringup(
             node.destroy_node()
         rclpy.try_shutdown(context=context)
     return report
+
+
+def _activate(policy) -> None:
+    """configure, then activate, the managed policy node; a failure names its reason."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    if policy.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        raise BringupError(f"policy node failed to configure: {policy.configure_error}")
+    if policy.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        raise BringupError("policy node failed to activate (see the log above)")
 
 
 def _merge(*layers: dict[str, dict]) -> dict[str, dict]:
@@ -217,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help=f"ROS parameter YAML (default {DEFAULT_PARAMS})")
     p.add_argument("--fast", action="store_true", help="lock-step, as fast as possible, instead of real time")
     p.add_argument("--strip", default=None, help="save a PNG image strip of the rollout here")
+    p.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="the managed (lifecycle) policy node, configured and activated",
+    )
     return p
 
 
@@ -239,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         try:
-            report = run_bringup(args.robot, args.duration, model, args.params, args.fast, args.strip)
+            report = run_bringup(
+                args.robot, args.duration, model, args.params, args.fast, args.strip, lifecycle=args.lifecycle
+            )
         except BringupError as exc:
             print(f"rfo_bringup: error: {exc}", file=sys.stderr)
             return 1

@@ -69,6 +69,19 @@ def test_lockstep_bringup_steps_once_per_command(model_path):
     assert report.control_steps == pytest.approx(report.sim_time / 0.01, abs=2)  # one command per state
 
 
+def test_lockstep_bringup_of_the_lifecycle_node(model_path):
+    """``--lifecycle``: the managed policy node, taken through configure and activate, closes the loop."""
+    report = run_bringup("quadruped", duration=1.0, model=model_path, fast=True, lifecycle=True)
+    check_report(report, 1.0)
+    assert report.hold_steps == 0
+
+
+def test_lifecycle_bringup_reports_why_configure_failed(tmp_path, capsys):
+    missing = str(tmp_path / "none.onnx")
+    assert main(["quadruped", "--headless", "--duration", "1", "--lifecycle", "--model", missing]) == 1
+    assert "policy node failed to configure: policy model not found" in capsys.readouterr().err
+
+
 def test_cli_prints_json_and_report_and_saves_a_strip(tmp_path):
     strip = tmp_path / "strip.png"
     cmd = [sys.executable, "-m", "rfo_ros.bringup", "quadruped", "--headless", "--duration", "1", "--fast"]

@@ -25,6 +25,7 @@ from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs.legged_obs import JOINT_NAMES  # noqa: E402
 from rfo_ros.envs.quadruped import QuadrupedWalk  # noqa: E402
 from rfo_ros.nodes.params import param_names  # noqa: E402
+from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode  # noqa: E402
 from rfo_ros.nodes.policy_node import PARAMS as POLICY_PARAMS  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode  # noqa: E402
 from rfo_ros.nodes.sim_node import PARAMS as SIM_PARAMS  # noqa: E402
@@ -112,6 +113,22 @@ def test_launch_file_starts_installed_executables(launch_tree, console_scripts):
     assert "rfo_bringup" in console_scripts  # the pip-only equivalent of this launch file
 
 
+def test_launch_file_can_start_the_managed_policy_node(launch_tree, console_scripts):
+    """``lifecycle:=true``: the LifecycleNode runs an installed executable under the YAML's node name, and
+    the file emits configure, then activate on reaching inactive."""
+    constants = _module_constants(launch_tree)
+    (call,) = _calls(launch_tree, "LifecycleNode")
+    executable = _value(_keyword(call, "executable"), constants)
+    assert executable == "policy_lifecycle_node" and executable in console_scripts
+    assert _value(_keyword(call, "name"), constants) == "policy_node"  # the YAML's policy_node section
+    text = LAUNCH_FILE.read_text()
+    assert (
+        "TRANSITION_CONFIGURE" in text and "TRANSITION_ACTIVATE" in text and 'goal_state="inactive"' in text
+    )
+    arguments = {_value(c.args[0], {}) for c in _calls(launch_tree, "DeclareLaunchArgument")}
+    assert "lifecycle" in arguments
+
+
 def test_launch_file_parameters_come_from_an_existing_config_file(launch_tree):
     constants = _module_constants(launch_tree)
     assert (REPO / "config" / constants["PARAMS_FILE"]) == PARAMS_FILE
@@ -146,7 +163,8 @@ def test_nodes_load_the_yaml_through_rcl(yaml_params, tmp_path):
         args = ["--ros-args", "--params-file", str(PARAMS_FILE)]
         sim = h.add(SimNode(**h.node_kwargs(cli_args=args)))
         policy = h.add(PolicyNode(**h.node_kwargs(cli_args=[*args, "-p", f"model_path:={model}"])))
-        for node, name in ((sim, "sim_node"), (policy, "policy_node")):
+        managed = h.add(PolicyLifecycleNode(**h.node_kwargs(cli_args=[*args, "-p", f"model_path:={model}"])))
+        for node, name in ((sim, "sim_node"), (policy, "policy_node"), (managed, "policy_node")):
             expected = dict(yaml_params[f"/**/{name}"]["ros__parameters"])
             if name == "policy_node":
                 expected["model_path"] = str(model)

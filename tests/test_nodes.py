@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
@@ -28,6 +29,7 @@ from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs import make_task  # noqa: E402
 from rfo_ros.envs.legged_obs import DEFAULT_JOINT_POS, JOINT_NAMES  # noqa: E402
 from rfo_ros.nodes import policy_node  # noqa: E402
+from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
 from rfo_ros.nodes.ros_conversions import stamp_from_seconds  # noqa: E402
 from rfo_ros.nodes.testing import NodeHarness, state_messages  # noqa: E402
@@ -52,10 +54,10 @@ def harness():
         yield h
 
 
-def make_node(h: NodeHarness, model_path, **params) -> PolicyNode:
+def make_node(h: NodeHarness, model_path, node_class=PolicyNode, **params) -> PolicyNode:
     params = {"model_path": str(model_path), "provider": "cpu", "publish_diagnostics_hz": 0.0, **params}
     overrides = [Parameter(name, value=value) for name, value in params.items()]
-    return h.add(PolicyNode(**h.node_kwargs(parameter_overrides=overrides)))
+    return h.add(node_class(**h.node_kwargs(parameter_overrides=overrides)))
 
 
 def standing_state(seed: int = 0):
@@ -377,3 +379,64 @@ def test_main_exits_nonzero_when_the_model_is_missing(tmp_path):
 def test_stamp_conversion_round_trips():
     stamp = stamp_from_seconds(12.000000001)
     assert (stamp.sec, stamp.nanosec) == (12, 1)
+
+
+# --- the managed (lifecycle) node --------------------------------------------------------------------------
+def test_lifecycle_commands_only_while_active_and_holds_on_deactivate(harness, model_path):
+    node = make_node(harness, model_path, PolicyLifecycleNode, tick_source="state")
+    commands = harness.record(Float64MultiArray, "joint_commands")
+    qpos, qvel = standing_state()
+    assert node.lifecycle_state == "unconfigured" and node.count_publishers("joint_commands") == 0
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.lifecycle_state == "inactive"
+    send_state(harness, qpos, qvel, stamp_s=0.0)  # inactive: inputs are read, nothing is commanded
+    harness.spin_for(0.3)
+    assert node.stats.plans == 0 and commands == []
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    send_state(harness, qpos, qvel, stamp_s=0.01)
+    assert harness.spin_until(lambda: node.stats.plans == 1 and len(commands) == 1, TIMEOUT)
+    last = node.last_command
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert harness.spin_until(lambda: len(commands) == 2, TIMEOUT)
+    np.testing.assert_array_equal(commands[1].data, last)  # the hold: the last safe command once more
+    send_state(harness, qpos, qvel, stamp_s=0.02)
+    harness.spin_for(0.3)
+    assert node.stats.plans == 1 and len(commands) == 2  # deactivated: holds, plans nothing
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    send_state(harness, qpos, qvel, stamp_s=0.03)
+    assert harness.spin_until(lambda: node.stats.plans == 2, TIMEOUT)
+    node.trigger_deactivate()
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.lifecycle_state == "unconfigured" and node.policy is None
+    assert harness.spin_until(lambda: node.count_publishers("joint_commands") == 0, TIMEOUT)
+
+
+def test_lifecycle_configure_fails_cleanly_on_a_corrupt_model_and_succeeds_once_fixed(
+    harness, model_path, tmp_path
+):
+    model = tmp_path / "policy.onnx"
+    model.write_bytes(model_path.read_bytes()[:2000])  # a truncated download
+    node = make_node(harness, model, PolicyLifecycleNode)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.lifecycle_state == "unconfigured" and node.policy is None and node._entities == []
+    assert node.count_publishers("joint_commands") == 0 and node.count_subscribers("joint_states") == 0
+    model.write_bytes(model_path.read_bytes())
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.lifecycle_state == "inactive"
+
+
+def test_a_model_that_cannot_infer_takes_the_error_transition(harness, model_path, tmp_path):
+    """A model that loads but yields a non-finite chunk is not left configured: on_error releases it."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path))
+    weights = max(graph.graph.initializer, key=lambda t: int(np.prod(t.dims)))  # a weight matrix
+    weights.CopyFrom(
+        numpy_helper.from_array(np.full_like(numpy_helper.to_array(weights), np.nan), weights.name)
+    )
+    broken = tmp_path / "nan.onnx"
+    onnx.save(graph, str(broken))
+    node = make_node(harness, broken, PolicyLifecycleNode)
+    assert node.trigger_configure() == TransitionCallbackReturn.ERROR
+    assert node.lifecycle_state == "unconfigured" and node.policy is None and node._entities == []

@@ -20,7 +20,15 @@ PACKAGE = "rfo_ros"
 SHARE_FOLDERS = ("launch", "config", "models", "sim")
 SOURCE_FILES = ("package.xml", "setup.py", "setup.cfg")
 SOURCE_FOLDERS = ("resource", PACKAGE, *SHARE_FOLDERS)
-CONSOLE_SCRIPTS = ("rfo_train", "rfo_export", "rfo_evaluate", "policy_node", "sim_node", "rfo_bringup")
+CONSOLE_SCRIPTS = (
+    "rfo_train",
+    "rfo_export",
+    "rfo_evaluate",
+    "policy_node",
+    "policy_lifecycle_node",
+    "sim_node",
+    "rfo_bringup",
+)
 BUILD_TIMEOUT_S = 600
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 COLCON_OUTPUTS = ("build", "install", "log")

@@ -94,17 +94,21 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
     from rfo_ros.metrics import MetricsLog
     from rfo_ros.plots import learning_curve
 
-    lines = [f"Equal env steps per run: {args.steps:,}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
+    budget = f"at most {args.steps:,} env steps"
+    if args.max_wall:
+        budget += f" and {args.max_wall:.0f} s of wall-clock"
+    lines = [f"Budget per run: {budget}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
     lines += [
         "| task | algo | final return (sampled noise) | zero noise | forward speed m/s | falls / episodes "
-        "| env steps/s | steps to threshold | wall s to threshold | solved runs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| env steps done | env steps/s | steps to threshold | wall s to threshold | solved runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         curves = {}
         threshold = None
         for algo in algos:
             finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
+            done_steps = []
             speeds, falls, episodes = [], 0, 0
             xs, ys = [], []
             for seed in range(args.seeds):
@@ -118,6 +122,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 finals.append(s["final_return"])
                 stoch.append(s["final_return_zero_noise"])
                 rates.append(s["env_steps_per_s"])
+                done_steps.append(s["env_steps"])
                 sampled = s["eval"]["stochastic"]
                 if "forward_speed_mean" in sampled:
                     speeds.append(sampled["forward_speed_mean"])
@@ -138,7 +143,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
             reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
             lines.append(
                 f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(speeds, 2)} | "
-                f"{falls} / {episodes} | {_fmt(rates, 0)} | "
+                f"{falls} / {episodes} | {_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
             if xs and all(xs):

@@ -39,7 +39,10 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -173,23 +176,27 @@ def layout_from_metadata(obs_layout: dict) -> ObsLayout:
     return ObsLayout(fields)
 
 
-class PolicyNode(Node):
-    """Runs an exported flow policy in closed loop; see the module docstring for the contract."""
+class PolicyCore:
+    """What the plain and the managed (lifecycle) policy nodes share: setup from the model, input
+    callbacks, the control loop, safety and diagnostics. Mixed into an rclpy ``Node`` or
+    ``LifecycleNode``; ``_commanding`` says whether control steps run (the lifecycle's active state)."""
 
-    def __init__(self, node_name: str = "policy_node", **node_kwargs) -> None:
-        super().__init__(node_name, **node_kwargs)
+    _commanding = True
+
+    def _init_core(self) -> None:
+        """Before ``_setup``: the state every path (including a failed setup's teardown) relies on."""
         self._ready = False
         self._lock = threading.RLock()  # input thread vs executor callbacks
         self._input_thread = None
-        try:
-            self.params = declare_params(self, PARAMS)
-            self._check_params()
-            self._load_model()
-            self._init_state()
-            self._create_interfaces()
-        except Exception:
-            super().destroy_node()
-            raise
+        self._entities: list = []  # subscriptions, publishers, timers: destroyed by ``_teardown``
+        self.params = declare_params(self, PARAMS)
+
+    def _setup(self) -> None:
+        """Load and check the model, then create every subscription, publisher and timer."""
+        self._check_params()
+        self._load_model()
+        self._init_state()
+        self._create_interfaces()
         self._ready = True
         meta = self.metadata
         self.get_logger().info(
@@ -197,6 +204,28 @@ class PolicyNode(Node):
             f"{self.policy.provider}; {self.control_rate_hz:g} Hz, {self.params.tick_source} ticks, "
             f"replan every {self.replan_every} steps"
         )
+
+    def _teardown(self) -> None:
+        """Stop the input thread and release every interface and the model (idempotent)."""
+        self._ready = False
+        if self._input_thread is not None:
+            self._input_thread.stop()
+            self._input_thread = None
+        for entity in self._entities:
+            self.destroy_entity(entity)
+        self._entities = []
+        self.policy = None
+
+    def destroy_entity(self, entity) -> None:
+        """Destroy a subscription, publisher or timer this node created."""
+        for kind, destroy in (
+            (Subscription, self.destroy_subscription),
+            (Publisher, self.destroy_publisher),
+            (Timer, self.destroy_timer),
+        ):
+            if isinstance(entity, kind):
+                destroy(entity)
+                return
 
     # --- setup -------------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -322,17 +351,21 @@ class PolicyNode(Node):
                 JointState, "joint_states", self.joint_states_callback, sensor, callback_group=group
             )
         )
-        self.create_subscription(Twist, "cmd_vel", self.cmd_vel_callback, RELIABLE)
-        self._input_thread = InputThread(self, inputs, name="policy_node_inputs") if group else None
+        inputs.append(self.create_subscription(Twist, "cmd_vel", self.cmd_vel_callback, RELIABLE))
+        self._entities.extend(inputs)
+        self._input_thread = InputThread(self, inputs[:-1], name="policy_node_inputs") if group else None
         self._chunk_pub = self.create_publisher(JointTrajectory, "action_chunk", RELIABLE)
         self._command_pub = self.create_publisher(Float64MultiArray, "joint_commands", RELIABLE)
         self._diag_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)
+        self._entities.extend([self._chunk_pub, self._command_pub, self._diag_pub])
         self._init_messages()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(1.0 / self.control_rate_hz, self.control_timer_callback, clock=steady)
+        self._entities.append(
+            self.create_timer(1.0 / self.control_rate_hz, self.control_timer_callback, clock=steady)
+        )
         if self.params.publish_diagnostics_hz > 0:
             period = 1.0 / self.params.publish_diagnostics_hz
-            self.create_timer(period, self.diagnostics_timer_callback, clock=steady)
+            self._entities.append(self.create_timer(period, self.diagnostics_timer_callback, clock=steady))
         if self._input_thread is not None:
             self._input_thread.start()
         self.get_logger().info(
@@ -380,7 +413,7 @@ class PolicyNode(Node):
         self._in.t_joint = now
         self._in.stamp = stamp
         self._in.received_ns = received_ns
-        if not self._fresh(now):
+        if not self._commanding or not self._fresh(now):
             return
         if self.params.tick_source == "state":
             if not repeated:  # one control step per state, not per message
@@ -471,6 +504,8 @@ class PolicyNode(Node):
             self._on_control_timer()
 
     def _on_control_timer(self) -> None:
+        if not self._commanding:
+            return  # inactive (lifecycle): the controller keeps the hold command it was sent
         now = time.monotonic()
         timeout = self.params.cmd_vel_timeout_s
         if timeout > 0 and now - self._in.t_cmd > timeout and np.isfinite(self._in.t_cmd):
@@ -648,12 +683,27 @@ class PolicyNode(Node):
             super().destroy_node()
 
 
+class PolicyNode(PolicyCore, Node):
+    """Runs an exported flow policy in closed loop from construction; see the module docstring.
+
+    ``rfo_ros.nodes.policy_lifecycle_node.PolicyLifecycleNode`` is the managed version."""
+
+    def __init__(self, node_name: str = "policy_node", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self._init_core()
+            self._setup()
+        except Exception:
+            Node.destroy_node(self)
+            raise
+
+
 def main(args=None) -> int:
     """``ros2 run rfo_ros policy_node``: spin until SIGINT/SIGTERM; exit 1 if the node cannot start."""
     return run_node(PolicyNode, "policy_node", (PolicyNodeError,), args)
 
 
-__all__ = ["PARAMS", "PolicyNode", "PolicyNodeError", "layout_from_metadata", "main"]
+__all__ = ["PARAMS", "PolicyCore", "PolicyNode", "PolicyNodeError", "layout_from_metadata", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())
