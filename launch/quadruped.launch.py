@@ -5,6 +5,9 @@
     ros2 launch rfo_ros quadruped.launch.py namespace:=go1 model_path:=/path/to/policy.onnx
     ros2 launch rfo_ros quadruped.launch.py lifecycle:=true         # managed policy node, taken to active
 
+``command_topic:=`` / ``trajectory_topic:=`` remap the policy's ``joint_commands`` / ``action_chunk`` onto
+ros2_control's controllers (config/ros2_control/quadruped_controllers.yaml says which and how).
+
 With ``lifecycle:=true`` the policy runs as a managed node (``policy_lifecycle_node``, still named
 ``policy_node``): the launch file emits configure, and activate once it is inactive; a failed configure
 leaves it unconfigured (``ros2 lifecycle set /policy_node configure`` retries).
@@ -43,8 +46,13 @@ def _nodes(context):
     policy_overrides = {"use_sim_time": use_sim}
     if model_path:
         policy_overrides["model_path"] = model_path
+    # The policy's outputs onto ros2_control's topics (config/ros2_control/quadruped_controllers.yaml).
+    remappings = [
+        ("joint_commands", LaunchConfiguration("command_topic").perform(context)),
+        ("action_chunk", LaunchConfiguration("trajectory_topic").perform(context)),
+    ]
     if _truthy(LaunchConfiguration("lifecycle").perform(context)):
-        nodes = _managed_policy(namespace, [params_file, policy_overrides])
+        nodes = _managed_policy(namespace, [params_file, policy_overrides], remappings)
     else:
         nodes = [
             Node(
@@ -53,6 +61,7 @@ def _nodes(context):
                 name="policy_node",
                 namespace=namespace,
                 parameters=[params_file, policy_overrides],
+                remappings=remappings,
                 output="screen",
             )
         ]
@@ -71,7 +80,7 @@ def _nodes(context):
     return nodes
 
 
-def _managed_policy(namespace: str, parameters: list) -> list:
+def _managed_policy(namespace: str, parameters: list, remappings: list) -> list:
     """The lifecycle policy node, configured at start and activated once it reaches inactive."""
     policy = LifecycleNode(
         package=PACKAGE,
@@ -79,6 +88,7 @@ def _managed_policy(namespace: str, parameters: list) -> list:
         name="policy_node",
         namespace=namespace,
         parameters=parameters,
+        remappings=remappings,
         output="screen",
     )
 
@@ -114,6 +124,16 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="ONNX policy (overrides the YAML's model_path)"
+            ),
+            DeclareLaunchArgument(
+                "command_topic",
+                default_value="joint_commands",
+                description="where per-step joint_commands go, e.g. /forward_position_controller/commands",
+            ),
+            DeclareLaunchArgument(
+                "trajectory_topic",
+                default_value="action_chunk",
+                description="where action chunks go, e.g. /joint_trajectory_controller/joint_trajectory",
             ),
             DeclareLaunchArgument(
                 "lifecycle",

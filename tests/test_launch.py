@@ -129,6 +129,22 @@ def test_launch_file_can_start_the_managed_policy_node(launch_tree, console_scri
     assert "lifecycle" in arguments
 
 
+def test_launch_file_remaps_the_policy_outputs_from_its_arguments(launch_tree):
+    """command_topic/trajectory_topic reach both policy node variants as remappings of the two outputs
+    (tests/test_nodes.py shows the remapped names carry the messages)."""
+    arguments = {_value(c.args[0], {}) for c in _calls(launch_tree, "DeclareLaunchArgument")}
+    assert {"command_topic", "trajectory_topic"} <= arguments
+    policy_nodes = [
+        c for c in _calls(launch_tree, "Node") if _value(_keyword(c, "name"), {}) == "policy_node"
+    ]
+    for call in policy_nodes + _calls(launch_tree, "LifecycleNode"):
+        assert isinstance(_keyword(call, "remappings"), ast.Name)  # the list built from the arguments
+    text = LAUNCH_FILE.read_text()
+    assert '("joint_commands", LaunchConfiguration("command_topic")' in text
+    assert '("action_chunk", LaunchConfiguration("trajectory_topic")' in text
+    assert (REPO / "config" / "ros2_control" / "quadruped_controllers.yaml").is_file()
+
+
 def test_launch_file_parameters_come_from_an_existing_config_file(launch_tree):
     constants = _module_constants(launch_tree)
     assert (REPO / "config" / constants["PARAMS_FILE"]) == PARAMS_FILE

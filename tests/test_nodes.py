@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from rfo_ros.nodes.spin import isolated_ros_env
 
@@ -37,6 +38,7 @@ from rfo_ros.runtime import load_metadata, make_policy  # noqa: E402
 from rfo_ros.sim.autograd import SimState  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
+REPO = Path(__file__).resolve().parents[1]
 K, C = 2, 4
 TIMEOUT = 10.0  # seconds any single wait may take on a loaded 2-core machine
 
@@ -440,3 +442,39 @@ def test_a_model_that_cannot_infer_takes_the_error_transition(harness, model_pat
     node = make_node(harness, broken, PolicyLifecycleNode)
     assert node.trigger_configure() == TransitionCallbackReturn.ERROR
     assert node.lifecycle_state == "unconfigured" and node.policy is None and node._entities == []
+
+
+# --- ros2_control wiring ---------------------------------------------------------------------------------
+def test_remapped_outputs_reach_the_ros2_control_controller_topics(harness, model_path):
+    """The launch file's command_topic/trajectory_topic remaps: commands arrive on the controllers' topics
+    in the joint order the example controller YAML gives them."""
+    import yaml
+
+    controllers = yaml.safe_load(
+        (REPO / "config" / "ros2_control" / "quadruped_controllers.yaml").read_text()
+    )
+    forward = controllers["forward_position_controller"]["ros__parameters"]
+    trajectory = controllers["joint_trajectory_controller"]["ros__parameters"]
+    robot = yaml.safe_load((REPO / "config" / "quadruped.yaml").read_text())
+    robot_joints = robot["/**/policy_node"]["ros__parameters"]["robot_joint_names"]
+    assert (
+        forward["joints"] == trajectory["joints"] == robot_joints and forward["interface_name"] == "position"
+    )
+
+    remaps = [
+        "-r", "joint_commands:=/forward_position_controller/commands",
+        "-r", "action_chunk:=/joint_trajectory_controller/joint_trajectory",
+    ]  # fmt: skip
+    overrides = [Parameter(k, value=v) for k, v in (("model_path", str(model_path)), ("provider", "cpu"))]
+    overrides.append(Parameter("tick_source", value="state"))
+    node = harness.add(
+        PolicyNode(**harness.node_kwargs(parameter_overrides=overrides, cli_args=["--ros-args", *remaps]))
+    )
+    commands = harness.record(Float64MultiArray, "/forward_position_controller/commands")
+    chunks = harness.record(JointTrajectory, "/joint_trajectory_controller/joint_trajectory")
+    send_state(harness, *standing_state())
+    assert harness.spin_until(lambda: commands and chunks, TIMEOUT)
+    assert list(chunks[0].joint_names) == list(node.metadata.joint_names)
+    assert len(chunks[0].points) == C
+    np.testing.assert_array_equal(commands[0].data, node.last_command)  # robot_joint_names order
+    assert len(commands[0].data) == len(forward["joints"])
