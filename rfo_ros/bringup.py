@@ -2,7 +2,7 @@
 
     python -m rfo_ros.bringup quadruped [--headless] [--duration 20] [--report] [--model PATH]
                                         [--params config/quadruped.yaml] [--fast] [--strip out.png]
-                                        [--lifecycle]
+                                        [--video out.mp4] [--lifecycle]
 
 Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_node`` with their
 ``ros__parameters`` from the same YAML (loaded as ``--params-file``, exactly as ``launch_ros`` passes it) —
@@ -40,11 +40,13 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: headless offscreen rendering
 
-from rfo_ros.demo_report import DemoReport, save_image_strip  # noqa: E402
+from rfo_ros.demo_report import DemoReport  # noqa: E402
 from rfo_ros.nodes.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
 from rfo_ros.nodes.spin import isolated_ros_env  # noqa: E402
 
 ROBOTS = ("quadruped",)
+#: Frames per second of sim time in ``--video`` (the sim node's ``record_every_s`` is set to match).
+VIDEO_FPS = 30.0
 #: Parameters ``--fast`` sets on top of the YAML: an exact lock-step loop, no real-time pacing.
 FAST_OVERRIDES = {
     "sim_node": {"real_time_factor": 0.0, "lockstep": True},
@@ -66,20 +68,23 @@ def run_bringup(
     overrides: dict[str, dict] | None = None,
     wall_timeout: float | None = None,
     lifecycle: bool = False,
+    video: str | os.PathLike | None = None,
 ) -> DemoReport:
     """Run the sim + policy nodes for ``duration`` s of sim time and report what happened.
 
     ``overrides``: extra parameters per node name (``{"policy_node": {...}, "sim_node": {...}}``), applied
     over the YAML (and over ``--fast``). ``wall_timeout``: stop after this many wall seconds in any case
     (the report then says it is incomplete); default generous. ``lifecycle``: the managed policy node,
-    configured and activated here.
+    configured and activated here. ``video``: an MP4 of the whole run (the sim then records its state at
+    ``VIDEO_FPS`` unless ``overrides`` set ``record_every_s``).
     """
     if robot not in ROBOTS:
         raise BringupError(f"unknown robot {robot!r}; known: {', '.join(ROBOTS)}")
     params_file = package_file(params or DEFAULT_PARAMS)
     if not params_file.is_file():
         raise BringupError(f"parameter file not found: {params_file}")
-    node_overrides = _merge(FAST_OVERRIDES if fast else {}, overrides or {})
+    video_overrides = {"sim_node": {"record_every_s": 1.0 / VIDEO_FPS}} if video else {}
+    node_overrides = _merge(video_overrides, FAST_OVERRIDES if fast else {}, overrides or {})
     if model is not None:
         node_overrides.setdefault("policy_node", {})["model_path"] = str(model)
     node_overrides.setdefault("policy_node", {})["use_sim_time"] = True  # as the launch file with use_sim
@@ -92,6 +97,7 @@ def run_bringup(
     from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode
     from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError
     from rfo_ros.nodes.sim_node import SimNode
+    from rfo_ros.render import save_image_strip, save_video
 
     context = Context()
     rclpy.init(context=context)
@@ -141,7 +147,8 @@ def run_bringup(
             hold_steps=stats.hold_ticks,
             dropped_messages=stats.dropped_total + sim.dropped,
             complete=complete,
-            strip_path=str(save_image_strip(sim.model, sim.trajectory, strip)) if strip else None,
+            strip_path=str(save_image_strip(sim.params.world, sim.trajectory, strip)) if strip else None,
+            video_path=str(save_video(sim.params.world, sim.trajectory, video)) if video else None,
             notes=_notes(meta, stats),
         )
     finally:
@@ -238,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help=f"ROS parameter YAML (default {DEFAULT_PARAMS})")
     p.add_argument("--fast", action="store_true", help="lock-step, as fast as possible, instead of real time")
     p.add_argument("--strip", default=None, help="save a PNG image strip of the rollout here")
+    p.add_argument("--video", default=None, help="save an MP4 of the rollout here (tracking camera)")
     p.add_argument(
         "--lifecycle",
         action="store_true",
@@ -266,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         try:
             report = run_bringup(
-                args.robot, args.duration, model, args.params, args.fast, args.strip, lifecycle=args.lifecycle
+                args.robot,
+                args.duration,
+                model,
+                args.params,
+                args.fast,
+                args.strip,
+                lifecycle=args.lifecycle,
+                video=args.video,
             )
         except BringupError as exc:
             print(f"rfo_bringup: error: {exc}", file=sys.stderr)

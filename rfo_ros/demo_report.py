@@ -1,13 +1,9 @@
-"""The closed-loop demo's report: what the bringup measured, as text/JSON, and a PNG strip of the rollout."""
+"""The closed-loop demo's report: what the bringup measured, as text/JSON (pictures: ``rfo_ros.render``)."""
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-import numpy as np
 
 from rfo_ros.nodes.stats import LatencySummary
 
@@ -42,6 +38,7 @@ class DemoReport:
     dropped_messages: int
     complete: bool = True
     strip_path: str | None = None
+    video_path: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -68,6 +65,8 @@ class DemoReport:
         ]
         if self.strip_path:
             lines.append(f"  image strip        {self.strip_path}")
+        if self.video_path:
+            lines.append(f"  video              {self.video_path}")
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -80,75 +79,3 @@ def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def save_image_strip(
-    model,
-    trajectory: list[tuple[float, np.ndarray]],
-    path: str | os.PathLike,
-    frames: int = 6,
-    size=(240, 320),
-) -> Path:
-    """A PNG of ``frames`` snapshots of the rollout side by side, rendered offscreen (MuJoCo + EGL).
-
-    ``trajectory`` holds (sim time, qpos) samples (``SimNode.trajectory``); the camera follows the trunk.
-    Falls back to a matplotlib plot of the trunk's path when offscreen rendering is unavailable.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not trajectory:
-        raise ValueError("no trajectory samples to draw (record_every_s = 0?)")
-    picks = np.unique(np.linspace(0, len(trajectory) - 1, frames).round().astype(int))
-    try:
-        images = _render(model, [trajectory[i] for i in picks], size)
-    except Exception as exc:  # no EGL/OSMesa: draw the path instead
-        return _plot_path(trajectory, path, reason=str(exc))
-    import matplotlib.image
-
-    matplotlib.image.imsave(path, np.concatenate(images, axis=1))
-    return path
-
-
-def _render(model, samples, size) -> list[np.ndarray]:
-    import mujoco
-
-    data = mujoco.MjData(model)
-    height, width = size
-    renderer = mujoco.Renderer(model, height, width)
-    camera = mujoco.MjvCamera()
-    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-    camera.trackbodyid = 1  # the first body after the world: the trunk of a free-base robot
-    camera.distance, camera.elevation, camera.azimuth = 1.4, -20.0, 120.0
-    images = []
-    try:
-        for _time, qpos in samples:
-            data.qpos[:] = qpos
-            mujoco.mj_forward(model, data)
-            renderer.update_scene(data, camera)
-            frame = renderer.render().copy()
-            frame[:, -2:, :] = 255  # a white separator between frames
-            images.append(frame)
-    finally:
-        renderer.close()
-    return images
-
-
-def _plot_path(trajectory, path: Path, reason: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = np.array([s[0] for s in trajectory])
-    qpos = np.stack([s[1] for s in trajectory])
-    fig, (ax_xy, ax_z) = plt.subplots(1, 2, figsize=(9, 3))
-    ax_xy.plot(qpos[:, 0], qpos[:, 1])
-    ax_xy.set(xlabel="x (m)", ylabel="y (m)", title="trunk path", aspect="equal")
-    ax_z.plot(t, qpos[:, 2])
-    ax_z.set(
-        xlabel="sim time (s)", ylabel="trunk height (m)", title=f"(no offscreen rendering: {reason:.40})"
-    )
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -85,7 +85,8 @@ def test_lifecycle_bringup_reports_why_configure_failed(tmp_path, capsys):
 def test_cli_prints_json_and_report_and_saves_a_strip(tmp_path):
     strip = tmp_path / "strip.png"
     cmd = [sys.executable, "-m", "rfo_ros.bringup", "quadruped", "--headless", "--duration", "1", "--fast"]
-    cmd += ["--untrained", "--json", "--report", "--strip", str(strip)]
+    video = tmp_path / "demo.mp4"
+    cmd += ["--untrained", "--json", "--report", "--strip", str(strip), "--video", str(video)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -94,6 +95,13 @@ def test_cli_prints_json_and_report_and_saves_a_strip(tmp_path):
     assert "untrained policy" in " ".join(data["notes"])
     assert any(line.strip().startswith("falls") for line in lines[1:])
     assert strip.is_file() and strip.stat().st_size > 1000
+    assert data["video_path"] == str(video) and any(str(video) in line for line in lines[1:])
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(video) as reader:
+        frames = reader.count_frames()
+        assert reader.get_meta_data()["fps"] == pytest.approx(30.0, rel=0.05)
+    assert 25 <= frames <= 32  # 1 s of sim time at 30 frames per second
 
 
 def test_missing_model_fails_cleanly(tmp_path, capsys):

@@ -410,3 +410,24 @@ def test_rollout_gradient_matches_finite_differences(name):
             2 * eps
         )
     assert (a.grad * direction).sum().item() == pytest.approx(fd.item(), rel=1e-5, abs=1e-8)
+
+
+def test_the_scenery_model_only_adds_looks():
+    """The demo renders the world with a checker floor and a sky; its physics must be the world's own."""
+    from rfo_ros.render import render_frames, scenery_model
+    from rfo_ros.sim.worlds import load_model
+
+    plain, scenery = load_model("quadruped"), scenery_model("quadruped")
+    assert (scenery.nq, scenery.nv, scenery.nu, scenery.nbody) == (plain.nq, plain.nv, plain.nu, plain.nbody)
+    assert scenery.ntex == plain.ntex + 2 and scenery.nmat == plain.nmat + 1
+    floor = mujoco.mj_name2id(scenery, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    assert scenery.geom_matid[floor] == scenery.nmat - 1
+    datas = [mujoco.MjData(m) for m in (plain, scenery)]
+    for m, d in zip((plain, scenery), datas, strict=True):
+        mujoco.mj_resetDataKeyframe(m, d, 0)
+        d.ctrl[:] = 0.3
+        for _ in range(50):
+            mujoco.mj_step(m, d)
+    np.testing.assert_array_equal(datas[0].qpos, datas[1].qpos)
+    (frame,) = render_frames(scenery, [(0.0, datas[1].qpos)], size=(48, 64))
+    assert frame.shape == (48, 64, 3) and frame.std() > 10  # a picture, not a blank
