@@ -92,7 +92,7 @@ def _fmt(values: list[float], digits: int = 1) -> str:
 
 def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> str:
     from rfo_ros.metrics import MetricsLog
-    from rfo_ros.plots import learning_curve
+    from rfo_ros.plots import seed_band_curves
 
     budget = f"at most {args.steps:,} env steps"
     if args.max_wall:
@@ -104,13 +104,14 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
-        curves = {}
+        by_steps: dict[str, list] = {}
+        by_wall: dict[str, list] = {}
         threshold = None
         for algo in algos:
             finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
             done_steps = []
             speeds, falls, episodes = [], 0, 0
-            xs, ys = [], []
+            xs, ys, walls = [], [], []
             for seed in range(args.seeds):
                 folder = run_dir(args, task, algo, seed)
                 path = folder / "summary.json"
@@ -138,6 +139,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 x, y = log.series("Train/return_mean100")
                 xs.append(x)
                 ys.append(y)
+                walls.append([r["Train/wall_time_s"] for r in log.rows if "Train/return_mean100" in r])
             if not runs:
                 continue
             reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
@@ -146,12 +148,16 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 f"{falls} / {episodes} | {_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
-            if xs and all(xs):
-                grid = np.linspace(0, min(x[-1] for x in xs), 50)
-                mean = np.mean([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)], axis=0)
-                curves[f"{algo}{args.tag} (mean of {runs})"] = (list(grid), list(mean))
-        if curves:
-            learning_curve(curves, f"{task}: training return", args.out / f"{task}{args.tag}.png", threshold)
+            by_steps[f"{algo}{args.tag}"] = list(zip(xs, ys, strict=True))
+            by_wall[f"{algo}{args.tag}"] = list(zip(walls, ys, strict=True))
+        if by_steps:
+            name = f"{task}{args.tag}"
+            seed_band_curves(
+                by_steps, f"{task}: training return", "env steps", args.out / f"{name}.png", threshold
+            )
+            seed_band_curves(
+                by_wall, f"{task}: training return", "wall-clock s", args.out / f"{name}_wall.png", threshold
+            )
     return "\n".join(lines)
 
 
