@@ -3,8 +3,10 @@
 From the current states of N envs, roll H steps with gradients flowing through the policy's
 sampler and the simulator; maximise ``J = (1/NH) Σ_env [Σ_t γ^t r_t + γ^k V_φ̄(s_k)]`` where each
 episode piece closes at a reset (bootstrapping only at truncation) or at the window's end. The
-critic learns TD(λ) targets from the same window. RFO and SHAC differ only in the actor (flow vs
-tanh-Gaussian) and in the extra loss terms (CFM regularisers).
+critic learns TD(λ) targets from the same window. RFO, SHAC and SAPO differ only in the actor (flow
+vs tanh-Gaussian), the extra loss terms (RFO: the CFM regularisers) and the reward bonus (SAPO: the
+entropy, which then also enters the critic's targets). ``SampleReuse`` takes the window's own update
+and, with ``diff.reuse_epochs > 1``, more actor epochs on the window's stored adjoints.
 """
 
 from __future__ import annotations
