@@ -7,7 +7,8 @@ merged; rank 0 alone writes. Every function here is a no-op in a single process 
 which then runs exactly as before.
 
 ``torchrun --nproc_per_node=N -m rfo_ros.train ...`` sets ``WORLD_SIZE``/``RANK``/``MASTER_*``;
-``init_from_env`` reads them. gloo on CPU, NCCL when every rank has a GPU (``run.device: cuda``).
+``init_from_env`` reads them. gloo (networks on the CPU); ``use_cuda`` selects NCCL for a future
+GPU-network path, which nothing in the trainer requests yet.
 """
 
 from __future__ import annotations
