@@ -16,8 +16,9 @@ class MetricsLog:
     that first appear late still get a header, and a resumed run can drop rows past its checkpoint.
     """
 
-    def __init__(self, out_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: Path, tensorboard: bool = True, write: bool = True) -> None:
         self.path = out_dir / "metrics.csv"
+        self.write = write  # False on torchrun's other ranks: rows are kept, nothing touches the disk
         self.rows: list[dict[str, float]] = []
         self.writer = None
         if tensorboard:
@@ -44,6 +45,8 @@ class MetricsLog:
                     self.writer.add_scalar(key, value, step)
 
     def flush(self) -> None:
+        if not self.write:
+            return
         keys: list[str] = []
         for row in self.rows:
             keys += [k for k in row if k not in keys]

@@ -12,8 +12,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from rfo_ros import distributed
 from rfo_ros.algos import BUILDERS, POLICY_KIND, CriticLearner
-from rfo_ros.checkpoint import load_checkpoint, save_checkpoint
+from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs import make_task
 from rfo_ros.envs.vec_env import VecEnv
@@ -56,31 +57,53 @@ def build_actor(cfg: TrainConfig, obs_dim: int, action_dim: int, image_shape) ->
     return Actor(kind, kwargs)
 
 
+#: Rank r's envs and noise are seeded with ``run.seed + RANK_SEED_STRIDE * r`` (rank 0: ``run.seed``).
+RANK_SEED_STRIDE = 1_000_003
+
+
 class Runner:
-    """``Runner(cfg, out_dir).run()`` trains, evaluates and writes checkpoints, metrics, summary, plot."""
+    """``Runner(cfg, out_dir).run()`` trains, evaluates and writes checkpoints, metrics, summary, plot.
+
+    Under torchrun (``rfo_ros.distributed``) every rank runs one: each owns ``env.num_envs`` envs and a
+    seed stream of its own, starts from rank 0's weights, and averages gradients at every update;
+    ``run.total_env_steps`` counts all ranks' steps; rank 0 alone writes.
+    """
 
     def __init__(
         self, cfg: TrainConfig, out_dir: Path, progress: bool = True, callback: ProgressCallback | None = None
     ) -> None:
-        self.cfg, self.out_dir, self.progress, self.callback = cfg, Path(out_dir), progress, callback
+        self.cfg, self.out_dir, self.callback = cfg, Path(out_dir), callback
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.main = self.rank == 0
+        self.progress = progress and self.main
         torch.manual_seed(cfg.run.seed)
         torch.set_num_threads(cfg.run.torch_threads)
         self.task = make_task(cfg.env.task)
         fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)
-        self.env = VecEnv(self.task, cfg.env.num_envs, seed=cfg.run.seed, threads=cfg.env.threads, fd=fd)
+        rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
+        self.env = VecEnv(self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd)
         image_shape = getattr(self.task, "image_shape", None)
         self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
         critic = CriticLearner(
             make_critic(self.env.obs_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape), cfg.critic
         )
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
+        if self.world > 1:
+            for module in (self.actor, critic.critic, critic.target):
+                distributed.broadcast_module(module)
+            torch.manual_seed(rank_seed)  # each rank its own action noise and minibatches from here on
         self.iteration, self.wall_offset = 0, 0.0
         self.best_return = -float("inf")
         #: Training return (mean of the last 100 episodes) when ``best.pt`` was written.
         self.best_checkpoint_return = -float("inf")
         self.recent_returns: list[float] = []
-        self.log = MetricsLog(self.out_dir)
+        self.log = MetricsLog(self.out_dir, tensorboard=self.main, write=self.main)
         self.commit = git_commit()
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps of all ranks together (every rank steps the same number of envs per iteration)."""
+        return self.env.stats.env_steps * self.world
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property
@@ -93,6 +116,14 @@ class Runner:
         new_best = current > self.best_checkpoint_return
         if new_best:
             self.best_checkpoint_return = current
+        own = {
+            "algo_state": self.algo.state_dict(),
+            "env_state": self.env.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        ranks = distributed.gather_to_main(own) if self.world > 1 else None  # a collective: every rank
+        if not self.main:
+            return
         payload = {
             "task": self.cfg.env.task,
             "algo": self.cfg.algo,
@@ -100,14 +131,14 @@ class Runner:
             "config": self.cfg.to_dict(),
             "commit": self.commit,
             "iteration": self.iteration,
-            "env_steps": self.env.stats.env_steps,
+            "env_steps": self.env_steps,
             "wall_time_s": wall,
             "best_return": self.best_return,
             "best_checkpoint_return": self.best_checkpoint_return,
             "recent_returns": self.recent_returns,
-            "algo_state": self.algo.state_dict(),
-            "env_state": self.env.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            **own,
+            "world_size": self.world,
+            "rank_states": ranks,  # every rank's algo/env/RNG state under torchrun, else None
         }
         save_checkpoint(self.checkpoint_path, payload)
         if new_best:
@@ -117,10 +148,18 @@ class Runner:
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt``: same weights, optimisers, env states and RNG streams."""
         ck = load_checkpoint(self.checkpoint_path)
+        saved_world = ck.get("world_size", 1)  # checkpoints before torchrun support: one process
+        if saved_world != self.world:
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written by {saved_world} process(es); resume it with "
+                f"{'torchrun --nproc_per_node=' + str(saved_world) if saved_world > 1 else 'one process'} "
+                f"(this run has {self.world})"
+            )
+        own = ck["rank_states"][self.rank] if self.world > 1 else ck
         self.actor.load_state_dict(ck["actor"]["state"])
-        self.algo.load_state_dict(ck["algo_state"])
-        self.env.load_state_dict(ck["env_state"])
-        torch.set_rng_state(ck["torch_rng"])
+        self.algo.load_state_dict(own["algo_state"])
+        self.env.load_state_dict(own["env_state"])
+        torch.set_rng_state(own["torch_rng"])
         self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
         self.best_return, self.recent_returns = ck["best_return"], ck["recent_returns"]
         # Checkpoints from before best.pt existed lack the key: no best checkpoint yet.
@@ -129,11 +168,13 @@ class Runner:
 
     # -- loop ----------------------------------------------------------------------------------
     def _row(self, metrics: dict[str, float], wall: float) -> dict[str, float]:
-        returns, lengths = self.env.stats.pop_completed()
+        finished = distributed.gather_objects(self.env.stats.pop_completed())  # every rank's episodes
+        returns = [r for rank_returns, _ in finished for r in rank_returns]
+        lengths = [n for _, rank_lengths in finished for n in rank_lengths]
         self.recent_returns = (self.recent_returns + returns)[-100:]
         row = {
             "iteration": float(self.iteration),
-            "Train/env_steps": float(self.env.stats.env_steps),
+            "Train/env_steps": float(self.env_steps),
             "Train/wall_time_s": wall,
             **metrics,
             "Train/nan_skips": float(self.algo.optim.skipped),
@@ -145,7 +186,7 @@ class Runner:
         if self.recent_returns:
             row["Train/return_mean100"] = float(np.mean(self.recent_returns))
             self.best_return = max(self.best_return, row["Train/return_mean100"])
-        row["Train/env_steps_per_s"] = self.env.stats.env_steps / max(wall, 1e-9)
+        row["Train/env_steps_per_s"] = self.env_steps / max(wall, 1e-9)
         return row
 
     def train(self) -> None:
@@ -153,28 +194,30 @@ class Runner:
         start = time.perf_counter() - self.wall_offset
         bar = tqdm(
             total=cfg.total_env_steps,
-            initial=self.env.stats.env_steps,
+            initial=self.env_steps,
             unit="step",
             disable=not self.progress,
             dynamic_ncols=True,
         )
         try:
-            while self.env.stats.env_steps < cfg.total_env_steps:
+            while True:
                 wall = time.perf_counter() - start
-                if cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s:
+                out_of_time = cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s
+                # Collective: ranks' clocks differ, and all must stop at the same iteration.
+                if distributed.any_rank(self.env_steps >= cfg.total_env_steps or out_of_time):
                     break
-                before = self.env.stats.env_steps
+                before = self.env_steps
                 metrics = self.algo.iterate()
                 self.iteration += 1
                 wall = time.perf_counter() - start
                 row = self._row(metrics, wall)
-                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0 and self.main:
                     ev = evaluate(self.actor, self.cfg.env.task, cfg.eval_episodes, cfg.seed + 1, True)
                     row["Eval/return"] = ev["return_mean"]
                 self.log.log(row)
                 if self.callback is not None:
                     self.callback(row)
-                bar.update(self.env.stats.env_steps - before)
+                bar.update(self.env_steps - before)
                 bar.set_postfix(ret=f"{row.get('Train/return_mean100', float('nan')):.1f}", refresh=False)
                 if self.iteration % cfg.checkpoint_every == 0:
                     self.save(wall)
@@ -187,8 +230,12 @@ class Runner:
         self.save(time.perf_counter() - start)
 
     def finish(self) -> dict:
-        """Evaluate (zero-noise and stochastic), write summary.json and the learning-curve PNG."""
+        """Evaluate (zero-noise and stochastic), write summary.json and the learning-curve PNG (rank 0;
+        the other ranks only close their envs and return an empty dict)."""
         cfg, info = self.cfg, self.task.info
+        if not self.main:
+            self.env.close()
+            return {}
         det = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=True)
         sto = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=False)
         wall = self.log.rows[-1]["Train/wall_time_s"] if self.log.rows else 0.0
@@ -206,10 +253,11 @@ class Runner:
             "final_return_zero_noise": det["return_mean"],
             "best_return": max(self.best_return, final),
             "eval": {"zero_noise": det, "stochastic": sto},
-            "env_steps": self.env.stats.env_steps,
+            "env_steps": self.env_steps,
             "wall_time_s": wall,
             "iterations": self.iteration,
-            "env_steps_per_s": self.env.stats.env_steps / max(wall, 1e-9),
+            "env_steps_per_s": self.env_steps / max(wall, 1e-9),
+            "world_size": self.world,
             "solved_threshold": info.solved_return,
             "random_return": info.random_return,
             "solved": bool(final >= info.solved_return),
@@ -241,5 +289,7 @@ class Runner:
         return split_time(totals)
 
     def write_config(self) -> None:
+        if not self.main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))

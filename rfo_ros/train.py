@@ -1,5 +1,8 @@
 """Train a policy: ``python -m rfo_ros.train --config CONFIG.yaml [--set k=v ...] [--out DIR] [--resume]``.
 
+Data-parallel on several processes or machines: ``torchrun --nproc_per_node=N -m rfo_ros.train ...``
+(``rfo_ros.distributed``: each rank its own envs, gradients averaged, rank 0 writes).
+
 Exit codes: 0 done, 2 invalid configuration or arguments (nothing written), 130 interrupted
 (a checkpoint was saved; continue with ``--resume``).
 """
@@ -86,27 +89,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from rfo_ros import distributed
     from rfo_ros.runner import Runner
 
-    runner = Runner(cfg, out, progress=not args.no_progress)
+    distributed.init_from_env()
     try:
-        if args.resume:
-            runner.resume()
-        runner.write_config()  # on resume: records an extended step or time budget
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        runner.train()
-    except KeyboardInterrupt:
-        return 130
-    summary = runner.finish()
-    print(
-        json.dumps(
-            {k: summary[k] for k in ("algo", "task", "final_return", "solved", "env_steps", "wall_time_s")}
-        )
-    )
-    return 0
+        runner = Runner(cfg, out, progress=not args.no_progress)
+        try:
+            if args.resume:
+                runner.resume()
+            runner.write_config()  # on resume: records an extended step or time budget
+        except CheckpointError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            runner.train()
+        except KeyboardInterrupt:
+            return 130
+        summary = runner.finish()
+        if distributed.is_main():
+            keys = ("algo", "task", "final_return", "solved", "env_steps", "wall_time_s", "world_size")
+            print(json.dumps({k: summary[k] for k in keys}))
+        return 0
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from rfo_ros.distributed import average_gradients
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -11,7 +13,9 @@ class GuardedOptimizer:
     """Adam (or AdamW) over ``params``; ``step(loss)`` returns (pre-clip grad norm, applied?).
 
     A non-finite loss or gradient skips the update and increments ``skipped`` instead of
-    poisoning the weights (no nan_to_num patching: the batch is simply not used).
+    poisoning the weights (no nan_to_num patching: the batch is simply not used). Under torchrun the
+    gradients are averaged over the ranks before clipping, and a non-finite loss on any rank skips the
+    update on every rank.
     """
 
     def __init__(
@@ -38,10 +42,13 @@ class GuardedOptimizer:
 
     def step(self, loss: torch.Tensor) -> tuple[float, bool]:
         self.opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+        if not average_gradients(self.params, finite):
+            self.opt.zero_grad(set_to_none=True)
             self.skipped += 1
             return float("nan"), False
-        loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         if not torch.isfinite(norm):
             self.opt.zero_grad(set_to_none=True)

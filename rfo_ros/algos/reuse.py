@@ -22,6 +22,7 @@ import torch
 
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.config import DiffConfig
+from rfo_ros.distributed import all_ranks
 from rfo_ros.nets.actor import Actor
 
 
@@ -127,22 +128,27 @@ class SampleReuse:
             if self.active and applied:
                 samples.adjoint = -torch.cat([z.grad for z in latents])  # loss = -J + terms free of z
             return norm, applied
+        # A non-finite window still goes through ``optim.step`` (which skips and counts it), so that under
+        # torchrun every rank takes part in the same gradient all-reduce.
+        not_finite = torch.full((), float("nan"))
         if not torch.isfinite(objective):
-            self.optim.skipped += 1
-            return float("nan"), False
+            return self.optim.step(not_finite)
         adjoint = torch.cat(torch.autograd.grad(objective, latents))
         if not torch.isfinite(adjoint).all():
-            self.optim.skipped += 1
-            return float("nan"), False
+            return self.optim.step(not_finite)
         samples.adjoint = clip_adjoints(adjoint, self.adjoint_quantile)
         loss, _ = adjoint_surrogate(self.actor, samples.obs, samples.noise, samples.adjoint)
         for extra in extras:
             loss = loss + extra
-        return self.optim.step(loss)
+        norm, applied = self.optim.step(loss)
+        if not applied:
+            samples.adjoint = None
+        return norm, applied
 
     def reuse(self, samples: WindowSamples, terms, lr_factor: float) -> dict[str, float]:
         """Update the actor in place; returns Policy/ metrics of the reuse steps (empty when M = 1)."""
-        if not self.active or samples.adjoint is None or not torch.isfinite(samples.adjoint).all():
+        usable = samples.adjoint is not None and bool(torch.isfinite(samples.adjoint).all())
+        if not self.active or not all_ranks(usable):  # every rank takes the same number of steps
             return {}
         actor, n = self.actor, len(samples)
         size = max(1, n // self.minibatches)

@@ -16,6 +16,7 @@ import torch
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.short_horizon import ShortHorizonRPG
 from rfo_ros.config import SapoConfig, TrainConfig
+from rfo_ros.distributed import average_gradients
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
 
@@ -49,6 +50,7 @@ class EntropyBonus:
         self._log_probs = []
         self.optim.zero_grad(set_to_none=True)
         temperature_loss(self.log_alpha, log_prob, self.target_entropy).backward()
+        average_gradients([self.log_alpha], True)  # the same temperature on every rank
         self.optim.step()
         return {"Policy/alpha": self.alpha, "Policy/entropy": float(-log_prob.mean())}
 

@@ -21,6 +21,7 @@ from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.returns import td_lambda_targets
 from rfo_ros.algos.reuse import SampleReuse, WindowSamples
 from rfo_ros.config import TrainConfig
+from rfo_ros.distributed import world_size
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
 
@@ -103,7 +104,7 @@ class ShortHorizonRPG:
         d = self.cfg.diff
         if d.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, self.env.stats.env_steps / self.cfg.run.total_env_steps)
+        progress = min(1.0, self.env.stats.env_steps * world_size() / self.cfg.run.total_env_steps)
         return 1.0 - (1.0 - d.lr_final_fraction) * progress
 
     def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor], WindowSamples]:
