@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency} ...``.
+"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,chunks} ...``.
 
 Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 only the chosen one is imported, so one benchmark's dependencies never load with another's.
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rfo_ros.bench.train", "training throughput and time split, Jacobians inline vs overlapped"),
     "learn": ("rfo_ros.bench.learn", "training runs per task x algorithm x seed, results table and plots"),
     "latency": ("rfo_ros.bench.latency", "policy inference latency (ONNX Runtime / torch)"),
+    "chunks": ("rfo_ros.bench.chunks", "command jumps at chunk boundaries per chunk-execution mode"),
 }
 
 
