@@ -147,6 +147,7 @@ def build_metadata(
         action_high=np.asarray(amap.high, np.float64),
         image=ImageSpec(image_shape, getattr(task, "image_encoding", None)) if image_shape else None,
         zero_noise=module.zero_noise,
+        inpainting=module.inpainting,
         robot=robot_spec() if callable(robot_spec) else None,
         checkpoint={"file": Path(checkpoint).name, "iteration": payload.get("iteration"),
                     "env_steps": payload.get("env_steps")},
@@ -159,12 +160,15 @@ def prepare(
     zero_noise: bool = False,
     steps: int | None = None,
     task: Task | None = None,
+    inpainting: bool = False,
 ) -> tuple[ExportModule, ModelMetadata, Task]:
     """Load a checkpoint; build the graph module, its contract and the task (for export and TorchPolicy)."""
     actor, payload = load_checkpoint_actor(checkpoint)
     try:
         task = task or make_task(payload["task"])
-        module = ExportModule(actor, task.action_map(), zero_noise=zero_noise, steps=steps)
+        module = ExportModule(
+            actor, task.action_map(), zero_noise=zero_noise, steps=steps, inpainting=inpainting
+        )
     except (KeyError, ValueError, TypeError) as exc:
         raise ExportError(f"cannot export {checkpoint}: {exc}") from exc
     return module, build_metadata(module, actor, payload, task, checkpoint), task
@@ -224,11 +228,21 @@ def parity_error(
     feeds = {"observation": obs[:, : module.obs_dim], "noise": noise}
     if module.image_shape:
         feeds["image"] = obs[:, module.obs_dim :].reshape(n, *module.image_shape)
+    # Inpainting at weight 0 must be the plain flow, which the trainer's actor gives.
+    feeds["committed"] = torch.as_tensor(expected)
+    feeds["committed_weight"] = torch.zeros(n, module.chunk)
     feeds = {name: feeds[name].numpy().astype(np.float32) for name in module.input_names}
     session = open_session(path, options=session_options())
     got = session.run([OUTPUT_NAME], feeds)[0]
     got_one = session.run([OUTPUT_NAME], {name: value[:1] for name, value in feeds.items()})[0]
-    return float(max(np.abs(got - expected).max(), np.abs(got_one - expected[:1]).max()))
+    error = max(np.abs(got - expected).max(), np.abs(got_one - expected[:1]).max())
+    if module.inpainting:  # and at random weights, ONNX Runtime must match the torch graph module
+        feeds["committed"] = np.flip(feeds["committed"], 0).copy()
+        feeds["committed_weight"] = torch.rand(n, module.chunk, generator=gen).numpy()
+        with torch.no_grad():
+            want = module(*(torch.from_numpy(feeds[name]) for name in module.input_names)).numpy()
+        error = max(error, np.abs(session.run([OUTPUT_NAME], feeds)[0] - want).max())
+    return float(error)
 
 
 def reference_actor(checkpoint: str | os.PathLike, steps: int | None) -> Actor:
@@ -246,13 +260,16 @@ def export_onnx(
     zero_noise: bool = False,
     steps: int | None = None,
     task: Task | None = None,
+    inpainting: bool = False,
 ) -> ExportReport:
     """Export ``checkpoint_path`` to ``out_path`` (atomically; nothing is left behind on failure).
 
     Raises ``CheckpointError`` for a missing/unreadable checkpoint and ``ExportError`` for a failed check.
     """
     start, out_path = time.perf_counter(), Path(out_path)
-    module, metadata, task = prepare(checkpoint_path, zero_noise=zero_noise, steps=steps, task=task)
+    module, metadata, task = prepare(
+        checkpoint_path, zero_noise=zero_noise, steps=steps, task=task, inpainting=inpainting
+    )
     model = trace(module)
     onnx.helper.set_model_props(model, metadata.to_props())
     model.producer_name, model.producer_version = "rfo_ros.export", metadata.format
@@ -307,9 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, default=None, help="flow integration steps K (default: as trained)"
     )
+    parser.add_argument(
+        "--inpainting",
+        action="store_true",
+        help="add the committed/committed_weight inputs (real-time chunk execution, flow policies)",
+    )
     args = parser.parse_args(argv)
     try:
-        report = export_onnx(args.checkpoint, args.output, zero_noise=args.zero_noise, steps=args.steps)
+        report = export_onnx(
+            args.checkpoint,
+            args.output,
+            zero_noise=args.zero_noise,
+            steps=args.steps,
+            inpainting=args.inpainting,
+        )
     except (CheckpointError, ExportError) as exc:
         print(f"rfo_export: error: {exc}", file=sys.stderr)
         return 1

@@ -97,6 +97,7 @@ def test_added_chunk_is_copied():
         ({"replan_every": 0}, "replan_every"),
         ({"blend": "average"}, "unknown blend"),
         ({"ensemble_decay": float("nan")}, "ensemble_decay"),
+        ({"committed_steps": 4}, "committed_steps"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -110,3 +111,36 @@ def test_bad_chunks():
         sched.add(np.zeros((2, 3)), 0)
     with pytest.raises(ValueError, match="non-finite"):
         sched.add(np.full((3, 2), np.nan), 0)
+
+
+def test_realtime_conditioning_by_hand():
+    """C=4, R=2, d=1: planning at step 2 keeps the running chunk's step-2 command (weight 1) and leans
+    on its step-3 command (weight 1/2); the steps it does not cover get weight 0."""
+    sched = ChunkScheduler(4, 1, replan_every=2, blend="realtime", committed_steps=1)
+    first = sched.conditioning(0)
+    assert (first["committed_weight"] == 0).all()  # nothing to keep before the first chunk
+    sched.add(np.array([[1.0], [2.0], [3.0], [4.0]]), 0)
+    cond = sched.conditioning(2)
+    np.testing.assert_array_equal(cond["committed"][:, 0], [3.0, 4.0, 0.0, 0.0])
+    np.testing.assert_array_equal(cond["committed_weight"], [1.0, 0.5, 0.0, 0.0])
+    sched.add(np.array([[3.0], [7.0], [8.0], [9.0]]), 2)  # a plan that kept its committed step
+    assert commands(sched, range(6)) == [1.0, 2.0, 3.0, 7.0, 8.0, 9.0]  # executed as "latest"
+    wide = ChunkScheduler(8, 1, replan_every=2, blend="realtime", committed_steps=2)
+    wide.add(np.arange(8.0)[:, None], 0)
+    np.testing.assert_allclose(
+        wide.conditioning(2)["committed_weight"], [1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5, 0, 0]
+    )
+    assert ChunkScheduler(4, 1, blend="latest").conditioning(0) == {}
+
+
+def test_chunk_bench_runs_every_blend_in_closed_loop(tmp_path):
+    """``bench chunks`` on an inpainting C=4 model: every blend closes the loop and reports its jumps."""
+    from rfo_ros.bench.chunks import closed_loop
+    from rfo_ros.bench.latency import export_untrained_policy
+    from rfo_ros.runtime import BLENDS
+
+    model = export_untrained_policy(tmp_path / "c4.onnx", flow_steps=1, chunk=4, inpainting=True)
+    for blend in BLENDS:
+        row = closed_loop(str(model), blend, replan_every=2, seconds=0.2, seed=0)
+        assert row["blend"] == blend and row["max_jump_at_replan"] > 0 and row["max_jump_between"] > 0
+        assert row["mean_jump_at_replan"] <= row["max_jump_at_replan"] and row["forward_speed"] is not None

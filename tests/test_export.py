@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -236,3 +237,66 @@ def test_quadruped_export_carries_the_robot_contract(tmp_path):
     assert meta.joint_names == tuple(task.robot_spec()["joint_names"])
     assert meta.obs_layout["size"] == task.obs_dim == meta.obs_dim
     assert [f["name"] for f in meta.obs_layout["fields"]][0] == "base_lin_vel"
+
+
+def test_inpainting_by_hand_on_a_constant_field():
+    """A flow whose field is the constant c: x_{k+1} = x_k + c/K, then each weighted entry is pulled onto
+    the straight path (1 - u)·ε + u·z_c. K=2, ε=0, c=1, z_c = atanh(a_c) for a committed action a_c:
+    weight 1 ends on z_c exactly; weight 0 is the plain flow (z = c); weight 1/2 by hand:
+    x1 = 0.5 -> 0.5 + 0.5·(0.5·z_c - 0.5), x2 = x1 + 0.5 -> x2 + 0.5·(z_c - x2)."""
+    from rfo_ros.envs.base import ActionMap
+    from rfo_ros.runtime.graph import ExportModule
+
+    actor = make_actor("flow", obs_dim=2, action_dim=1, chunk=3, steps=2)
+    last = actor.policy.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(1.0)
+    amap = ActionMap(
+        scale=np.array([2.0]), offset=np.array([0.5]), low=np.array([-10.0]), high=np.array([10.0])
+    )
+    module = ExportModule(actor, amap, zero_noise=True, inpainting=True)
+    assert module.input_names == ["observation", "committed", "committed_weight"]
+    committed_action = 0.6
+    z_c = math.atanh(committed_action)
+    committed = torch.full((1, 3, 1), 0.5 + 2.0 * committed_action)  # actuator units
+    weight = torch.tensor([[1.0, 0.0, 0.5]])
+    with torch.no_grad():
+        ctrl = module(torch.zeros(1, 2), committed, weight)[0, :, 0].numpy()
+    x1 = 0.5 + 0.5 * (0.5 * z_c - 0.5)
+    x2 = x1 + 0.5
+    expected_z = [z_c, 1.0, x2 + 0.5 * (z_c - x2)]
+    np.testing.assert_allclose(ctrl, 0.5 + 2.0 * np.tanh(expected_z), rtol=0, atol=1e-5)
+
+
+def test_inpainting_export_matches_torch_and_keeps_committed_actions(tmp_path):
+    from rfo_ros.runtime import load_metadata, make_policy
+
+    actor = make_actor("flow", obs_dim=4, action_dim=1, chunk=4, steps=3)
+    ckpt = write_checkpoint(tmp_path / "a.pt", actor)
+    report = export_onnx(ckpt, tmp_path / "inpaint.onnx", inpainting=True)  # parity checked inside
+    assert report.parity_max_abs_error <= export.PARITY_ATOL
+    meta = load_metadata(tmp_path / "inpaint.onnx")
+    assert meta.inpainting and meta.input_names == ("observation", "noise", "committed", "committed_weight")
+    policy = make_policy(tmp_path / "inpaint.onnx", provider="cpu")
+    obs, noise = np.zeros(4), np.random.default_rng(0).standard_normal((4, 1))
+    plain = policy.infer(obs, noise=noise)
+    committed = np.array([[0.5], [-0.5], [0.0], [0.0]])
+    kept = policy.infer(
+        obs, noise=noise, committed=committed, committed_weight=np.array([1.0, 1.0, 0.0, 0.0])
+    )
+    np.testing.assert_allclose(kept[:2], committed[:2], atol=1e-5)
+    assert np.abs(kept[2:] - plain[2:]).max() < np.abs(kept[:2] - plain[:2]).max()
+    with pytest.raises(ValueError, match="go together"):
+        policy.infer(obs, noise=noise, committed=committed)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        policy.infer(obs, noise=noise, committed=committed, committed_weight=np.full(4, 2.0))
+    plain_model = export_onnx(ckpt, tmp_path / "plain.onnx")
+    with pytest.raises(ValueError, match="without --inpainting"):
+        make_policy(plain_model.path, provider="cpu").infer(obs, noise=noise, committed=committed)
+    with pytest.raises(ExportError, match="needs a flow policy"):
+        export_onnx(
+            write_checkpoint(tmp_path / "g.pt", make_actor("gaussian", obs_dim=4)),
+            tmp_path / "g.onnx",
+            inpainting=True,
+        )

@@ -478,3 +478,28 @@ def test_remapped_outputs_reach_the_ros2_control_controller_topics(harness, mode
     assert len(chunks[0].points) == C
     np.testing.assert_array_equal(commands[0].data, node.last_command)  # robot_joint_names order
     assert len(commands[0].data) == len(forward["joints"])
+
+
+# --- real-time chunk execution ---------------------------------------------------------------------------
+def test_realtime_execution_keeps_the_committed_step_at_every_replan(harness, tmp_path):
+    """C=8, a plan every 4 steps, blend=realtime: each new chunk starts on the command the running one had
+    for that step (inpainted in the flow), so replanning never jumps; its other steps are the model's."""
+    model = export_untrained_policy(tmp_path / "rt.onnx", flow_steps=2, chunk=8, inpainting=True)
+    node = make_node(
+        harness, model, tick_source="state", blend="realtime", replan_every=4, max_joint_step=10.0
+    )
+    chunks = harness.record(JointTrajectory, "action_chunk")
+    qpos, qvel = standing_state()
+    for i in range(13):  # plans at steps 0, 4, 8, 12
+        send_state(harness, qpos, qvel, stamp_s=0.01 * (i + 1))
+        assert harness.spin_until(lambda i=i: node.stats.ticks == i + 1, TIMEOUT)
+    assert len(chunks) == 4
+    points = [np.array([p.positions for p in c.points]) for c in chunks]
+    for old, new in zip(points, points[1:], strict=False):
+        np.testing.assert_allclose(new[0], old[4], atol=1e-4)  # the committed step, kept
+        assert np.abs(new[1:4] - old[5:8]).max() > 1e-3  # the rest is planned anew
+
+
+def test_realtime_blend_needs_an_inpainting_model(harness, model_path):
+    with pytest.raises(PolicyNodeError, match="blend=realtime needs a model exported with --inpainting"):
+        make_node(harness, model_path, blend="realtime")

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale} ...``.
+"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale,chunks} ...``.
 
 Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 only the chosen one is imported, so one benchmark's dependencies never load with another's.
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("rfo_ros.bench.learn", "training runs per task x algorithm x seed, results table and plots"),
     "latency": ("rfo_ros.bench.latency", "policy inference latency (ONNX Runtime / torch)"),
     "scale": ("rfo_ros.bench.scale", "training env steps/s: 1 process x T threads vs P torchrun ranks"),
+    "chunks": ("rfo_ros.bench.chunks", "command jumps at chunk boundaries per chunk-execution mode"),
 }
 
 

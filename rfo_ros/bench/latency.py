@@ -78,7 +78,12 @@ def _rounded(result: dict) -> dict:
 
 # --- the model under test ------------------------------------------------------------------------------
 def export_untrained_policy(
-    path: str | os.PathLike, task: str = "quadruped", flow_steps: int = 8, chunk: int = 8, seed: int = 0
+    path: str | os.PathLike,
+    task: str = "quadruped",
+    flow_steps: int = 8,
+    chunk: int = 8,
+    seed: int = 0,
+    inpainting: bool = False,
 ) -> Path:
     """Export a randomly initialised flow actor for ``task`` (zero-noise) to ``path``; returns ``path``.
 
@@ -116,7 +121,7 @@ def export_untrained_policy(
     }
     save_checkpoint(checkpoint, payload)
     try:
-        export_onnx(checkpoint, path, zero_noise=True, task=env_task)
+        export_onnx(checkpoint, path, zero_noise=True, task=env_task, inpainting=inpainting)
     finally:
         checkpoint.unlink(missing_ok=True)
     return path

@@ -89,6 +89,13 @@ PARAMS = (
     Param("replan_every", 0, "run the model every N control steps; 0 = the chunk length C", 0, 100000),
     Param("blend", "latest", f"how overlapping chunks combine: {', '.join(BLENDS)} (rfo_ros.runtime.chunks)"),
     Param("ensemble_decay", 0.01, "weight decay k of blend=ensemble", -100.0, 100.0),
+    Param(
+        "committed_steps",
+        1,
+        "blend=realtime: steps of the current chunk each new plan keeps exactly (its inference delay)",
+        0,
+        1024,
+    ),
     Param("watchdog_timeout_s", 0.1, "state older than this (steady clock) is stale: hold", 0.001, 60.0),
     Param("max_joint_step", 0.5, "largest change of a joint command per control step (rad)", 0.0, 100.0),
     Param("zero_noise", True, "deterministic flow (noise = 0); false: seeded Gaussian noise per plan"),
@@ -259,6 +266,11 @@ class PolicyCore:
                 f"model {self.model_path}: obs_layout has {self.layout.size} entries, "
                 f"obs_dim is {meta.obs_dim}"
             )
+        if p.blend == "realtime" and not meta.inpainting:
+            raise PolicyNodeError(
+                f"blend=realtime needs a model exported with --inpainting (committed actions are graph "
+                f"inputs); {self.model_path} has none: re-export it, or choose latest/ensemble/overlap"
+            )
         self.control_rate_hz = p.control_rate_hz or 1.0 / meta.dt
         self.replan_every = p.replan_every or meta.chunk
         if self.replan_every > meta.chunk:
@@ -314,6 +326,7 @@ class PolicyCore:
         self._scheduler = ChunkScheduler(
             meta.chunk, m, replan_every=self.replan_every, blend=self.params.blend,
             ensemble_decay=self.params.ensemble_decay,
+            committed_steps=min(self.params.committed_steps, meta.chunk),
         )  # fmt: skip
         self._step = 0  # control steps executed
         self._command: np.ndarray | None = None  # last published command (model order), always safe
@@ -542,7 +555,9 @@ class PolicyCore:
         obs = self._observation()
         t0 = time.perf_counter()
         try:
-            chunk = self.policy.infer(obs, noise=self._noise, image=self._in.image)
+            chunk = self.policy.infer(
+                obs, noise=self._noise, image=self._in.image, **self._scheduler.conditioning(self._step)
+            )
         except (InferenceError, ValueError) as exc:
             self._drop("model", MalformedMessageError("nonfinite", f"inference failed: {exc}"))
             return False

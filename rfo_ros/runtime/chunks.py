@@ -11,6 +11,12 @@ step; ``blend`` decides how they combine:
 - ``"overlap"``: linear cross-fade from the previous chunk to the newest over their overlap: at step t
   with newest start ``s_n`` and overlap length ``L`` (steps covered by both), the newest chunk's weight is
   ``(t - s_n + 1) / (L + 1)``, so the command is continuous when a chunk arrives and when the old one ends.
+- ``"realtime"``: real-time chunk execution (Black et al. 2025). Each new chunk is planned *conditioned
+  on* the newest one (``conditioning``: its commands for the new chunk's steps, weight 1 for the first
+  ``committed_steps`` — committed: they run before the plan could take over — then falling linearly to
+  0 over the rest of the overlap), which the flow inpaints during its integration (models exported with
+  ``--inpainting``); execution is then "latest", and continuous, since the new chunk starts on the
+  committed commands.
 
 "Newest" means the latest start step (ties: the later ``add``). Steps passed to ``action`` must not
 decrease (chunks that end before the last asked step are dropped). Pure numpy; no clocks, no ROS.
@@ -28,7 +34,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-BLENDS = ("latest", "ensemble", "overlap")
+BLENDS = ("latest", "ensemble", "overlap", "realtime")
 
 
 class ChunkScheduler:
@@ -40,6 +46,7 @@ class ChunkScheduler:
         replan_every: R in [1, C], steps between plans (default C).
         blend: one of ``BLENDS``.
         ensemble_decay: k of the "ensemble" weights (ACT uses 0.01).
+        committed_steps: d of "realtime": steps of the newest chunk a new plan must keep exactly.
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class ChunkScheduler:
         replan_every: int | None = None,
         blend: str = "latest",
         ensemble_decay: float = 0.01,
+        committed_steps: int = 1,
     ) -> None:
         replan_every = chunk_len if replan_every is None else replan_every
         if chunk_len < 1 or action_dim < 1:
@@ -59,6 +67,9 @@ class ChunkScheduler:
             raise ValueError(f"unknown blend {blend!r}; choose one of {BLENDS}")
         if not math.isfinite(ensemble_decay):
             raise ValueError(f"ensemble_decay must be finite, got {ensemble_decay}")
+        if not 0 <= committed_steps <= chunk_len:
+            raise ValueError(f"committed_steps must be in [0, chunk_len={chunk_len}], got {committed_steps}")
+        self.committed_steps = committed_steps
         self.chunk_len, self.action_dim, self.replan_every = chunk_len, action_dim, replan_every
         self.blend, self.ensemble_decay = blend, float(ensemble_decay)
         # Chunks sorted oldest first (stable for equal starts): start steps and (C, m) float64 commands.
@@ -95,6 +106,23 @@ class ChunkScheduler:
         c = self.chunk_len
         return [(s, a) for s, a in zip(self._starts, self._actions, strict=True) if s <= step < s + c]
 
+    def conditioning(self, step: int) -> dict[str, np.ndarray]:
+        """Extra inference inputs for a chunk planned at ``step``: ``committed`` (C, m) and
+        ``committed_weight`` (C,) under "realtime" (all-zero weights before the first chunk), else none."""
+        if self.blend != "realtime":
+            return {}
+        c = self.chunk_len
+        committed, weight = np.zeros((c, self.action_dim)), np.zeros(c)
+        if self._starts:
+            start, newest = self._starts[-1], self._actions[-1]
+            overlap = min(max(start + c - step, 0), c)  # the new chunk's steps the newest still covers
+            committed[:overlap] = newest[step - start : step - start + overlap]
+            kept = min(self.committed_steps, overlap)
+            weight[:kept] = 1.0
+            tail = overlap - kept
+            weight[kept:overlap] = (tail - np.arange(tail)) / (tail + 1)
+        return {"committed": committed, "committed_weight": weight}
+
     def needs_plan(self, step: int) -> bool:
         """True when a new chunk should be planned at ``step``: none yet, R steps since the newest
         chunk's start, or no chunk covers ``step``."""
@@ -112,7 +140,7 @@ class ChunkScheduler:
         n = bisect_right(self._starts, step)  # the first n chunks cover ``step``, oldest first
         if n == 0:
             return None
-        if self.blend == "latest" or n == 1:
+        if self.blend in ("latest", "realtime") or n == 1:
             return self._row(n - 1, step).copy()
         if self.blend == "ensemble":
             return self._ensemble(n, step)

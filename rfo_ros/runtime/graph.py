@@ -8,6 +8,14 @@
              | mean(o) + std · noise                                              (tanh-Gaussian)
     ctrl     = max(min(offset + scale · tanh(z), high), low)                     (Task.action_map)
 
+With ``inpainting`` (flow policies) two more inputs condition the chunk on actions already committed,
+for real-time chunk execution (Black et al. 2025): ``committed`` (B, C, m) in actuator units and
+``committed_weight`` (B, C) in [0, 1]. After every ODE step, ending at flow time u, each weighted entry is
+pulled onto the straight path from its noise to the committed action's latent,
+``x ← x + w·((1 - u)·ε + u·z_c - x)``, so weight 1 reproduces the committed action exactly and weight 0
+leaves the flow alone; the velocity field sees the whole chunk, so the free steps follow the committed
+ones.
+
 Everything is straight-line tensor code: no data-dependent control flow and no shape arithmetic, so
 the ONNX graph has no Loop/If/Scan/Shape nodes and a GPU runtime can capture it in a CUDA graph.
 
@@ -118,11 +126,19 @@ class UnrolledFlow(nn.Module):
         times = [(k + c) * h for k in range(steps) for c in self.tableau.c]
         self.velocity = SplitVelocity(policy, times)
 
-    def forward(self, feat: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        feat: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``target``/``weight`` (B, C·m): inpaint towards latents ``target`` with per-entry ``weight``."""
         ctx = self.velocity.context(feat)
         x = None if noise is None else noise.flatten(1)
+        start = x
         h, tab, stage = 1.0 / self.steps, self.tableau, 0
-        for _ in range(self.steps):
+        for step in range(self.steps):
             ks: list[torch.Tensor] = []
             for s in range(len(tab.c)):
                 row = tab.a[s - 1] if s > 0 else ()
@@ -130,6 +146,10 @@ class UnrolledFlow(nn.Module):
                 ks.append(self.velocity(x_s, ctx, stage))
                 stage += 1
             x = _combine(x, [(h * w, k) for w, k in zip(tab.b, ks, strict=True)])
+            if target is not None:
+                u = (step + 1) * h
+                on_path = u * target if start is None else (1.0 - u) * start + u * target
+                x = x + weight * (on_path - x)
         return x.reshape(-1, self.chunk, self.action_dim)
 
 
@@ -155,7 +175,12 @@ class ExportModule(nn.Module):
     """
 
     def __init__(
-        self, actor: Actor, action_map: ActionMap, zero_noise: bool = False, steps: int | None = None
+        self,
+        actor: Actor,
+        action_map: ActionMap,
+        zero_noise: bool = False,
+        steps: int | None = None,
+        inpainting: bool = False,
     ):
         super().__init__()
         policy = actor.policy
@@ -163,7 +188,7 @@ class ExportModule(nn.Module):
             raise ValueError(
                 f"the task's action map has {len(action_map.scale)} actuators, the actor {actor.action_dim}"
             )
-        self.kind, self.zero_noise = actor.kind, zero_noise
+        self.kind, self.zero_noise, self.inpainting = actor.kind, zero_noise, inpainting
         self.chunk, self.action_dim = actor.chunk, actor.action_dim
         self.image_shape = policy.features.image_shape
         self.obs_dim = policy.features.proprio_dim
@@ -179,27 +204,52 @@ class ExportModule(nn.Module):
             self.head = GaussianHead(policy)
         else:
             raise TypeError(f"cannot export policy type {type(policy).__name__}")
+        if inpainting and not isinstance(policy, FlowPolicy):
+            raise ValueError("inpainting (real-time chunk execution) needs a flow policy")
         for name in ("scale", "offset", "low", "high"):
             self.register_buffer(
                 name, torch.as_tensor(np.asarray(getattr(action_map, name)), dtype=torch.float32)
             )
+        scale = np.asarray(action_map.scale, np.float64)
+        inv = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)  # unactuated: latent 0
+        self.register_buffer("inv_scale", torch.as_tensor(inv, dtype=torch.float32))
+        self.register_buffer("per_actuator", torch.ones(1, 1, self.action_dim))
         self.input_names = (
-            ["observation"] + ([] if zero_noise else ["noise"]) + (["image"] if self.image_shape else [])
+            ["observation"]
+            + ([] if zero_noise else ["noise"])
+            + (["image"] if self.image_shape else [])
+            + (["committed", "committed_weight"] if inpainting else [])
         )
         self.eval().requires_grad_(False)
 
     def input_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         """Each input's shape at batch size ``batch``, in ``input_names`` order."""
-        shapes = {"observation": (batch, self.obs_dim), "noise": (batch, self.chunk, self.action_dim)}
+        shapes = {
+            "observation": (batch, self.obs_dim),
+            "noise": (batch, self.chunk, self.action_dim),
+            "committed": (batch, self.chunk, self.action_dim),
+            "committed_weight": (batch, self.chunk),
+        }
         if self.image_shape:
             shapes["image"] = (batch, *self.image_shape)
         return {name: shapes[name] for name in self.input_names}
+
+    def committed_latent(self, committed: torch.Tensor) -> torch.Tensor:
+        """Actuator commands (B, C, m) -> the latents (B, C·m) whose action map gives them back."""
+        action = ((committed - self.offset) * self.inv_scale).clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+        # atanh, written out: the ONNX exporter has no Atanh at this opset.
+        return (0.5 * torch.log((1.0 + action) / (1.0 - action))).flatten(1)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.input_names, inputs, strict=True))
         obs = named["observation"]
         if self.image_shape:
             obs = torch.cat([obs, named["image"].flatten(1)], dim=1)
-        z = self.head(self.features(self.normalizer(obs)), named.get("noise"))
+        feat = self.features(self.normalizer(obs))
+        if self.inpainting:
+            weight = (named["committed_weight"][:, :, None] * self.per_actuator).flatten(1)
+            z = self.head(feat, named.get("noise"), self.committed_latent(named["committed"]), weight)
+        else:
+            z = self.head(feat, named.get("noise"))
         ctrl = self.offset + self.scale * torch.tanh(z)
         return torch.maximum(torch.minimum(ctrl, self.high), self.low)

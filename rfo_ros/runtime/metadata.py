@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 FORMAT = "rfo_ros.onnx/1"
-INPUT_NAMES = ("observation", "noise", "image")
+INPUT_NAMES = ("observation", "noise", "image", "committed", "committed_weight")
 OUTPUT_NAME = "action_chunk"
 #: Metadata keys every model must carry (values are JSON).
 REQUIRED_KEYS = (
@@ -26,7 +26,7 @@ REQUIRED_KEYS = (
     "joint_names", "dt", "flow_steps", "flow_solver", "chunk", "action_dim", "obs_dim", "obs_layout",
     "normalization", "action_map", "image", "zero_noise",
 )  # fmt: skip
-OPTIONAL_KEYS = ("robot", "checkpoint", "exporter")
+OPTIONAL_KEYS = ("robot", "checkpoint", "exporter", "inpainting")
 
 
 class ModelError(RuntimeError):
@@ -78,17 +78,30 @@ class ModelMetadata:
     robot: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
     exporter: str | None = None
+    #: The graph takes ``committed`` (1, C, m) actuator commands and ``committed_weight`` (1, C) and
+    #: inpaints them during the flow integration (real-time chunk execution; absent = False).
+    inpainting: bool = False
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
     # --- shapes ------------------------------------------------------------------------------------
     @property
     def input_names(self) -> tuple[str, ...]:
-        return ("observation",) + (() if self.zero_noise else ("noise",)) + (("image",) if self.image else ())
+        return (
+            ("observation",)
+            + (() if self.zero_noise else ("noise",))
+            + (("image",) if self.image else ())
+            + (("committed", "committed_weight") if self.inpainting else ())
+        )
 
     def input_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
         """Each graph input's shape at batch size ``batch``."""
-        shapes = {"observation": (batch, self.obs_dim), "noise": (batch, self.chunk, self.action_dim)}
+        shapes = {
+            "observation": (batch, self.obs_dim),
+            "noise": (batch, self.chunk, self.action_dim),
+            "committed": (batch, self.chunk, self.action_dim),
+            "committed_weight": (batch, self.chunk),
+        }
         if self.image:
             shapes["image"] = (batch, *self.image.shape)
         return {name: shapes[name] for name in self.input_names}
@@ -102,7 +115,8 @@ class ModelMetadata:
         if set(found) != set(expected):
             raise ModelError(
                 f"{self.source}: inputs {sorted(found)} do not match the metadata, which implies "
-                f"{sorted(expected)} (zero_noise={self.zero_noise}, image={self.image is not None})"
+                f"{sorted(expected)} (zero_noise={self.zero_noise}, image={self.image is not None}, "
+                f"inpainting={self.inpainting})"
             )
         for name, shape in found.items():
             _check_shape(self.source, f"input {name!r}", shape, expected[name])
@@ -173,6 +187,7 @@ class ModelMetadata:
             "robot": self.robot,
             "checkpoint": self.checkpoint,
             "exporter": self.exporter,
+            "inpainting": self.inpainting,
         }  # fmt: skip
         return {key: json.dumps(value, allow_nan=False) for key, value in values.items()}
 
@@ -286,6 +301,7 @@ class _Parser:
             robot=self.get("robot", dict, optional=True),
             checkpoint=self.get("checkpoint", dict, optional=True),
             exporter=self.get("exporter", str, optional=True),
+            inpainting=bool(self.get("inpainting", bool, optional=True)),
             format=fmt,
             extra=self.raw,
         )

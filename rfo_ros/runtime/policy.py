@@ -41,7 +41,12 @@ class Policy(ABC):
         """Run the graph on ``self.buffers``; the action chunk (C, m), any float dtype."""
 
     def infer(
-        self, observation: np.ndarray, noise: np.ndarray | None = None, image: np.ndarray | None = None
+        self,
+        observation: np.ndarray,
+        noise: np.ndarray | None = None,
+        image: np.ndarray | None = None,
+        committed: np.ndarray | None = None,
+        committed_weight: np.ndarray | None = None,
     ) -> np.ndarray:
         """One action chunk (C, m) float64 in actuator units, in ``metadata.joint_names`` order.
 
@@ -50,6 +55,8 @@ class Policy(ABC):
             noise: (C, m) standard-normal flow/Gaussian noise; ``None`` draws it from ``self.rng``.
                 Zero-noise models take none (their noise is a constant 0 inside the graph).
             image: (c, h, w) float32 pixels, required exactly when ``metadata.image`` is set.
+            committed, committed_weight: (C, m) actuator commands and (C,) weights in [0, 1] to inpaint
+                (models exported with ``--inpainting`` only); omitted, nothing is inpainted.
         Raises:
             ValueError: wrong shape, non-numeric or non-finite input, or an input the model has no use for.
             InferenceError: the model returned non-finite values.
@@ -71,6 +78,20 @@ class Policy(ABC):
             _load(self.buffers["image"], image, "image")
         elif image is not None:
             raise ValueError(f"{meta.source} has no image input")
+        if meta.inpainting:
+            if (committed is None) != (committed_weight is None):
+                raise ValueError("committed and committed_weight go together")
+            if committed is None:
+                self.buffers["committed_weight"][0] = 0.0
+            else:
+                _load(self.buffers["committed"], committed, "committed")
+                _load(self.buffers["committed_weight"], committed_weight, "committed_weight")
+                if ((self.buffers["committed_weight"] < 0) | (self.buffers["committed_weight"] > 1)).any():
+                    raise ValueError("committed_weight must lie in [0, 1]")
+        elif committed is not None or committed_weight is not None:
+            raise ValueError(
+                f"{meta.source} was exported without --inpainting: it takes no committed actions"
+            )
         chunk = np.asarray(self._execute(), dtype=np.float64).reshape(meta.chunk, meta.action_dim)
         if not np.isfinite(chunk).all():
             raise InferenceError(f"{meta.source} returned a non-finite action chunk: {chunk.tolist()}")
