@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from training_settings import TINY_TRAINING
 
 from rfo_ros import distributed
 from rfo_ros.algos.cfm import cfm_loss_per_sample
@@ -31,11 +32,7 @@ from rfo_ros.runner import Runner
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "env.num_envs=8",
-    "env.threads=1",
-    "diff.horizon=8",
-    "policy.hidden=[32, 32]",
-    "critic.hidden=[32, 32]",
+    *TINY_TRAINING,
     "onpolicy.rollout_steps=8",
     "run.eval_episodes=2",
     "run.checkpoint_every=1",

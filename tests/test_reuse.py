@@ -5,17 +5,14 @@ import hashlib
 
 import pytest
 import torch
+from training_settings import TINY_TRAINING
 
 from rfo_ros.algos.reuse import adjoint_surrogate, clip_adjoints, latent_shift_rms, regenerate
 from rfo_ros.config import ConfigError, load_config
 from rfo_ros.runner import Runner
 
 TINY = [
-    "env.num_envs=8",
-    "env.threads=1",
-    "diff.horizon=8",
-    "policy.hidden=[32, 32]",
-    "critic.hidden=[32, 32]",
+    *TINY_TRAINING,
     "run.total_env_steps=320",
 ]
 REUSE = [

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from training_settings import TINY_TRAINING
 
 from rfo_ros.algos.sapo import temperature_loss
 from rfo_ros.config import load_config
@@ -12,11 +13,7 @@ from rfo_ros.runner import Runner
 
 TINY = [
     "algo=sapo",
-    "env.num_envs=8",
-    "env.threads=1",
-    "diff.horizon=8",
-    "policy.hidden=[32, 32]",
-    "critic.hidden=[32, 32]",
+    *TINY_TRAINING,
     "critic.ensemble=2",
     "run.total_env_steps=320",
     "sapo.alpha_lr=0.05",

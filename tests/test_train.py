@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from training_settings import TINY_TRAINING
 
 from rfo_ros.checkpoint import load_checkpoint
 from rfo_ros.config import ConfigError, load_config
@@ -14,11 +15,7 @@ from rfo_ros.evaluate import evaluate
 from rfo_ros.runner import Runner
 
 FAST = [
-    "env.num_envs=8",
-    "env.threads=1",
-    "diff.horizon=8",
-    "policy.hidden=[32, 32]",
-    "critic.hidden=[32, 32]",
+    *TINY_TRAINING,
     "run.eval_episodes=4",
     "run.checkpoint_every=2",
 ]
