@@ -94,14 +94,13 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
     from rfo_ros.metrics import MetricsLog
     from rfo_ros.plots import seed_band_curves
 
-    budget = f"at most {args.steps:,} env steps"
-    if args.max_wall:
-        budget += f" and {args.max_wall:.0f} s of wall-clock"
-    lines = [f"Budget per run: {budget}; seeds: {args.seeds}; tag: '{args.tag or '-'}'.", ""]
+    budget = f"at most {args.max_wall:.0f} s of training wall-clock per run; " if args.max_wall else ""
+    lines = [f"{budget}seeds: {args.seeds}; tag: '{args.tag or '-'}'. Step budgets per row.", ""]
     lines += [
         "| task | algo | final return (sampled noise) | zero noise | forward speed m/s | falls / episodes "
-        "| env steps done | env steps/s | steps to threshold | wall s to threshold | solved runs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| step budget | env steps done | env steps/s | steps to threshold | wall s to threshold "
+        "| solved runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
         by_steps: dict[str, list] = {}
@@ -109,7 +108,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
         threshold = None
         for algo in algos:
             finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
-            done_steps = []
+            done_steps, budgets = [], set()
             speeds, falls, episodes = [], 0, 0
             xs, ys, walls = [], [], []
             for seed in range(args.seeds):
@@ -128,7 +127,9 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 if "forward_speed_mean" in sampled:
                     speeds.append(sampled["forward_speed_mean"])
                 falls += sampled["falls"]
-                episodes += yaml.safe_load((folder / "config.yaml").read_text())["run"]["eval_episodes"]
+                run_cfg = yaml.safe_load((folder / "config.yaml").read_text())["run"]
+                episodes += run_cfg["eval_episodes"]
+                budgets.add(run_cfg["total_env_steps"])
                 solved += int(s["solved"])
                 log = MetricsLog(folder, tensorboard=False)
                 log.load(10**12)
@@ -145,7 +146,8 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
             reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
             lines.append(
                 f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(speeds, 2)} | "
-                f"{falls} / {episodes} | {_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
+                f"{falls} / {episodes} | {'/'.join(f'{b:,}' for b in sorted(budgets))} | "
+                f"{_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
             by_steps[f"{algo}{args.tag}"] = list(zip(xs, ys, strict=True))
