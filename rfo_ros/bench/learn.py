@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     p.add_argument("--tag", default="", help="suffix for the run folders (e.g. an ablation name)")
     p.add_argument("--report-only", action="store_true", help="only aggregate existing run folders")
+    p.add_argument(
+        "--at-steps",
+        default="250000,500000,750000",
+        help="comma-separated env steps at which to compare training returns (a second table)",
+    )
 
 
 def run_dir(args: argparse.Namespace, task: str, algo: str, seed: int) -> Path:
@@ -102,6 +107,15 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
         "| solved runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    marks = [int(float(x)) for x in args.at_steps.split(",") if x]
+    at_lines = [
+        "",
+        "Training return (mean of the last 100 episodes) at equal env steps, mean ± std over the seeds "
+        "that got that far (how many in brackets):",
+        "",
+        "| task | algo | " + " | ".join(f"at {m:,} steps" for m in marks) + " |",
+        "|---|---|" + "---|" * len(marks),
+    ]
     for task in tasks:
         by_steps: dict[str, list] = {}
         by_wall: dict[str, list] = {}
@@ -150,6 +164,13 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 f"{_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
+            cells = []
+            for mark in marks:
+                reached = [
+                    float(np.interp(mark, x, y)) for x, y in zip(xs, ys, strict=True) if x and x[-1] >= mark
+                ]
+                cells.append(f"{_fmt(reached, 0)} ({len(reached)})" if reached else "—")
+            at_lines.append(f"| {task} | {algo}{args.tag} | " + " | ".join(cells) + " |")
             by_steps[f"{algo}{args.tag}"] = list(zip(xs, ys, strict=True))
             by_wall[f"{algo}{args.tag}"] = list(zip(walls, ys, strict=True))
         if by_steps:
@@ -160,7 +181,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
             seed_band_curves(
                 by_wall, f"{task}: training return", "wall-clock s", args.out / f"{name}_wall.png", threshold
             )
-    return "\n".join(lines)
+    return "\n".join(lines + at_lines)
 
 
 def run(args: argparse.Namespace) -> int:
