@@ -520,7 +520,7 @@ def test_grad_bench_train_compares_inline_and_overlapped(capsys):
     inline = result["ms_per_iteration"]["inline"]
     assert inline["jacobian_wait"] == pytest.approx(inline["sim_jacobians_compute"], abs=0.2)
     assert result["overlap_speedup"] > 0
-    with pytest.raises(SystemExit, match="rfo or shac"):
+    with pytest.raises(SystemExit, match="rfo, shac or sapo"):
         main(["train", "--config", str(configs / "cartpole_ppo.yaml"), "--iterations", "1"])
 
 
