@@ -61,10 +61,17 @@ def adjoint_surrogate(
     or scales samples (e.g. 0 for those outside the trust region).
     """
     z = regenerate(actor, obs, noise)
+    return surrogate_loss(z, adjoint, weight), z
+
+
+def surrogate_loss(
+    z: torch.Tensor, adjoint: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``-Σ_s w_s λ_s · z_s`` for regenerated latents z (B, C, m) and adjoints (B, C, m)."""
     per_sample = (adjoint * z).flatten(1).sum(-1)
     if weight is not None:
         per_sample = per_sample * weight
-    return -per_sample.sum(), z
+    return -per_sample.sum()
 
 
 def clip_adjoints(adjoint: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -97,7 +104,6 @@ class SampleReuse:
         self.epochs, self.minibatches = cfg.reuse_epochs, cfg.reuse_minibatches
         self.max_shift, self.lr_scale = cfg.reuse_max_latent_shift, cfg.reuse_lr_scale
         self.optim = optim
-
         self.adjoint_quantile = cfg.adjoint_clip_quantile
 
     @property
@@ -160,11 +166,10 @@ class SampleReuse:
             for start in range(0, n - size + 1, size):
                 idx = perm[start : start + size]
                 obs, z_old = samples.obs[idx], samples.z[idx]
-                with torch.no_grad():
-                    shift = latent_shift_rms(regenerate(actor, obs, samples.noise[idx]), z_old)
+                z_new = regenerate(actor, obs, samples.noise[idx])
+                shift = latent_shift_rms(z_new.detach(), z_old)
                 keep = (shift <= self.max_shift).to(z_old.dtype) if self.max_shift else None
-                loss, _ = adjoint_surrogate(actor, obs, samples.noise[idx], samples.adjoint[idx], keep)
-                loss = scale * loss
+                loss = scale * surrogate_loss(z_new, samples.adjoint[idx], keep)
                 for term in terms:
                     if term.reuse_weight > 0:
                         term_loss = term.loss(actor, obs, z_old)
