@@ -501,7 +501,7 @@ class PolicyCore:
 
     @property
     def missing_inputs(self) -> list[str]:
-        """Inputs the model needs that have never arrived (in subscription order)."""
+        """Inputs the model needs that have never arrived (joint_states, imu, odom, image order)."""
         return [name for name, t in self._required_inputs().items() if not np.isfinite(t)]
 
     def _missing_message(self, missing: list[str]) -> str:
