@@ -7,8 +7,7 @@ merged; rank 0 alone writes. Every function here is a no-op in a single process 
 which then runs exactly as before.
 
 ``torchrun --nproc_per_node=N -m rfo_ros.train ...`` sets ``WORLD_SIZE``/``RANK``/``MASTER_*``;
-``init_from_env`` reads them. gloo (networks on the CPU); ``use_cuda`` selects NCCL for a future
-GPU-network path, which nothing in the trainer requests yet.
+``init_from_env`` reads them. The backend is gloo: the networks train on the CPU (no GPU/NCCL path yet).
 """
 
 from __future__ import annotations
@@ -38,16 +37,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env(use_cuda: bool = False) -> int:
-    """Join the process group ``torchrun`` describes, if it describes one; returns the world size.
-
-    gloo unless ``use_cuda`` (then NCCL: every rank must have a GPU, ``LOCAL_RANK`` picks it).
-    """
+def init_from_env() -> int:
+    """Join the (gloo) process group ``torchrun`` describes, if it describes one; returns the world size."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return world_size()
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    dist.init_process_group("gloo")
     return world_size()
 
 

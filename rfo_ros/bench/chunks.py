@@ -35,7 +35,6 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
     meta = policy.metadata
     env = VecEnv(make_task(meta.task), 1, seed=seed, threads=1)
     scheduler = ChunkScheduler(meta.chunk, meta.action_dim, replan_every=replan_every, blend=blend)
-    inv_scale = np.divide(1.0, meta.action_scale, out=np.zeros(meta.action_dim), where=meta.action_scale != 0)
     obs, previous = env.reset(), None
     at_replan, between, speeds, falls = [], [], [], 0
     speed_of = getattr(env.task, "forward_speed", None)  # legged tasks
@@ -49,7 +48,7 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
             if previous is not None:
                 (at_replan if planned else between).append(float(np.abs(command - previous).max()))
             previous = command
-            action = np.clip((command - meta.action_offset) * inv_scale, -1.0, 1.0)
+            action = meta.policy_action(command)
             result = env.step(torch.as_tensor(action, dtype=torch.float32)[None])
             if speed_of is not None:
                 speeds.append(float(speed_of(env.state)[0]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rfo_ros.distributed import is_distributed, merge_moments
+from rfo_ros.distributed import merge_moments
 
 
 class ObsNormalizer(nn.Module):
@@ -26,8 +26,8 @@ class ObsNormalizer(nn.Module):
     def update(self, obs: torch.Tensor) -> None:
         batch = obs.reshape(-1, obs.shape[-1]).float()
         b_mean, b_var, b_count = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
-        if is_distributed():  # every rank folds in the whole (all ranks') batch: the statistics stay equal
-            b_count, b_mean, b_var = merge_moments(b_count, b_mean, b_var)
+        # Under torchrun every rank folds in the whole (all ranks') batch, so the statistics stay equal.
+        b_count, b_mean, b_var = merge_moments(b_count, b_mean, b_var)
         delta, total = b_mean - self.mean, self.count + b_count
         self.mean += delta * b_count / total
         self.var = (self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total) / total

@@ -299,8 +299,6 @@ class PolicyCore:
         self._to_robot = np.array([self.joint_names.index(n) for n in self.params.robot_joint_names])
         self._low, self._high = meta.action_low, meta.action_high
         self._offset = meta.action_offset
-        # Policy-space action of a command: (u - offset) / scale (0 where a joint has no scale).
-        self._inv_scale = np.divide(1.0, meta.action_scale, out=np.zeros(m), where=meta.action_scale != 0)
         self.default_pose = np.clip(self._offset, self._low, self._high)
         self._in = _Inputs(
             joint_pos=self._joints.position,
@@ -539,7 +537,7 @@ class PolicyCore:
         if action is None:  # no chunk covers this step (cannot happen after a successful plan)
             self._hold(now)
             return
-        self._last_action[:] = np.clip((action - self._offset) * self._inv_scale, -1.0, 1.0)
+        self._last_action[:] = self.metadata.policy_action(action)
         self._publish_command(action)
         self._step += 1
         self._counts["ticks"] += 1

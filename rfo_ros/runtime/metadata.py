@@ -8,6 +8,7 @@ the file and what is wrong with it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -124,6 +125,18 @@ class ModelMetadata:
         if OUTPUT_NAME not in out:
             raise ModelError(f"{self.source}: no output named {OUTPUT_NAME!r} (outputs: {sorted(out)})")
         _check_shape(self.source, f"output {OUTPUT_NAME!r}", out[OUTPUT_NAME], (self.chunk, self.action_dim))
+
+    # --- action map --------------------------------------------------------------------------------
+    @functools.cached_property
+    def action_scale_inverse(self) -> np.ndarray:
+        """1 / action_scale per actuator, 0 where a joint has no scale (m,)."""
+        scale = self.action_scale
+        return np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
+
+    def policy_action(self, command: np.ndarray) -> np.ndarray:
+        """The policy-space action in [-1, 1] (m,) that the action map turns into ``command`` (clipped):
+        what the ``last_action`` observation field holds once ``command`` has been executed."""
+        return np.clip((command - self.action_offset) * self.action_scale_inverse, -1.0, 1.0)
 
     # --- robot -------------------------------------------------------------------------------------
     def check_robot(self, joint_names: Sequence[str], exact: bool = False) -> np.ndarray:
