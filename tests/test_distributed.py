@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,19 +39,19 @@ TINY = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(worker, *args) -> None:
-    """Run ``worker(rank, port, *args)`` on 2 gloo ranks; a failure on either rank fails the test."""
-    mp.spawn(worker, args=(_free_port(), *args), nprocs=2, join=True)
+    """Run ``worker(rank, rendezvous, *args)`` on 2 gloo ranks; a failure on either rank fails the test.
+
+    The ranks meet through a file store (no TCP port to pick, so no race for one)."""
+    rendezvous = tempfile.mktemp(prefix="rfo_ros_rendezvous_")
+    try:
+        mp.spawn(worker, args=(rendezvous, *args), nprocs=2, join=True)
+    finally:
+        Path(rendezvous).unlink(missing_ok=True)
 
 
-def _join(rank: int, port: int) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _join(rank: int, rendezvous: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     torch.set_num_threads(1)
 
 
@@ -81,8 +81,8 @@ def _step_on(actor: Actor, batch) -> None:
         optim.step(_loss(actor, *batch))
 
 
-def _update_worker(rank: int, port: int, kind: str, out: str) -> None:
-    _join(rank, port)
+def _update_worker(rank: int, rendezvous: str, kind: str, out: str) -> None:
+    _join(rank, rendezvous)
     actor = _actor(kind)
     _step_on(actor, _batch(kind, seed=100 + rank))
     if rank == 0:
@@ -110,8 +110,8 @@ def _digest(*modules: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _trainer_worker(rank: int, port: int, algo: str, out: str) -> None:
-    _join(rank, port)
+def _trainer_worker(rank: int, rendezvous: str, algo: str, out: str) -> None:
+    _join(rank, rendezvous)
     cfg = load_config(None, [*TINY, f"algo={algo}", "run.total_env_steps=100000"])
     runner = Runner(cfg, Path(out), progress=False)
     digests, obs = [], []
@@ -135,8 +135,8 @@ def test_ranks_hold_identical_weights_after_every_update(tmp_path, algo):
     assert all(a != b for a, b in check["obs"])  # while each rank stepped envs of its own
 
 
-def _merge_worker(rank: int, port: int, out: str) -> None:
-    _join(rank, port)
+def _merge_worker(rank: int, rendezvous: str, out: str) -> None:
+    _join(rank, rendezvous)
     norm = ObsNormalizer(4)
     norm.update(torch.arange(12.0).reshape(3, 4) * (rank + 1))
     if rank == 0:
