@@ -4,6 +4,7 @@
     ros2 launch rfo_ros quadruped.launch.py use_sim:=false          # policy only, on the robot
     ros2 launch rfo_ros quadruped.launch.py namespace:=go1 model_path:=/path/to/policy.onnx
     ros2 launch rfo_ros quadruped.launch.py lifecycle:=true         # managed policy node, taken to active
+    ros2 launch rfo_ros quadruped.launch.py robot:=/path/to/my_robot.yaml model_path:=/path/to/my_robot.onnx
 
 ``command_topic:=`` / ``trajectory_topic:=`` remap the policy's ``joint_commands`` / ``action_chunk`` onto
 ros2_control's controllers (config/ros2_control/quadruped_controllers.yaml says which and how).
@@ -44,6 +45,14 @@ def _nodes(context):
     params_file = LaunchConfiguration("params_file").perform(context)
     model_path = LaunchConfiguration("model_path").perform(context)
     policy_overrides = {"use_sim_time": use_sim}
+    sim_overrides = {}
+    robot = LaunchConfiguration("robot").perform(context)
+    if robot:  # the robot file names the sim's world and the policy's joint order and command
+        from rfo_ros.robot import node_parameters
+
+        per_node = node_parameters(robot)
+        sim_overrides.update(per_node["sim_node"])
+        policy_overrides.update(per_node["policy_node"])
     if model_path:
         policy_overrides["model_path"] = model_path
     # The policy's outputs onto ros2_control's topics (config/ros2_control/quadruped_controllers.yaml).
@@ -73,7 +82,7 @@ def _nodes(context):
                 executable="sim_node",
                 name="sim_node",
                 namespace=namespace,
-                parameters=[params_file],
+                parameters=[params_file, sim_overrides],
                 output="screen",
             ),
         )
@@ -124,6 +133,11 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="ONNX policy (overrides the YAML's model_path)"
+            ),
+            DeclareLaunchArgument(
+                "robot",
+                default_value="",
+                description="robot file (config/robots/<name>.yaml or a path); empty = the YAML's (go1)",
             ),
             DeclareLaunchArgument(
                 "command_topic",

@@ -3,6 +3,11 @@
     python -m rfo_ros.bringup quadruped [--headless] [--duration 20] [--report] [--model PATH]
                                         [--params config/quadruped.yaml] [--fast] [--strip out.png]
                                         [--video out.mp4] [--lifecycle]
+    python -m rfo_ros.bringup --robot config/robots/<name>.yaml --model models/<name>.onnx [...]
+
+``--robot`` (default ``go1``, the quadruped; ``quadruped`` names it too) is a robot file: the sim node
+simulates it, and the policy node commands its joints at the middle of its command ranges; every other
+parameter comes from ``--params``.
 
 Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_node`` with their
 ``ros__parameters`` from the same YAML (loaded as ``--params-file``, exactly as ``launch_ros`` passes it) —
@@ -44,7 +49,9 @@ from rfo_ros.demo_report import DemoReport  # noqa: E402
 from rfo_ros.nodes.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
 from rfo_ros.nodes.spin import isolated_ros_env  # noqa: E402
 
-ROBOTS = ("quadruped",)
+#: Demo names accepted as the positional argument, and the robot file each brings up.
+DEMOS = {"quadruped": "go1"}
+DEFAULT_ROBOT = "go1"
 #: Frames per second of sim time in ``--video`` (the sim node's ``record_every_s`` is set to match).
 VIDEO_FPS = 30.0
 #: Parameters ``--fast`` sets on top of the YAML: an exact lock-step loop, no real-time pacing.
@@ -59,7 +66,7 @@ class BringupError(RuntimeError):
 
 
 def run_bringup(
-    robot: str = "quadruped",
+    robot: str | os.PathLike = DEFAULT_ROBOT,
     duration: float = 20.0,
     model: str | os.PathLike | None = None,
     params: str | os.PathLike | None = None,
@@ -70,7 +77,8 @@ def run_bringup(
     lifecycle: bool = False,
     video: str | os.PathLike | None = None,
 ) -> DemoReport:
-    """Run the sim + policy nodes for ``duration`` s of sim time and report what happened.
+    """Run the sim + policy nodes on ``robot`` (a robot file, a name in config/robots, or a demo name of
+    ``DEMOS``) for ``duration`` s of sim time and report what happened.
 
     ``overrides``: extra parameters per node name (``{"policy_node": {...}, "sim_node": {...}}``), applied
     over the YAML (and over ``--fast``). ``wall_timeout``: stop after this many wall seconds in any case
@@ -78,13 +86,18 @@ def run_bringup(
     configured and activated here. ``video``: an MP4 of the whole run (the sim then records its state at
     ``VIDEO_FPS`` unless ``overrides`` set ``record_every_s``).
     """
-    if robot not in ROBOTS:
-        raise BringupError(f"unknown robot {robot!r}; known: {', '.join(ROBOTS)}")
+    from rfo_ros.robot import RobotError, node_parameters, read_description
+
     params_file = package_file(params or DEFAULT_PARAMS)
     if not params_file.is_file():
         raise BringupError(f"parameter file not found: {params_file}")
+    robot = DEMOS.get(str(robot), robot)
+    try:
+        robot_params, robot_name = node_parameters(robot), read_description(robot).name
+    except RobotError as exc:
+        raise BringupError(str(exc)) from exc
     video_overrides = {"sim_node": {"record_every_s": 1.0 / VIDEO_FPS}} if video else {}
-    node_overrides = _merge(video_overrides, FAST_OVERRIDES if fast else {}, overrides or {})
+    node_overrides = _merge(robot_params, video_overrides, FAST_OVERRIDES if fast else {}, overrides or {})
     if model is not None:
         node_overrides.setdefault("policy_node", {})["model_path"] = str(model)
     node_overrides.setdefault("policy_node", {})["use_sim_time"] = True  # as the launch file with use_sim
@@ -126,7 +139,7 @@ def run_bringup(
         stats, sim_report = policy.stats, sim.report()
         meta = policy.metadata
         report = DemoReport(
-            robot=robot,
+            robot=robot_name,
             model_path=str(policy.model_path),
             task=meta.task,
             flow_steps=meta.flow_steps,
@@ -147,8 +160,8 @@ def run_bringup(
             hold_steps=stats.hold_ticks,
             dropped_messages=stats.dropped_total + sim.dropped,
             complete=complete,
-            strip_path=str(save_image_strip(sim.params.world, sim.trajectory, strip)) if strip else None,
-            video_path=str(save_video(sim.params.world, sim.trajectory, video)) if video else None,
+            strip_path=str(save_image_strip(sim.world, sim.trajectory, strip)) if strip else None,
+            video_path=str(save_video(sim.world, sim.trajectory, video)) if video else None,
             notes=_notes(meta, stats),
         )
     finally:
@@ -233,7 +246,10 @@ def _notes(meta, stats) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rfo_ros.bringup", description=__doc__.split("\n\n")[0])
-    p.add_argument("robot", choices=ROBOTS, help="which demo to bring up")
+    p.add_argument("demo", nargs="?", choices=sorted(DEMOS), help="a named demo (quadruped = --robot go1)")
+    p.add_argument(
+        "--robot", default=None, help=f"robot file, or a name in config/robots (default {DEFAULT_ROBOT})"
+    )
     p.add_argument("--headless", action="store_true", help="no viewer (the only mode in this build)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of sim time (default 20)")
     p.add_argument("--report", action="store_true", help="print the report when done")
@@ -256,7 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``rfo_bringup`` console script; exit 0 when the run completed, 1 when it could not start or finish."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo and args.robot:
+        parser.error("give a demo name or --robot, not both")
+    robot = args.robot or DEMOS.get(args.demo, DEFAULT_ROBOT)
     if not args.headless:
         print("rfo_bringup: no viewer in this build; running headless", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="rfo_bringup_") as tmp:
@@ -264,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.untrained:
             from rfo_ros.bench.latency import export_untrained_policy
 
-            model = export_untrained_policy(Path(tmp) / "untrained.onnx")
+            legged = {} if robot == DEFAULT_ROBOT else {"task": "legged", "robot": robot}
+            model = export_untrained_policy(Path(tmp) / "untrained.onnx", **legged)
         elif model is None and not resolve_model_path(None).is_file():
             print(
                 f"rfo_bringup: error: no trained policy at {resolve_model_path(None)} yet; "
@@ -274,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         try:
             report = run_bringup(
-                args.robot,
+                robot,
                 args.duration,
                 model,
                 args.params,

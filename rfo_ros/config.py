@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rfo_ros.randomization import Randomization
+
 
 class ConfigError(ValueError):
     """The training configuration is invalid (message lists every problem)."""
@@ -27,6 +29,17 @@ class _Section(BaseModel):
 
 class EnvConfig(_Section):
     task: str = "cartpole"
+    robot: str | None = Field(
+        None, description="robot file of env.task: legged (a path, or a name in config/robots)"
+    )
+    base_lin_vel: bool = Field(
+        True,
+        description="legged tasks observe the trunk's linear velocity (false: proprioception and IMU only, "
+        "no odometry needed on the robot)",
+    )
+    randomization: Randomization = Field(
+        default_factory=Randomization, description="per-env world perturbations (rfo_ros/randomization.py)"
+    )
     num_envs: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1, description="simulation threads (default: all cores)")
     fd_eps: float = Field(1e-6, gt=0)
@@ -146,12 +159,13 @@ class TrainConfig(_Section):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid training config ({source}):"]
+def format_validation_errors(err: ValidationError, what: str, root: type[BaseModel]) -> str:
+    """One line per problem of ``err`` (from validating ``root``), unknown keys with the valid ones."""
+    lines = [f"invalid {what}:"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
         if e["type"] == "extra_forbidden":
-            section = _section_for(e["loc"][:-1])
+            section = _section_for(root, e["loc"][:-1])
             valid = ", ".join(sorted(section.model_fields)) if section else "?"
             lines.append(f"  {where}: unknown key (valid keys here: {valid})")
         else:
@@ -159,8 +173,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _section_for(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = TrainConfig
+def _section_for(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    model = root
     for key in loc:
         field = model.model_fields.get(str(key))
         if field is None or not (
@@ -210,20 +224,21 @@ def merge_trees(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _lists_to_tuples(tree: Any) -> Any:
+def lists_to_tuples(tree: Any) -> Any:
+    """YAML lists as tuples, recursively (the strict models take tuples)."""
     if isinstance(tree, dict):
-        return {k: _lists_to_tuples(v) for k, v in tree.items()}
+        return {k: lists_to_tuples(v) for k, v in tree.items()}
     if isinstance(tree, list):
-        return tuple(_lists_to_tuples(v) for v in tree)
+        return tuple(lists_to_tuples(v) for v in tree)
     return tree
 
 
 def build_config(tree: dict[str, Any], source: str = "<dict>") -> TrainConfig:
     """Validate a nested dict into a ``TrainConfig`` (raises ``ConfigError``)."""
     try:
-        return TrainConfig.model_validate(_lists_to_tuples(tree))
+        return TrainConfig.model_validate(lists_to_tuples(tree))
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_validation_errors(err, f"training config ({source})", TrainConfig)) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

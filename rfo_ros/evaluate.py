@@ -1,7 +1,8 @@
 """Policy evaluation: N full episodes in parallel, zero-noise or stochastic.
 
-``python -m rfo_ros.evaluate CHECKPOINT [--episodes N] [--command VX VY WZ]`` prints both modes as JSON;
-``--command`` holds a velocity-commanded task (the quadrupeds) at one command instead of random ones.
+``python -m rfo_ros.evaluate CHECKPOINT [--episodes N] [--command VX VY WZ] [--perturb NAME]`` prints
+both modes as JSON; ``--command`` holds a velocity-commanded task (the quadrupeds) at one command instead
+of random ones, ``--perturb`` evaluates in a named perturbed world (``rfo_ros.randomization``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from rfo_ros.envs import make_task
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
+from rfo_ros.randomization import PERTURBATION_SETS, Randomization
 
 
 @torch.no_grad()
@@ -27,31 +29,42 @@ def evaluate(
     seed: int,
     deterministic: bool,
     command: tuple[float, float, float] | None = None,
+    task_options: dict | None = None,
+    randomization: Randomization | None = None,
 ) -> dict[str, float]:
     """Run ``episodes`` episodes (one per env) to their first end; return mean/std return and length.
 
     Tasks that define ``forward_speed(state) -> (N,)`` also report the mean forward speed (m/s) over
-    the steps each episode was alive, and ``falls`` (episodes that ended in failure). ``command`` fixes
-    a velocity-commanded task's command (its ``fixed_command``) for every episode.
+    the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
+    tasks the mean tracking error |command_xy - v_xy| (m/s). ``command`` fixes a velocity-commanded
+    task's command (its ``fixed_command``) for every episode. ``task_options``: what ``make_task`` needs
+    besides the name (a legged task's robot; ``Task.options()``). ``randomization``: the world's
+    perturbations (``rfo_ros.randomization``; a named set from ``PERTURBATION_SETS``).
+
+    ``actor`` is anything called as ``actor(obs (N, D), noise (N, C, m) | None) -> (actions (N, C, m), _)``
+    with ``chunk`` and ``action_dim`` attributes (the training ``Actor``, or ``OnnxActor``).
     """
-    task = make_task(task_name)
+    task = make_task(task_name, **(task_options or {}))
     if command is not None:
         if not hasattr(task, "fixed_command"):
             raise ValueError(f"task {task_name!r} takes no velocity command")
         task.fixed_command = tuple(float(c) for c in command)
-    env = VecEnv(task, episodes, seed=seed, threads=None)
+    env = VecEnv(task, episodes, seed=seed, threads=None, randomization=randomization)
     obs = env.reset()
     chunk = actor.chunk
     alive = np.ones(episodes, dtype=bool)
     returns, lengths, falls = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes, dtype=bool)
-    speed_sum = np.zeros(episodes)
+    speed_sum, error_sum = np.zeros(episodes), np.zeros(episodes)
     measure_speed = hasattr(task, "forward_speed")
+    measure_tracking = hasattr(task, "tracking_error")
     for t in range(task.info.episode_length):
         if t % chunk == 0:
             noise = torch.zeros(episodes, chunk, actor.action_dim) if deterministic else None
             actions, _ = actor(obs, noise)
         if measure_speed:
             speed_sum += alive * task.forward_speed(env.state).numpy()
+        if measure_tracking:
+            error_sum += alive * task.tracking_error(env.state).numpy()
         res = env.step(actions[:, t % chunk])
         returns += alive * res.reward.numpy()
         lengths += alive
@@ -69,6 +82,8 @@ def evaluate(
     }
     if measure_speed:
         out["forward_speed_mean"] = float((speed_sum / np.maximum(lengths, 1)).mean())
+    if measure_tracking:
+        out["tracking_error_mean"] = float((error_sum / np.maximum(lengths, 1)).mean())
     return out
 
 
@@ -81,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=16)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--command", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="fixed command")
+    p.add_argument(
+        "--perturb", choices=sorted(PERTURBATION_SETS), default=None, help="a named perturbation set"
+    )
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
@@ -88,14 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         actor, payload = load_actor(args.checkpoint)
         task, n, seed = payload["task"], args.episodes, args.seed
+        options = payload.get("task_options", {})  # checkpoints from before robot files: none
         result = {
-            mode: evaluate(actor, task, n, seed, mode == "zero_noise", args.command)
+            mode: evaluate(
+                actor,
+                task,
+                n,
+                seed,
+                mode == "zero_noise",
+                args.command,
+                options,
+                PERTURBATION_SETS.get(args.perturb),
+            )  # fmt: skip
             for mode in ("stochastic", "zero_noise")
         }
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"task": payload["task"], "command": args.command, **result}))
+    print(json.dumps({"task": payload["task"], "command": args.command, "perturb": args.perturb, **result}))
     return 0
 
 

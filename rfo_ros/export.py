@@ -131,7 +131,8 @@ def build_metadata(
         policy_kind=actor.kind,
         training_commit=str(payload["commit"]),
         export_time=datetime.now(UTC).isoformat(timespec="seconds"),
-        joint_names=tuple(actuated_joint_names(task.model)),
+        # A legged task's policy joints (its robot file's order), else each actuator's joint.
+        joint_names=tuple(getattr(task, "joint_names", None) or actuated_joint_names(task.model)),
         dt=task.dt,
         flow_steps=module.steps,
         flow_solver=module.solver,
@@ -165,7 +166,7 @@ def prepare(
     """Load a checkpoint; build the graph module, its contract and the task (for export and TorchPolicy)."""
     actor, payload = load_checkpoint_actor(checkpoint)
     try:
-        task = task or make_task(payload["task"])
+        task = task or make_task(payload["task"], **payload.get("task_options", {}))
         module = ExportModule(
             actor, task.action_map(), zero_noise=zero_noise, steps=steps, inpainting=inpainting
         )

@@ -16,13 +16,14 @@ from rfo_ros import distributed
 from rfo_ros.algos import BUILDERS, POLICY_KIND, CriticLearner
 from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
-from rfo_ros.envs import make_task
+from rfo_ros.envs import Task, task_from_config
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.evaluate import evaluate
 from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
 from rfo_ros.nets.actor import Actor
 from rfo_ros.nets.critic import make_critic
 from rfo_ros.plots import learning_curve
+from rfo_ros.robot import ROBOT_RUN_FILE
 from rfo_ros.sim.batched import FDConfig
 
 
@@ -70,7 +71,12 @@ class Runner:
     """
 
     def __init__(
-        self, cfg: TrainConfig, out_dir: Path, progress: bool = True, callback: ProgressCallback | None = None
+        self,
+        cfg: TrainConfig,
+        out_dir: Path,
+        progress: bool = True,
+        callback: ProgressCallback | None = None,
+        task: Task | None = None,
     ) -> None:
         self.cfg, self.out_dir, self.callback = cfg, Path(out_dir), callback
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -78,10 +84,15 @@ class Runner:
         self.progress = progress and self.main
         torch.manual_seed(cfg.run.seed)
         torch.set_num_threads(cfg.run.torch_threads)
-        self.task = make_task(cfg.env.task)
+        self.task = task or task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel)
+        #: What rebuilds the task (a legged task's resolved robot description), for evaluation and export.
+        self.task_options = self.task.options()
         fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
-        self.env = VecEnv(self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd)
+        self.env = VecEnv(
+            self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
+            randomization=cfg.env.randomization,
+        )  # fmt: skip
         image_shape = getattr(self.task, "image_shape", None)
         self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
         critic = CriticLearner(
@@ -126,6 +137,7 @@ class Runner:
             return
         payload = {
             "task": self.cfg.env.task,
+            "task_options": self.task_options,
             "algo": self.cfg.algo,
             "actor": self.actor.spec(),
             "config": self.cfg.to_dict(),
@@ -212,7 +224,10 @@ class Runner:
                 wall = time.perf_counter() - start
                 row = self._row(metrics, wall)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0 and self.main:
-                    ev = evaluate(self.actor, self.cfg.env.task, cfg.eval_episodes, cfg.seed + 1, True)
+                    ev = evaluate(
+                        self.actor, self.cfg.env.task, cfg.eval_episodes, cfg.seed + 1, True,
+                        task_options=self.task_options,
+                    )  # fmt: skip
                     row["Eval/return"] = ev["return_mean"]
                 self.log.log(row)
                 if self.callback is not None:
@@ -236,8 +251,17 @@ class Runner:
         if not self.main:
             self.env.close()
             return {}
-        det = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=True)
-        sto = evaluate(self.actor, cfg.env.task, cfg.run.eval_episodes, cfg.run.seed + 1, deterministic=False)
+        det, sto = (
+            evaluate(
+                self.actor,
+                cfg.env.task,
+                cfg.run.eval_episodes,
+                cfg.run.seed + 1,
+                deterministic=zero,
+                task_options=self.task_options,
+            )  # fmt: skip
+            for zero in (True, False)
+        )
         wall = self.log.rows[-1]["Train/wall_time_s"] if self.log.rows else 0.0
         # The policy as trained samples its noise; zero noise is reported beside it. For flows the
         # all-zero noise is far from the Gaussian's typical set (|ε| ≈ √(C·m)), and RFO-trained quadruped
@@ -246,6 +270,7 @@ class Runner:
         summary = {
             "algo": cfg.algo,
             "task": cfg.env.task,
+            "robot": self.task_options.get("robot", {}).get("name"),
             "seed": cfg.run.seed,
             "config_hash": cfg.digest(),
             "commit": self.commit,
@@ -293,3 +318,6 @@ class Runner:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        if "robot" in self.task_options:  # the resolved description: --resume reads this copy
+            robot = yaml.safe_dump(self.task_options["robot"], sort_keys=False)
+            (self.out_dir / ROBOT_RUN_FILE).write_text(robot)

@@ -18,6 +18,7 @@ import yaml
 
 from rfo_ros.checkpoint import CheckpointError
 from rfo_ros.config import ConfigError, TrainConfig, build_config, load_config, merge_trees, parse_overrides
+from rfo_ros.robot import ROBOT_RUN_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +71,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
                 f"--resume may only change {', '.join(sorted(RESUMABLE_OVERRIDES))}; "
                 "start a new --out for anything else"
             )
+        robot_copy = args.out / ROBOT_RUN_FILE
+        if robot_copy.is_file():  # the description the run started with, even if the original changed
+            extra = merge_trees(extra, {"env": {"robot": str(robot_copy)}})
         cfg = build_config(merge_trees(tree, extra), str(saved))
         return cfg, args.out
     cfg = load_config(args.config, args.overrides)
@@ -81,10 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg, out = resolve_config(args)
-        from rfo_ros.envs import TASKS
+        from rfo_ros.envs import TASKS, task_from_config
 
         if cfg.env.task not in TASKS:
             raise ConfigError(f"env.task = {cfg.env.task!r}: unknown task; known: {', '.join(sorted(TASKS))}")
+        try:  # a wrong robot file fails here, before anything is written
+            task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel)
+        except ValueError as exc:  # RobotError is one
+            raise ConfigError(f"env.task = {cfg.env.task!r}, env.robot = {cfg.env.robot!r}: {exc}") from None
+        if cfg.env.randomization.active and not hasattr(task, "robot"):
+            raise ConfigError(
+                f"env.randomization needs a legged task (a robot file); env.task = {cfg.env.task!r}"
+            )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed.init_from_env()
     try:
-        runner = Runner(cfg, out, progress=not args.no_progress)
+        runner = Runner(cfg, out, progress=not args.no_progress, task=task)
         try:
             if args.resume:
                 runner.resume()

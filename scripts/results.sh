@@ -73,3 +73,24 @@ wait
 # The probes that chose the RFO settings (1 seed each; tags as in docs/results/quadruped_10min):
 #   _n64 (64 envs), _n64_noclip (64 envs, no adjoint clip), _n64_M5 (64 envs, M = 5), _n16 (16 envs): e.g.
 #   q10 --algos rfo --seeds 1 --steps 1200000 --tag _n64 --set env.num_envs=64
+
+# 9. Robots as data: the hexapod (config/robots/hexapod.yaml) trained from the quadruped's own settings
+#    (legged_rfo.yaml, 20 minutes, alone on the machine), evaluated at a fixed command, exported, and run
+#    in the ROS closed loop for 20 s.
+out=docs/results/robots/hexapod_rfo_s0
+$py -m rfo_ros.train --config config/train/legged_rfo.yaml --set env.robot=config/robots/hexapod.yaml --out $out
+$py -m rfo_ros.evaluate $out/checkpoints/last.pt --command 0.75 0 0 --episodes 16 > $out/eval_command_0.75.json
+$py -m rfo_ros.export $out/checkpoints/last.pt -o models/hexapod.onnx
+cp $out/config.yaml models/hexapod.train.yaml
+cp $out/summary.json models/hexapod.summary.json
+cp $out/learning_curve.png models/hexapod.learning_curve.png
+$py -m rfo_ros.bringup --robot config/robots/hexapod.yaml --model models/hexapod.onnx --headless --duration 20 \
+    --report --strip $out/bringup_strip.png | tee $out/bringup_report.txt
+
+# 10. Robustness: a randomised RFO quadruped (30 minutes, alone on the machine) against the shipped nominal
+#     policy, 32 episodes per perturbation set at 1.0 m/s (alone on the machine).
+out=docs/results/robust
+$py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $out/rfo_randomized_s0
+$py -m rfo_ros.export $out/rfo_randomized_s0/checkpoints/last.pt -o models/quadruped_randomized.onnx
+$py -m rfo_ros.bench robust --policies models/quadruped.onnx,models/quadruped_randomized.onnx \
+    --labels nominal,randomised --episodes 32 --command 1.0 --json $out/robust.json | tee $out/robust.md

@@ -115,3 +115,20 @@ def test_trained_policy_walks_forward_without_falling():
     report = run_bringup("quadruped", duration=duration, fast=True)
     assert report.complete and report.falls == 0, report.text()
     assert report.forward_distance_m > 0.5 * duration * 0.8, report.text()
+
+
+def test_bringup_of_a_robot_that_is_not_the_quadruped(tmp_path, capsys):
+    """``--robot``: the hexapod's robot file brings up its world, joint order and command; the policy
+    node needs only the model."""
+    hexapod = REPO / "config" / "robots" / "hexapod.yaml"
+    model = export_untrained_policy(
+        tmp_path / "hexapod.onnx", task="legged", robot=str(hexapod), flow_steps=2, chunk=4
+    )
+    report = run_bringup(hexapod, duration=1.0, model=model, fast=True)
+    check_report(report, 1.0)
+    assert report.robot == "hexapod" and report.hold_steps == 0 and report.dropped_messages == 0
+    assert report.command_vx == pytest.approx(0.75)  # the middle of its vx range [0.5, 1.0]
+    # The quadruped's model cannot drive it: the error names the joints.
+    if TRAINED_MODEL.is_file():
+        assert main(["--robot", str(hexapod), "--headless", "--duration", "1", "--fast"]) == 1
+        assert "model and robot disagree" in capsys.readouterr().err

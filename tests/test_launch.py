@@ -20,10 +20,10 @@ os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: 
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from go1 import JOINT_NAMES, TERMINATION  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 
 from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
-from rfo_ros.envs.legged_obs import JOINT_NAMES  # noqa: E402
-from rfo_ros.envs.quadruped import QuadrupedWalk  # noqa: E402
 from rfo_ros.nodes.params import param_names  # noqa: E402
 from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode  # noqa: E402
 from rfo_ros.nodes.policy_node import PARAMS as POLICY_PARAMS  # noqa: E402
@@ -159,6 +159,10 @@ def test_yaml_parameters_are_exactly_what_the_nodes_declare(yaml_params):
         assert set(values) == param_names(table), f"{node}: YAML and declared parameters differ"
         for param in table:
             value = values[param.name]
+            if isinstance(param.default, Parameter.Type):  # typed, no default: a string array here
+                assert param.default == Parameter.Type.STRING_ARRAY
+                assert isinstance(value, list) and all(isinstance(v, str) for v in value), param.name
+                continue
             assert type(value) is type(param.default), (
                 f"{node}.{param.name}: YAML {value!r} vs {param.default!r}"
             )
@@ -167,8 +171,9 @@ def test_yaml_parameters_are_exactly_what_the_nodes_declare(yaml_params):
 def test_yaml_uses_the_tasks_thresholds_and_joints(yaml_params):
     sim = yaml_params["/**/sim_node"]["ros__parameters"]
     policy = yaml_params["/**/policy_node"]["ros__parameters"]
-    assert sim["fall_min_height"] == QuadrupedWalk.min_height
-    assert sim["fall_max_tilt_deg"] == QuadrupedWalk.max_tilt_deg
+    assert sim["robot"] == "go1"
+    assert sim["fall_min_height"] == TERMINATION.min_height
+    assert sim["fall_max_tilt_deg"] == TERMINATION.max_tilt_deg
     assert tuple(policy["robot_joint_names"]) == JOINT_NAMES
 
 

@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
+from go1 import DEFAULT_JOINT_POS, JOINT_NAMES  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -28,7 +29,6 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs import make_task  # noqa: E402
-from rfo_ros.envs.legged_obs import DEFAULT_JOINT_POS, JOINT_NAMES  # noqa: E402
 from rfo_ros.nodes import policy_node  # noqa: E402
 from rfo_ros.nodes.policy_lifecycle_node import PolicyLifecycleNode  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
@@ -293,6 +293,19 @@ def test_a_required_input_that_never_arrived_is_named(harness, model_path):
     send_state(harness, *standing_state(), stamp_s=0.1)  # odom arrives: the node plans
     assert harness.spin_until(lambda: node.stats.plans > 0, TIMEOUT)
     assert node.missing_inputs == [] and _diagnostic(node)[1]["missing_inputs"] == ""
+
+
+def test_a_model_without_base_velocity_plans_from_joint_states_and_imu_alone(harness, tmp_path):
+    """A model trained with ``env.base_lin_vel: false`` needs no odometry: joint_states + imu suffice."""
+    model = export_untrained_policy(tmp_path / "imu.onnx", base_lin_vel=False, flow_steps=1, chunk=1)
+    node = make_node(harness, model, tick_source="state")
+    assert "base_lin_vel" not in node.layout.names
+    imu, _, joints = state_messages(*standing_state(), JOINT_NAMES, 0.0)
+    harness.connect((Imu, "imu"), (JointState, "joint_states"))
+    harness.publish("imu", imu)
+    harness.publish("joint_states", joints)
+    assert harness.spin_until(lambda: node.stats.plans > 0, TIMEOUT)
+    assert node.missing_inputs == []
 
 
 def test_a_missing_image_is_named(harness, tmp_path):

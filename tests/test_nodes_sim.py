@@ -17,6 +17,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from go1 import JOINT_NAMES, TERMINATION  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -26,8 +27,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 
 from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs import make_task  # noqa: E402
-from rfo_ros.envs.legged_obs import JOINT_NAMES, quat_rotate_inverse  # noqa: E402
-from rfo_ros.envs.quadruped import QuadrupedWalk  # noqa: E402
+from rfo_ros.envs.legged_obs import quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode  # noqa: E402
 from rfo_ros.nodes.ros_conversions import image_to_array, stamp_from_seconds  # noqa: E402
 from rfo_ros.nodes.sim_node import SimNode  # noqa: E402
@@ -192,8 +192,8 @@ def test_fall_detector_counts_falls_and_distance(harness):
     report = sim.report()
     assert report.falls == 1 and report.sim_time == pytest.approx(3 * sim.state_period)
     assert report.mean_forward_speed == pytest.approx(report.forward_distance_m / report.sim_time)
-    assert QuadrupedWalk.min_height == sim.params.fall_min_height  # the task's termination thresholds
-    assert QuadrupedWalk.max_tilt_deg == sim.params.fall_max_tilt_deg
+    assert TERMINATION.min_height == sim.fall_min_height  # the task's termination thresholds
+    assert TERMINATION.max_tilt_deg == sim.fall_max_tilt_deg
 
 
 def test_reset_on_fall_restarts_and_keeps_the_distance(harness):

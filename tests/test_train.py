@@ -34,7 +34,7 @@ def run_train(*args, cwd=None):
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: fd_centered, fd_eps, fd_overlap"),
+        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: base_lin_vel, fd_centered, fd_eps"),
         (["diff.horizon=abc"], "diff.horizon = 'abc'"),
         (["algo=sac"], "algo = 'sac'"),
         (["env.task=humanoid"], "unknown task"),
@@ -203,7 +203,6 @@ def test_evaluate_cli_reports_both_modes_and_rejects_bad_input(tmp_path):
 
 def test_evaluate_holds_a_quadruped_at_the_given_command():
     from rfo_ros.envs import make_task
-    from rfo_ros.envs.legged_obs import QUADRUPED_OBS_LAYOUT
     from rfo_ros.runner import build_actor
 
     cfg = load_config(None, ["env.task=quadruped", "policy.hidden=[16]"])
@@ -214,7 +213,7 @@ def test_evaluate_holds_a_quadruped_at_the_given_command():
     original = actor.forward
 
     def spy(obs, noise=None):
-        seen.append(obs[:, QUADRUPED_OBS_LAYOUT.slice("command")].clone())
+        seen.append(obs[:, task.obs_layout.slice("command")].clone())
         return original(obs, noise)
 
     actor.forward = spy

@@ -12,6 +12,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
+from go1 import DEFAULT_JOINT_POS, JOINT_NAMES
 
 from rfo_ros.envs import VecEnv, make_task
 from rfo_ros.envs import legged_obs as lo
@@ -79,7 +80,7 @@ def test_quaternion_helpers_match_mujoco_on_numpy_and_torch():
 
 
 def test_observation_layout_is_48_and_numpy_matches_torch():
-    layout = lo.QUADRUPED_OBS_LAYOUT
+    layout = lo.legged_obs_layout(JOINT_NAMES, DEFAULT_JOINT_POS)
     assert layout.size == 48
     assert layout.names == (
         "base_lin_vel",
@@ -92,19 +93,19 @@ def test_observation_layout_is_48_and_numpy_matches_torch():
     )
     rng = np.random.default_rng(1)
     fields = {f.name: rng.normal(size=(2, f.size)) for f in layout.fields}
-    obs_np = lo.build_observation(fields)
-    obs_t = lo.build_observation({k: torch.from_numpy(v) for k, v in fields.items()})
+    obs_np = lo.build_observation(fields, layout)
+    obs_t = lo.build_observation({k: torch.from_numpy(v) for k, v in fields.items()}, layout)
     assert obs_np.shape == (2, 48)
     np.testing.assert_allclose(obs_t.numpy(), obs_np, atol=1e-12)
     np.testing.assert_allclose(obs_np[:, layout.slice("base_lin_vel")], 2.0 * fields["base_lin_vel"])
     np.testing.assert_allclose(obs_np[:, layout.slice("command")], fields["command"] * [2.0, 2.0, 0.25])
     np.testing.assert_allclose(
-        obs_np[:, layout.slice("joint_pos")], fields["joint_pos"] - np.array(lo.DEFAULT_JOINT_POS)
+        obs_np[:, layout.slice("joint_pos")], fields["joint_pos"] - np.array(DEFAULT_JOINT_POS)
     )
-    meta = json.loads(json.dumps(lo.layout_metadata()))
+    meta = json.loads(json.dumps(lo.layout_metadata(layout)))
     assert [f["start"] for f in meta["fields"]] == [0, 3, 6, 9, 12, 24, 36] and meta["size"] == 48
     with pytest.raises(KeyError, match="command"):
-        lo.build_observation({k: v for k, v in fields.items() if k != "command"})
+        lo.build_observation({k: v for k, v in fields.items() if k != "command"}, layout)
 
 
 # --- quadruped ----------------------------------------------------------------------------------------
@@ -119,11 +120,11 @@ def test_quadruped_world_matches_the_robot_contract(quadruped):
     m = quadruped.model
     assert (m.nq, m.nv, m.nu, m.na) == (19, 18, 12, 0)
     assert m.joint(0).name == "trunk" and m.body("trunk").id == 1
-    assert tuple(m.joint(int(j)).name for j in m.actuator_trnid[:, 0]) == lo.JOINT_NAMES
+    assert tuple(m.joint(int(j)).name for j in m.actuator_trnid[:, 0]) == JOINT_NAMES
     assert abs(m.body_subtreemass[1] - 12.76) < 1e-6
     spec = quadruped.robot_spec()
     json.dumps(spec)
-    assert spec["joint_names"] == list(lo.JOINT_NAMES) and spec["dt"] == pytest.approx(0.01)
+    assert spec["joint_names"] == list(JOINT_NAMES) and spec["dt"] == pytest.approx(0.01)
     assert spec["joint_lower"][:3] == pytest.approx([-0.863, -0.686, -2.818])
     assert spec["torque_limit"][:3] == pytest.approx([23.7, 23.7, 35.55])
     assert spec["kp"][0] == 40 and spec["kd"][0] == 1.0
@@ -131,7 +132,7 @@ def test_quadruped_world_matches_the_robot_contract(quadruped):
         m.sensor(name)
     m.camera("front")
     ctrl = quadruped.action_to_ctrl(torch.zeros(1, 12))
-    np.testing.assert_allclose(ctrl[0].numpy(), lo.DEFAULT_JOINT_POS)
+    np.testing.assert_allclose(ctrl[0].numpy(), DEFAULT_JOINT_POS)
     ctrl = quadruped.action_to_ctrl(torch.full((1, 12), -1.0))
     np.testing.assert_allclose(ctrl[0, :3].numpy(), [-0.5, 0.4, -2.3])
 
@@ -160,7 +161,7 @@ def test_quadruped_random_actions_stay_finite(quadruped):
 
 def test_quadruped_reward_tracks_the_command_and_failure_terminates(quadruped):
     quadruped.fixed_command = (1.0, 0.0, 0.0)
-    stand = np.array([0, 0, 0.28, 1, 0, 0, 0, *lo.DEFAULT_JOINT_POS])
+    stand = np.array([0, 0, 0.28, 1, 0, 0, 0, *DEFAULT_JOINT_POS])
     walking_vel = np.zeros(18)
     walking_vel[0] = 1.0
     standing, walking = _state(quadruped, stand), _state(quadruped, stand, walking_vel)
@@ -200,7 +201,7 @@ def test_quadruped_depth_image_shape_range_and_response():
     task = make_task("quadruped_depth")
     assert task.image_shape == (1, 16, 16)
     _, h, w = task.image_shape
-    stand = np.array([0, 0, 0.30, 1, 0, 0, 0, *lo.DEFAULT_JOINT_POS])
+    stand = np.array([0, 0, 0.30, 1, 0, 0, 0, *DEFAULT_JOINT_POS])
     low = stand.copy()
     low[2] = 0.15
     obs = task.observe(_state(task, np.stack([stand, low])), torch.zeros(2, 12))

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale,chunks} ...``.
+"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale,chunks,robust,soak} ...``.
 
 Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 only the chosen one is imported, so one benchmark's dependencies never load with another's.
@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("rfo_ros.bench.latency", "policy inference latency (ONNX Runtime / torch)"),
     "scale": ("rfo_ros.bench.scale", "training env steps/s: 1 process x T threads vs P torchrun ranks"),
     "chunks": ("rfo_ros.bench.chunks", "command jumps at chunk boundaries per chunk-execution mode"),
+    "soak": ("rfo_ros.bench.soak", "a policy node for minutes: memory, latency per minute, missed plans"),
+    "robust": ("rfo_ros.bench.robust", "speed, falls and tracking per policy under named perturbations"),
 }
 
 

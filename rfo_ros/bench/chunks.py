@@ -27,13 +27,13 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
     """One closed-loop run of ``model`` with ``blend``; command-jump statistics (rad), speed, falls."""
     import torch
 
-    from rfo_ros.envs import make_task
+    from rfo_ros.envs import task_from_metadata
     from rfo_ros.envs.vec_env import VecEnv
     from rfo_ros.runtime import ChunkScheduler, make_policy
 
     policy = make_policy(model, provider="cpu", seed=seed)
     meta = policy.metadata
-    env = VecEnv(make_task(meta.task), 1, seed=seed, threads=1)
+    env = VecEnv(task_from_metadata(meta.task, meta.robot), 1, seed=seed, threads=1)
     scheduler = ChunkScheduler(meta.chunk, meta.action_dim, replan_every=replan_every, blend=blend)
     obs, previous = env.reset(), None
     at_replan, between, speeds, falls = [], [], [], 0

@@ -80,12 +80,15 @@ def _rounded(result: dict) -> dict:
 def export_untrained_policy(
     path: str | os.PathLike,
     task: str = "quadruped",
+    robot: str | None = None,
+    base_lin_vel: bool = True,
     flow_steps: int = 8,
     chunk: int = 8,
     seed: int = 0,
     inpainting: bool = False,
 ) -> Path:
-    """Export a randomly initialised flow actor for ``task`` (zero-noise) to ``path``; returns ``path``.
+    """Export a randomly initialised flow actor for ``task`` (on ``robot``, a robot file, for ``legged``)
+    (zero-noise) to ``path``; returns ``path``.
 
     What a trained model looks like to the runtime (same graph, sizes, metadata), without training: for
     latency benchmarks, plumbing tests and demos run before a trained model exists.
@@ -93,12 +96,12 @@ def export_untrained_policy(
     import torch
 
     from rfo_ros.checkpoint import save_checkpoint
-    from rfo_ros.envs import make_task
+    from rfo_ros.envs import task_from_config
     from rfo_ros.export import export_onnx
     from rfo_ros.nets.actor import Actor
 
     path = Path(path)
-    env_task = make_task(task)
+    env_task = task_from_config(task, robot, base_lin_vel)
     torch.manual_seed(seed)
     kwargs = {
         "obs_dim": env_task.obs_dim,
@@ -112,6 +115,7 @@ def export_untrained_policy(
     checkpoint = path.with_suffix(".untrained.pt")
     payload = {
         "task": task,
+        "task_options": env_task.options(),
         "algo": "untrained",
         "actor": actor.spec(),
         "config": {"note": "randomly initialised actor, never trained"},
@@ -172,7 +176,8 @@ def node_latency(model: Path, provider: str, n: int, warmup: int, rate_hz: float
     from rfo_ros.nodes.spin import isolated_ros_env
     from rfo_ros.runtime import load_metadata
 
-    rate = rate_hz or 1.0 / load_metadata(model).dt
+    meta = load_metadata(model)
+    rate = rate_hz or 1.0 / meta.dt
     os.environ.update(isolated_ros_env())  # before this process's rclpy.init, and for the child
     namespace = f"/rfo_latency_{os.getpid()}"
     cmd = [
@@ -183,7 +188,8 @@ def node_latency(model: Path, provider: str, n: int, warmup: int, rate_hz: float
     ]  # fmt: skip
     node = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2])
     try:
-        with LatencyDriver(namespace) as driver:
+        # The robot stands: its joints at the action map's offset (the standing pose).
+        with LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist()) as driver:
             driver.wait_for_policy(timeout_s=60.0, process=node)
             paced, lost = driver.measure(n + warmup, rate)
             inside = driver.last_diagnostics(timeout_s=3.0)  # the node's own view of the paced run

@@ -1,4 +1,5 @@
-"""Task registry: ``make_task("quadruped")`` builds a task on its MJCF world.
+"""Task registry: ``make_task("quadruped")`` builds a task on its MJCF world, ``make_task("legged",
+robot="config/robots/go1.yaml")`` one on a robot file.
 
 Importing this package loads nothing heavy: ``Task``, ``TaskInfo``, ``VecEnv`` and ``StepResult`` (torch,
 MuJoCo) load on first use, so ``rfo_ros.envs.legged_obs`` (numpy only) stays light for the policy node.
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
 # name -> "module:Class"; imported lazily so one task's dependencies never load with another's.
 TASKS: dict[str, str] = {
     "cartpole": "rfo_ros.envs.cartpole:CartpoleSwingUp",
-    "quadruped": "rfo_ros.envs.quadruped:QuadrupedWalk",
-    "quadruped_depth": "rfo_ros.envs.quadruped:QuadrupedWalkDepth",
+    "legged": "rfo_ros.envs.legged_walk:LeggedWalk",
+    "quadruped": "rfo_ros.envs.legged_walk:QuadrupedWalk",
+    "quadruped_depth": "rfo_ros.envs.legged_walk:QuadrupedWalkDepth",
     "ant": "rfo_ros.envs.ant:AntRun",
     "soft_quadruped": "rfo_ros.envs.soft_quadruped:SoftQuadrupedRun",
     "push": "rfo_ros.envs.push:PushBox",
@@ -30,15 +32,29 @@ _LAZY = {
 }
 
 
-def make_task(name: str, **kwargs) -> Task:
-    """Build the named task (see ``TASKS``) on its world from ``sim/``."""
-    from rfo_ros.sim.worlds import load_model
+def make_task(name: str, **options) -> Task:
+    """Build the named task (see ``TASKS``) with its options (``legged``: ``robot=``, a robot file).
 
+    ``Task.options()`` of a built task gives the options that rebuild it (checkpoints store them).
+    """
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     module_name, class_name = TASKS[name].split(":")
-    cls = getattr(import_module(module_name), class_name)
-    return cls(load_model(cls.world), **kwargs)
+    return getattr(import_module(module_name), class_name).create(**options)
+
+
+def task_from_config(task: str, robot: str | None = None, base_lin_vel: bool = True) -> Task:
+    """The task that ``env.task``, ``env.robot`` and ``env.base_lin_vel`` of a training config name."""
+    options = {"robot": robot} if robot is not None else {}
+    if not base_lin_vel:  # only legged tasks take it (the others refuse any option)
+        options["base_lin_vel"] = False
+    return make_task(task, **options)
+
+
+def task_from_metadata(task: str, robot_contract: dict | None) -> Task:
+    """The task an exported model was trained on: its name and the robot description in its contract."""
+    description = (robot_contract or {}).get("description")
+    return make_task(task, **({"robot": description} if description is not None else {}))
 
 
 def __getattr__(name: str):
@@ -47,4 +63,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "StepResult", "Task", "TaskInfo", "VecEnv", "make_task"]
+__all__ = [
+    "TASKS",
+    "StepResult",
+    "Task",
+    "TaskInfo",
+    "VecEnv",
+    "make_task",
+    "task_from_config",
+    "task_from_metadata",
+]

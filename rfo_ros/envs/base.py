@@ -54,6 +54,19 @@ class Task(ABC):
     #: mj_steps per control step (same ctrl held); each one is differentiated.
     substeps: int = 1
 
+    @classmethod
+    def create(cls, **options: Any) -> Task:
+        """The task on its world from ``sim/`` (tasks with options, such as a robot file, override)."""
+        from rfo_ros.sim.worlds import load_model
+
+        if options:
+            raise ValueError(f"task {cls.__name__} takes no options (got {', '.join(sorted(options))})")
+        return cls(load_model(cls.world))
+
+    def options(self) -> dict[str, Any]:
+        """The ``make_task`` options that build this task again (stored in checkpoints)."""
+        return {}
+
     def __init__(self, model: mujoco.MjModel) -> None:
         self.model = model
         amap = self.action_map()

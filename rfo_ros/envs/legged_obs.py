@@ -26,14 +26,6 @@ import numpy as np
 
 Array = Any  # np.ndarray or torch.Tensor
 
-# --- the Go1-class quadruped's joint contract (sim/quadruped.xml) ---------------------------------------
-LEG_NAMES = ("FR", "FL", "RR", "RL")
-JOINT_NAMES = tuple(f"{leg}_{part}_joint" for leg in LEG_NAMES for part in ("hip", "thigh", "calf"))
-#: Standing pose per leg (abduction, thigh, knee) in rad, in ``JOINT_NAMES`` order.
-DEFAULT_JOINT_POS = (0.0, 0.9, -1.8) * 4
-#: Position target = DEFAULT_JOINT_POS + ACTION_SCALE * action, action in [-1, 1] (clipped to joint limits).
-ACTION_SCALE = 0.5
-
 
 def _is_tensor(x: Array) -> bool:
     """True for a torch tensor, without importing torch (no tensor exists before torch is loaded)."""
@@ -159,20 +151,37 @@ class ObsLayout:
         raise KeyError(f"no observation field {name!r}; fields: {', '.join(self.names)}")
 
 
-QUADRUPED_OBS_LAYOUT = ObsLayout(
-    (
-        ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0),
-        ObsField.make("base_ang_vel", 3, "trunk angular velocity, body frame (rad/s)", scale=0.25),
-        ObsField.make("projected_gravity", 3, "unit gravity vector in the body frame"),
-        ObsField.make("command", 3, "velocity command (vx, vy m/s; yaw rate rad/s)", scale=(2.0, 2.0, 0.25)),
-        ObsField.make("joint_pos", 12, "joint positions (rad), JOINT_NAMES order", offset=DEFAULT_JOINT_POS),
-        ObsField.make("joint_vel", 12, "joint velocities (rad/s), JOINT_NAMES order", scale=0.05),
-        ObsField.make("last_action", 12, "previous policy action in [-1, 1]"),
+def legged_obs_layout(
+    joint_names: Sequence[str], standing_pose: Sequence[float], base_lin_vel: bool = True
+) -> ObsLayout:
+    """The velocity-tracking observation of a legged robot with these policy joints (12 + 3n values).
+
+    Body-frame velocities, projected gravity, the command, the joint positions minus the standing pose,
+    the joint velocities and the last action, scaled as legged_gym does (lin. vel. ×2, ang. vel. ×0.25,
+    yaw-rate command ×0.25, joint velocities ×0.05). Without ``base_lin_vel`` (9 + 3n values) it is what
+    joint encoders and an IMU measure: a robot needs no odometry for it.
+    """
+    n = len(joint_names)
+    if len(standing_pose) != n:
+        raise ValueError(f"{len(standing_pose)} standing-pose values for {n} joints")
+    order = "policy joint order: " + ", ".join(joint_names)
+    lin_vel = ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0)
+    return ObsLayout(
+        (
+            *((lin_vel,) if base_lin_vel else ()),
+            ObsField.make("base_ang_vel", 3, "trunk angular velocity, body frame (rad/s)", scale=0.25),
+            ObsField.make("projected_gravity", 3, "unit gravity vector in the body frame"),
+            ObsField.make(
+                "command", 3, "velocity command (vx, vy m/s; yaw rate rad/s)", scale=(2.0, 2.0, 0.25)
+            ),
+            ObsField.make("joint_pos", n, f"joint positions (rad), {order}", offset=tuple(standing_pose)),
+            ObsField.make("joint_vel", n, f"joint velocities (rad/s), {order}", scale=0.05),
+            ObsField.make("last_action", n, "previous policy action in [-1, 1]"),
+        )
     )
-)
 
 
-def build_observation(fields: Mapping[str, Array], layout: ObsLayout = QUADRUPED_OBS_LAYOUT) -> Array:
+def build_observation(fields: Mapping[str, Array], layout: ObsLayout) -> Array:
     """Concatenate ``(value - offset) * scale`` of every field of ``layout`` in order.
 
     ``fields`` maps each field name to an array (..., size); all numpy or all torch (the output follows
@@ -208,7 +217,7 @@ def _build_observation_torch(values: Sequence[Array], layout: ObsLayout, like: A
     return (obs - torch.tensor(layout.offset, **kind)) * torch.tensor(layout.scale, **kind)
 
 
-def layout_metadata(layout: ObsLayout = QUADRUPED_OBS_LAYOUT) -> dict:
+def layout_metadata(layout: ObsLayout) -> dict:
     """A JSON-able description of ``layout`` for the exported model's metadata.
 
     ``{"size": D, "formula": ..., "fields": [{"name", "size", "start", "scale", "offset", "description"}]}``

@@ -2,6 +2,7 @@
 
 ``step`` differentiates through the simulator whenever the action (or the carried state) requires
 grad; call ``detach()`` at window boundaries to cut the graph. Resets and diverged envs always cut it.
+``randomization`` perturbs each env's world (``rfo_ros.envs.perturb``); without it the world is nominal.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.base import Task
+from rfo_ros.envs.perturb import make_perturbations
+from rfo_ros.randomization import Randomization
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
 from rfo_ros.sim.batched import BatchedSim, FDConfig
 from rfo_ros.sim.tangent import TangentMap
@@ -60,10 +63,14 @@ class VecEnv:
         seed: int = 0,
         threads: int | None = None,
         fd: FDConfig | None = None,
+        randomization: Randomization | None = None,
     ) -> None:
         self.task = task
         self.num_envs = num_envs
-        self.sim = BatchedSim(task.model, num_envs, threads=threads, fd=fd or FDConfig())
+        self.perturb = make_perturbations(task, num_envs, randomization, seed)
+        self.sim = BatchedSim(
+            task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=self.perturb.models
+        )
         self.tmap = TangentMap(task.model)
         self.rng = np.random.default_rng(seed)
         self.stats = EnvStats()
@@ -81,7 +88,8 @@ class VecEnv:
 
     def observe(self) -> torch.Tensor:
         # torch's default dtype (float32 unless a float64 gradient check asks for more).
-        return self.task.observe(self.state, self.last_action).to(torch.get_default_dtype())
+        obs = self.perturb.observe(self.task.observe(self.state, self.last_action))
+        return obs.to(torch.get_default_dtype())
 
     def reset(self) -> torch.Tensor:
         """Reset every env; returns the first observation (N, obs_dim)."""
@@ -92,6 +100,7 @@ class VecEnv:
         """Cut the autograd graph of the carried state (window boundary)."""
         self.state = self.state.detach()
         self.last_action = self.last_action.detach()
+        self.perturb.detach()
 
     def _reset_where(self, mask: np.ndarray) -> None:
         if not mask.any():
@@ -101,6 +110,7 @@ class VecEnv:
         self.state = self.state.where(mask_t, fresh)
         self.last_action = torch.where(mask_t[:, None], torch.zeros_like(self.last_action), self.last_action)
         self.task.resample(mask, self.rng)
+        self.perturb.reset(mask)
         self.episode_step[mask] = 0
         self.episode_return[mask] = 0.0
 
@@ -115,8 +125,8 @@ class VecEnv:
     def step(self, action: torch.Tensor) -> StepResult:
         """Apply ``action`` in [-1, 1]^m for one control step (``task.substeps`` physics steps)."""
         self.check_action(action)
-        prev = self.state
-        ctrl = self.task.action_to_ctrl(action)
+        prev = self.perturb.push(self.state)
+        ctrl = self.perturb.actuate(self.task.action_to_ctrl(action))
         state, diverged = prev, torch.zeros(self.num_envs, dtype=torch.bool)
         for _ in range(self.task.substeps):
             state, div = mj_step_autograd(self.sim, self.tmap, state, ctrl)
@@ -161,6 +171,7 @@ class VecEnv:
             "task": self.task.state_dict(),
             "warmstart": self.sim.warmstart(),
             "stats": (self.stats.env_steps, self.stats.divergences),
+            "perturb": self.perturb.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -170,6 +181,7 @@ class VecEnv:
         self.task.load_state_dict(state["task"])
         self.sim.set_warmstart(state["warmstart"])
         self.stats.env_steps, self.stats.divergences = state["stats"]
+        self.perturb.load_state_dict(state.get("perturb", {}))  # absent in nominal-world checkpoints
 
     def close(self) -> None:
         self.sim.close()

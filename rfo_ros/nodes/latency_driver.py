@@ -20,20 +20,17 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
 from trajectory_msgs.msg import JointTrajectory
 
-from rfo_ros.envs.legged_obs import DEFAULT_JOINT_POS, JOINT_NAMES
-
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class LatencyDriver:
-    """Context manager owning its own rclpy Context, a driver node in ``namespace`` and an executor."""
+    """Context manager owning its own rclpy Context, a driver node in ``namespace`` and an executor.
 
-    def __init__(
-        self,
-        namespace: str,
-        joint_names: Sequence[str] = JOINT_NAMES,
-        joint_positions: Sequence[float] = DEFAULT_JOINT_POS,
-    ) -> None:
+    It plays a robot standing still: ``joint_names`` at ``joint_positions`` (the model's joints and its
+    standing pose, from the model's metadata).
+    """
+
+    def __init__(self, namespace: str, joint_names: Sequence[str], joint_positions: Sequence[float]) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("latency_driver", namespace=namespace, context=self.context)
@@ -56,6 +53,9 @@ class LatencyDriver:
         self._received: dict[tuple[int, int], float] = {}
         self._next_seq = 1
         self._diagnostics: dict[str, str] | None = None
+        self._latest_diagnostics: dict[str, str] = {}
+        #: Called with (sequence number, perf_counter arrival time) of each action_chunk when set.
+        self.on_chunk = None
 
     def __enter__(self) -> LatencyDriver:
         return self
@@ -67,11 +67,16 @@ class LatencyDriver:
 
     # --- callbacks ---------------------------------------------------------------------------------
     def _chunk_callback(self, msg: JointTrajectory) -> None:
-        self._received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+        now = time.perf_counter()
+        if self.on_chunk is not None:  # a long run: hand it over instead of keeping every arrival
+            self.on_chunk(msg.header.stamp.sec, now)
+        else:
+            self._received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
 
     def _diagnostics_callback(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             self._diagnostics = {kv.key: kv.value for kv in status.values}
+            self._latest_diagnostics = self._diagnostics
 
     # --- driving -----------------------------------------------------------------------------------
     def send(self, seq: int) -> float:
@@ -130,16 +135,24 @@ class LatencyDriver:
         self._next_seq += count
         return round_trips, lost
 
+    def last_diagnostics_now(self) -> dict[str, float]:
+        """The numeric values of the latest diagnostics received (while another thread spins)."""
+        return _numeric(self._latest_diagnostics)
+
     def last_diagnostics(self, timeout_s: float) -> dict[str, float]:
         """The numeric values of the next diagnostics message (an empty dict if none arrives)."""
         self._diagnostics = None
         deadline = time.monotonic() + timeout_s
         while self._diagnostics is None and time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.05)
-        values = {}
-        for key, value in (self._diagnostics or {}).items():
-            try:
-                values[key] = float(value)
-            except ValueError:
-                continue
-        return values
+        return _numeric(self._diagnostics or {})
+
+
+def _numeric(values: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in values.items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            continue
+    return out

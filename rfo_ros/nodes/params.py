@@ -12,12 +12,17 @@ from types import SimpleNamespace
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: ``default`` fixes its type; ``low``/``high`` give an inclusive range for numbers."""
+    """One parameter: ``default`` fixes its type; ``low``/``high`` give an inclusive range for numbers.
+
+    A ``rclpy.Parameter.Type`` as ``default`` declares a typed parameter without a default: its value
+    is None unless an override sets it.
+    """
 
     name: str
     default: Any
@@ -47,8 +52,15 @@ def declare_params(node: Node, table: tuple[Param, ...]) -> SimpleNamespace:
     rclpy, which raises ``InvalidParameterValueException`` naming the parameter.
     """
     node.declare_parameters("", [(p.name, p.default, p.descriptor()) for p in table])
-    values = {p.name: node.get_parameter(p.name).value for p in table}
+    values = {p.name: _value(node, p.name) for p in table}
     return SimpleNamespace(**values)
+
+
+def _value(node: Node, name: str) -> Any:
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:  # typed, no default, not set
+        return None
 
 
 def param_names(table: tuple[Param, ...]) -> set[str]:

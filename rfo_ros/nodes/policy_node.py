@@ -39,6 +39,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import Subscription
@@ -47,7 +48,7 @@ from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from rfo_ros.envs.legged_obs import JOINT_NAMES, ObsField, ObsLayout, build_observation, projected_gravity
+from rfo_ros.envs.legged_obs import ObsField, ObsLayout, build_observation, projected_gravity
 from rfo_ros.nodes.input_thread import InputThread, ServedElsewhere
 from rfo_ros.nodes.params import Param, declare_params
 from rfo_ros.nodes.paths import resolve_model_path
@@ -76,8 +77,9 @@ PARAMS = (
     Param("require_gpu", False, "refuse to start unless the CUDA execution provider is the one in use"),
     Param(
         "robot_joint_names",
-        list(JOINT_NAMES),
-        "the robot's joints, in joint_commands order; they must be exactly the model's joints",
+        Parameter.Type.STRING_ARRAY,
+        "the robot's joints, in joint_commands order; they must be exactly the model's joints "
+        "(unset: the model's own joint order)",
     ),
     Param("control_rate_hz", 0.0, "control rate; 0 = 1/dt of the model", 0.0, 10000.0),
     Param(
@@ -259,7 +261,8 @@ class PolicyCore:
         except (ModelError, GpuUnavailableError, ValueError) as exc:
             raise PolicyNodeError(f"cannot load policy model {self.model_path}: {exc}") from exc
         self.metadata = meta = self.policy.metadata
-        self._check_robot(list(p.robot_joint_names))
+        self.robot_joint_names = tuple(p.robot_joint_names or meta.joint_names)
+        self._check_robot(list(self.robot_joint_names))
         self.layout = layout_from_metadata(meta.obs_layout)
         if self.layout.size != meta.obs_dim:
             raise PolicyNodeError(
@@ -296,7 +299,7 @@ class PolicyCore:
         self.joint_names = tuple(meta.joint_names)
         self._joints = JointStateReader(self.joint_names)
         # joint_commands go out in the robot's order; everything inside stays in the model's order.
-        self._to_robot = np.array([self.joint_names.index(n) for n in self.params.robot_joint_names])
+        self._to_robot = np.array([self.joint_names.index(n) for n in self.robot_joint_names])
         self._low, self._high = meta.action_low, meta.action_high
         self._offset = meta.action_offset
         self.default_pose = np.clip(self._offset, self._low, self._high)

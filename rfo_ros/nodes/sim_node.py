@@ -14,6 +14,10 @@ sim waits, after each state publication, for one ``joint_commands`` message (at 
 ``lockstep_timeout_s``) before it steps on: with a ``tick_source: state`` policy node this gives an exact,
 deterministic closed loop at any speed.
 
+With a ``robot`` file (``rfo_ros.robot``) the world is that robot's MJCF, it starts in the standing
+pose, publishes at its control period, reads ``joint_commands`` in the robot file's joint order and
+detects falls with its termination; without one, ``world`` is loaded as is (commands in actuator order).
+
 For reports: a fall detector (trunk below ``fall_min_height`` or tilted past ``fall_max_tilt_deg``, the
 task's failure termination), the distance walked and a (time, qpos) trajectory sampled every
 ``record_every_s`` — see ``SimNode.report()``.
@@ -51,10 +55,17 @@ from rfo_ros.nodes.ros_conversions import (  # noqa: E402
     stamp_from_seconds,
 )
 from rfo_ros.nodes.spin import run_node  # noqa: E402
+from rfo_ros.robot import Robot  # noqa: E402
 from rfo_ros.sim.worlds import load_model  # noqa: E402
 
 PARAMS = (
-    Param("world", "quadruped", "MJCF world: a name in sim/ (quadruped) or a path to an .xml file"),
+    Param(
+        "robot",
+        "",
+        "robot file (config/robots/<name>.yaml or a path): its MJCF, standing pose, termination, control "
+        "period and joint order; when set, world, initial_keyframe and fall_* are taken from it",
+    ),
+    Param("world", "quadruped", "MJCF world without a robot file: a name in sim/ or a path to an .xml file"),
     Param("real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible", 0.0, 1000.0),
     Param(
         "lockstep", False, "after each state publication wait for one joint_commands message before stepping"
@@ -142,7 +153,7 @@ class SimNode(Node):
             self.destroy_node()
             raise
         self.get_logger().info(
-            f"world {self.params.world}: dt {self.model.opt.timestep:g} s, "
+            f"world {self.world}: dt {self.model.opt.timestep:g} s, "
             f"state at {1 / self.state_period:g} Hz, "
             f"real-time factor {self.params.real_time_factor:g}{', lockstep' if self.params.lockstep else ''}"
         )
@@ -154,10 +165,23 @@ class SimNode(Node):
             raise ValueError(
                 f"parameter command_source={p.command_source!r}: choose joint_commands or action_chunk"
             )
-        self.model = m = load_model(p.world)
+        if p.robot:
+            self.robot = robot = Robot.load(p.robot)
+            self.model = m = robot.model
+            #: The MJCF this node simulates (a name in sim/ or a path), e.g. for rendering the run.
+            self.world = str(robot.mjcf_path)
+            task_dt = robot.dt
+            term = robot.description.termination
+            self.fall_min_height, self.fall_max_tilt_deg = term.min_height, term.max_tilt_deg
+        else:
+            self.robot = None
+            self.model = m = load_model(p.world)
+            self.world = p.world
+            task_dt = _task_dt(p.world, float(m.opt.timestep))
+            self.fall_min_height, self.fall_max_tilt_deg = p.fall_min_height, p.fall_max_tilt_deg
         self.data = mujoco.MjData(m)
         timestep = float(m.opt.timestep)
-        rate = p.state_rate_hz or 1.0 / _task_dt(p.world, timestep)
+        rate = p.state_rate_hz or 1.0 / task_dt
         self.substeps = max(1, round(1.0 / (rate * timestep)))
         self.state_period = self.substeps * timestep
         # Joints published on joint_states: every hinge/slide joint (the free base goes to odom/imu).
@@ -175,10 +199,15 @@ class SimNode(Node):
     def _init_state(self) -> None:
         m = self.model
         keyframe = self.params.initial_keyframe
+        self._standing: tuple[np.ndarray, np.ndarray] | None = None  # (qpos, ctrl) of a robot's pose
+        if self.robot is not None:
+            keyframe = self.robot.description.standing_pose.keyframe
+            if keyframe is None:
+                self._standing = _standing_state(self.robot)
         if keyframe:
             self._key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, keyframe)
             if self._key < 0:
-                raise ValueError(f"world {self.params.world} has no keyframe {keyframe!r}")
+                raise ValueError(f"world {self.world} has no keyframe {keyframe!r}")
         else:
             self._key = 0 if m.nkey > 0 else -1
         self.steps = 0
@@ -192,11 +221,14 @@ class SimNode(Node):
         self._forward_before_reset = 0.0
         self._distance_before_reset = 0.0
         self._reset()
-        self._min_tilt_cos = math.cos(math.radians(self.params.fall_max_tilt_deg))
+        self._min_tilt_cos = math.cos(math.radians(self.fall_max_tilt_deg))
 
     def _reset(self) -> None:
         m, d = self.model, self.data
-        if self._key >= 0:
+        if self._standing is not None:
+            mujoco.mj_resetData(m, d)
+            d.qpos[:], d.ctrl[:] = self._standing
+        elif self._key >= 0:
             mujoco.mj_resetDataKeyframe(m, d, self._key)
         else:
             mujoco.mj_resetData(m, d)
@@ -238,7 +270,7 @@ class SimNode(Node):
     def _init_cameras(self) -> None:
         p, m = self.params, self.model
         if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, p.camera_name) < 0:
-            raise ValueError(f"world {p.world} has no camera {p.camera_name!r}")
+            raise ValueError(f"world {self.world} has no camera {p.camera_name!r}")
         if p.publish_camera:
             try:
                 self._renderer = mujoco.Renderer(m, p.camera_height, p.camera_width)
@@ -269,7 +301,8 @@ class SimNode(Node):
             return
         self.commands_received += 1
         if self.params.command_source == "joint_commands":
-            self.data.ctrl[:] = ctrl
+            # A robot file's joint order -> actuator order (without one, commands are in actuator order).
+            self.data.ctrl[:] = ctrl if self.robot is None else ctrl[self.robot.ctrl_order]
         self._command_seen = True
         if self.params.lockstep:
             self._advance(time.monotonic())
@@ -342,7 +375,7 @@ class SimNode(Node):
             self.trajectory.append((float(self.data.time), self.data.qpos.copy()))
             self._next_record += p.record_every_s
         pos, quat = self._base_pos(), self.data.qpos[self._free_qadr + 3 : self._free_qadr + 7]
-        unhealthy = pos[2] < p.fall_min_height or -projected_gravity(quat)[2] < self._min_tilt_cos
+        unhealthy = pos[2] < self.fall_min_height or -projected_gravity(quat)[2] < self._min_tilt_cos
         if unhealthy and not self.fallen:
             self.falls += 1
             self.get_logger().warning(f"fall at t={self.data.time:.2f} s (trunk height {pos[2]:.3f} m)")
@@ -451,6 +484,16 @@ def _task_dt(world: str, timestep: float) -> float:
     if world in TASKS:
         return make_task(world).dt
     return timestep
+
+
+def _standing_state(robot: Robot) -> tuple[np.ndarray, np.ndarray]:
+    """(qpos, ctrl) of ``robot`` standing: trunk upright at its start height, joints at the pose."""
+    m = robot.model
+    qpos = m.qpos0.copy()
+    qpos[2] = robot.description.start_height
+    qpos[3:7] = (1.0, 0.0, 0.0, 0.0)
+    qpos[robot.qpos_adr] = robot.standing_pose
+    return qpos, robot.standing_pose[robot.ctrl_order]
 
 
 def _sensor_adr(model: mujoco.MjModel, kind) -> int | None:

@@ -1,4 +1,5 @@
-"""N ``MjData`` sharing one ``MjModel``: threaded stepping and finite-difference step Jacobians.
+"""N ``MjData`` of one ``MjModel`` (or of per-env copies of it): threaded stepping and finite-difference
+step Jacobians.
 
 MuJoCo's Python bindings release the GIL inside ``mj_step`` and ``mjd_transitionFD``, so a small
 thread pool scales across cores without processes. The calling thread works too, and every worker pulls
@@ -102,7 +103,11 @@ class StepOutput:
 
 
 class BatchedSim:
-    """Steps ``num_envs`` copies of one model in a thread pool, optionally with FD Jacobians."""
+    """Steps ``num_envs`` copies of one model in a thread pool, optionally with FD Jacobians.
+
+    ``models`` (one per env, all of ``model``'s sizes) gives each env its own physics constants (domain
+    randomisation writes into them); each env's step and Jacobians then use its own model.
+    """
 
     def __init__(
         self,
@@ -111,15 +116,20 @@ class BatchedSim:
         threads: int | None = None,
         fd: FDConfig = FDConfig(),
         max_qvel: float = 1e3,
+        models: list[mujoco.MjModel] | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if models is not None and len(models) != num_envs:
+            raise ValueError(f"{len(models)} models for {num_envs} envs")
         self.model = model
+        #: The model each env steps and is differentiated with.
+        self.models = list(models) if models is not None else [model] * num_envs
         self.num_envs = num_envs
         self.fd = fd
         self.max_qvel = max_qvel
         self.threads = max(1, min(threads or os.cpu_count() or 1, num_envs))
-        self.datas = [mujoco.MjData(model) for _ in range(num_envs)]
+        self.datas = [mujoco.MjData(m) for m in self.models]
         self.nq, self.nv, self.na, self.nu = model.nq, model.nv, model.na, model.nu
         self.state_dim = 2 * self.nv + self.na
         # Per-env numpy views into MjData, made once: building them is most of the per-env Python cost.
@@ -165,8 +175,8 @@ class BatchedSim:
         if self._fd_pool is None:
             self._fd_pool = ThreadPoolExecutor(workers, thread_name_prefix="rfo_fd")
             for _ in range(workers + 1):  # one scratch MjData per worker, one for the caller
-                self._scratch.put(mujoco.MjData(self.model))
-        m, eps, centered, na = self.model, self.fd.eps, self.fd.centered, self.na
+                self._scratch.put(mujoco.MjData(self.models[0]))  # every env's model has its sizes
+        models, eps, centered, na = self.models, self.fd.eps, self.fd.centered, self.na
         qpos, qvel, act, ctrl, warm = states
         indices = iter(range(self.num_envs))  # ``next`` on it is atomic under the GIL
         jac.done, lock, remaining = threading.Event(), threading.Lock(), [self.num_envs]
@@ -183,7 +193,7 @@ class BatchedSim:
                     d.ctrl[:] = ctrl[i]
                     d.qacc_warmstart[:] = warm[i]
                     try:
-                        mujoco.mjd_transitionFD(m, d, eps, centered, jac.A[i], jac.B[i], None, None)
+                        mujoco.mjd_transitionFD(models[i], d, eps, centered, jac.A[i], jac.B[i], None, None)
                     except Exception:  # an env we could not differentiate passes no gradient
                         jac.A[i] = jac.B[i] = np.nan
                     with lock:
@@ -222,7 +232,7 @@ class BatchedSim:
         jacobians: bool = False,
     ) -> StepOutput:
         """Advance every env one ``mj_step`` from the given state and controls (float64 arrays)."""
-        n, m = self.num_envs, self.model
+        n, models = self.num_envs, self.models
         out = StepOutput(
             qpos=np.empty((n, self.nq)),
             qvel=np.empty((n, self.nv)),
@@ -248,7 +258,7 @@ class BatchedSim:
         def work(indices) -> tuple[float, float]:
             t_fd = t_step = 0.0
             for i in indices:
-                d = datas[i]
+                d, m = datas[i], models[i]
                 d_qpos, d_qvel, d_act, d_ctrl, warning = views[i]
                 d_qpos[:] = qpos[i]
                 d_qvel[:] = qvel[i]

@@ -1,0 +1,117 @@
+"""``python -m rfo_ros.bench robust --policies A.onnx,B.pt [--sets ...] [--episodes 32] [--command 1.0]``.
+
+Every policy (an exported ONNX model or a training checkpoint) in every named perturbation set of
+``rfo_ros.randomization.PERTURBATION_SETS`` (friction low/high, payload, weak motors, latency, sensor
+noise, pushes): ``--episodes`` episodes at a fixed forward command, with the noise sampled as the policies
+were trained. One table: mean forward speed, falls, tracking error, and speed as a fraction of the
+policy's own nominal speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rfo_ros.randomization import PERTURBATION_SETS
+
+
+class OnnxActor:
+    """An exported model, batched, behind the training ``Actor``'s call: ``(obs, noise) -> (actions, None)``
+    with actions in policy units [-1, 1] (the graph's actuator commands mapped back by the action map)."""
+
+    def __init__(self, path: str | Path, seed: int = 0) -> None:
+        from rfo_ros.runtime.ort_model import metadata_from_session, open_session, session_options
+
+        self.session = open_session(path, options=session_options(threads=1))
+        self.metadata = meta = metadata_from_session(self.session, path)
+        if meta.image is not None or meta.inpainting:
+            raise ValueError(f"{path}: image and inpainting models are not supported here")
+        self.chunk, self.action_dim = meta.chunk, meta.action_dim
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        n = obs.shape[0]
+        feeds = {"observation": obs.numpy().astype(np.float32)}
+        if not self.metadata.zero_noise:
+            shape = (n, self.chunk, self.action_dim)
+            eps = self.rng.standard_normal(shape) if noise is None else noise.numpy()
+            feeds["noise"] = eps.astype(np.float32)
+        commands = self.session.run(None, feeds)[0].astype(np.float64)
+        return torch.from_numpy(self.metadata.policy_action(commands)).to(torch.float32), None
+
+
+def load_policy(path: str) -> tuple[object, str, dict]:
+    """(actor, task name, task options) of an ONNX model or a training checkpoint."""
+    if path.endswith(".onnx"):
+        actor = OnnxActor(path)
+        description = (actor.metadata.robot or {}).get("description")
+        return actor, actor.metadata.task, ({"robot": description} if description else {})
+    from rfo_ros.checkpoint import load_actor
+
+    actor, payload = load_actor(path)
+    return actor, payload["task"], payload.get("task_options", {})
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policies", required=True, help="comma-separated .onnx models or .pt checkpoints")
+    p.add_argument("--labels", default=None, help="comma-separated names for the table (default: file names)")
+    p.add_argument("--sets", default=",".join(PERTURBATION_SETS), help="perturbation sets to run")
+    p.add_argument("--episodes", type=int, default=32)
+    p.add_argument("--command", type=float, default=1.0, help="forward velocity command (m/s)")
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rfo_ros.evaluate import evaluate
+
+    paths = args.policies.split(",")
+    labels = args.labels.split(",") if args.labels else [Path(p).stem for p in paths]
+    sets = args.sets.split(",")
+    unknown = [s for s in sets if s not in PERTURBATION_SETS]
+    if unknown:
+        raise SystemExit(f"unknown perturbation sets {unknown}; known: {', '.join(PERTURBATION_SETS)}")
+    if len(labels) != len(paths):
+        raise SystemExit(f"{len(labels)} labels for {len(paths)} policies")
+    rows = []
+    for path, label in zip(paths, labels, strict=True):
+        actor, task, options = load_policy(path)
+        torch.manual_seed(args.seed)
+        for name in sets:
+            result = evaluate(
+                actor, task, args.episodes, args.seed, deterministic=False, command=(args.command, 0.0, 0.0),
+                task_options=options, randomization=PERTURBATION_SETS[name],
+            )  # fmt: skip
+            rows.append({"policy": label, "set": name, **result})
+            print(f"  {label:<24} {name:<14} speed {result['forward_speed_mean']:.2f} m/s, "
+                  f"falls {result['falls']}/{args.episodes}", flush=True)  # fmt: skip
+    print(table(rows, args.episodes, args.command))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def table(rows: list[dict], episodes: int, command: float) -> str:
+    """Markdown: one row per perturbation set, per policy speed (share of its nominal), falls, tracking."""
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    by = {(r["policy"], r["set"]): r for r in rows}
+    columns = " | ".join(f"{p}: speed (× nominal), falls/{episodes}, track err" for p in policies)
+    lines = [f"command {command:g} m/s, {episodes} episodes per cell, sampled noise", "",
+             f"| set | {columns} |", "|---|" + "---|" * len(policies)]  # fmt: skip
+    for s in sets:
+        cells = []
+        for p in policies:
+            r, nominal = by.get((p, s)), by.get((p, "nominal"))
+            if r is None:
+                cells.append("")
+                continue
+            share = r["forward_speed_mean"] / nominal["forward_speed_mean"] if nominal else float("nan")
+            error = r.get("tracking_error_mean", float("nan"))
+            cells.append(f"{r['forward_speed_mean']:.2f} ({share:.2f}), {r['falls']}, {error:.2f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
