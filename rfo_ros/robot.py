@@ -65,12 +65,12 @@ class Termination(_Section):
 
     min_height: float
     max_height: float | None = None
+    max_tilt_deg: float = Field(60.0, gt=0, le=180)
 
     @field_validator("max_height")
     @classmethod
     def _no_infinity(cls, value: float | None) -> float | None:
         return None if value is not None and math.isinf(value) else value  # inf and None say the same
-    max_tilt_deg: float = Field(60.0, gt=0, le=180)
 
 
 class Control(_Section):

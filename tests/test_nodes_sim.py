@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from rfo_ros.nodes.spin import isolated_ros_env
 
@@ -17,6 +18,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from go1 import JOINT_NAMES, TERMINATION  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -37,6 +39,7 @@ from rfo_ros.sim.autograd import SimState  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 TIMEOUT = 10.0
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +241,30 @@ def test_rgb_camera_renders_offscreen(harness):
     assert (msg.encoding, msg.height, msg.width, msg.step) == ("rgb8", 24, 32, 96)
     pixels = np.frombuffer(bytes(msg.data), np.uint8)
     assert pixels.std() > 0
+
+
+def test_a_robot_file_sets_the_world_pose_termination_and_command_order(harness, tmp_path):
+    """With ``robot``: the robot file's MJCF, its standing pose (per-joint values, at its start height),
+    its termination, and joint_commands in its joint order, mapped onto the actuators by joint."""
+    tree = yaml.safe_load((REPO / "config/robots/go1.yaml").read_text())
+    tree["mjcf"] = str(REPO / "sim/quadruped.xml")
+    tree["joints"] = list(reversed(tree["joints"]))
+    tree["standing_pose"] = {"values": dict(zip(tree["joints"], [-1.7, 0.8, 0.1] * 4, strict=True))}
+    tree["termination"] = {"min_height": 0.2, "max_tilt_deg": 45.0}
+    path = tmp_path / "go1_reversed.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    sim = make_sim(harness, robot=str(path), world="no_such_world", fall_min_height=0.01)  # robot wins
+    assert sim.world.endswith("quadruped.xml") and sim.robot.name == "go1"
+    assert (sim.fall_min_height, sim.fall_max_tilt_deg) == (0.2, 45.0)
+    pose = dict(zip(tree["joints"], [-1.7, 0.8, 0.1] * 4, strict=True))
+    np.testing.assert_allclose(sim.data.qpos[2], tree["start_height"])
+    for name, value in pose.items():
+        assert sim.data.qpos[sim.model.joint(name).qposadr[0]] == value
+    command = np.arange(12) * 0.01 - 0.5  # in the file's (reversed) joint order
+    harness.publish("joint_commands", Float64MultiArray(data=list(command)))
+    assert harness.spin_until(lambda: sim.commands_received == 1, TIMEOUT)
+    for i, name in enumerate(tree["joints"]):
+        assert sim.data.ctrl[sim.actuator_joint_names.index(name)] == command[i]
 
 
 def test_unknown_world_or_keyframe_is_refused(harness):

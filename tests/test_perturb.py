@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import mujoco
 import numpy as np
@@ -242,3 +243,27 @@ def test_rough_ground_heightfield_loads_runs_and_differs_per_env():
     total.backward()
     assert torch.isfinite(action.grad).all() and not result.diverged.any() and obs.shape == (3, 48)
     env.close()
+
+
+def test_bench_robust_runs_an_onnx_model_and_a_checkpoint_in_named_sets(tmp_path):
+    """Both kinds of policy through the same evaluation, one table; an untrained policy falls fast."""
+    import argparse
+
+    from rfo_ros.bench import robust
+    from rfo_ros.bench.latency import export_untrained_policy
+
+    model = export_untrained_policy(tmp_path / "untrained.onnx", flow_steps=1, chunk=2)
+    actor, task, options = robust.load_policy(str(model))
+    obs = torch.zeros(3, 48)
+    actions, _ = actor(obs, None)
+    assert actions.shape == (3, 2, 12) and actions.abs().max() <= 1.0
+    out = tmp_path / "rows.json"
+    sets = "nominal,weak_motors,rough_ground"
+    args = argparse.Namespace(policies=str(model), labels="untrained", sets=sets, episodes=2, command=1.0,
+                              seed=0, json=str(out))  # fmt: skip
+    assert robust.run(args) == 0
+    rows = json.loads(out.read_text())
+    assert [r["set"] for r in rows] == ["nominal", "weak_motors", "rough_ground"]
+    assert all({"forward_speed_mean", "falls", "tracking_error_mean"} <= set(r) for r in rows)
+    text = robust.table(rows, 2, 1.0)
+    assert "| weak_motors |" in text and "untrained: speed" in text

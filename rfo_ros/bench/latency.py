@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=100, help="round trips discarded first")
     p.add_argument("--model-n", type=int, default=2000, help="bare model calls measured")
     p.add_argument("--rate-hz", type=float, default=0.0, help="state rate; 0 = the model's control rate")
+    p.add_argument(
+        "--echo-executors",
+        default="single,events",
+        help="executors of the bare rclpy echo measured beside the node (single, events): transport floor",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
 
 
@@ -53,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         result = {"model": str(model), "untrained": untrained}
         result.update(model_latency(model, args.provider, args.model_n))
         result.update(node_latency(model, args.provider, args.n, args.warmup, args.rate_hz))
+        # The same round trips to a node that does nothing: what rclpy and the transport cost alone.
+        for kind in args.echo_executors.split(","):
+            echo = round_trips(model, "rfo_ros.nodes.echo_node", {"executor": kind}, f"echo_{kind}", args)
+            result.update({k: v for k, v in echo.items() if k != "rate_hz"})
+            result[f"node_minus_echo_{kind}_p50_ms"] = result["node_p50_ms"] - echo[f"echo_{kind}_p50_ms"]
     result["node_overhead_p50_ms"] = result["node_p50_ms"] - result["model_p50_ms"]
     result["node_b2b_overhead_p50_ms"] = result["node_b2b_p50_ms"] - result["model_p50_ms"]
     result["goals"] = {
@@ -172,41 +180,49 @@ def model_latency(model: Path, provider: str, n: int) -> dict:
 def node_latency(model: Path, provider: str, n: int, warmup: int, rate_hz: float) -> dict:
     """Round trips joint_states -> action_chunk through a policy node running in its own process: first
     ``n`` at the control rate (what a robot does), then ``n`` back to back (no idle time in between)."""
-    from rfo_ros.nodes.latency_driver import LatencyDriver
+    params = {"model_path": model, "provider": provider, "tick_source": "state", "replan_every": 1,
+              "publish_diagnostics_hz": 2.0, "watchdog_timeout_s": 1.0}  # fmt: skip
+    settings = argparse.Namespace(n=n, warmup=warmup, rate_hz=rate_hz)
+    return round_trips(model, "rfo_ros.nodes.policy_node", params, "node", settings, diagnostics=True)
+
+
+def round_trips(
+    model: Path,
+    module: str,
+    params: dict,
+    prefix: str,
+    settings: argparse.Namespace,
+    diagnostics: bool = False,
+) -> dict:
+    """``settings.n`` round trips (after ``settings.warmup``) to the node ``module`` in its own process, at
+    the model's control rate, then as many back to back: ``<prefix>_*`` and ``<prefix>_b2b_*`` percentiles
+    (and, with ``diagnostics``, the policy node's own view of the paced run)."""
+    from rfo_ros.nodes.latency_driver import LatencyDriver, policy_node_process
     from rfo_ros.nodes.spin import isolated_ros_env
     from rfo_ros.runtime import load_metadata
 
     meta = load_metadata(model)
-    rate = rate_hz or 1.0 / meta.dt
+    rate = settings.rate_hz or 1.0 / meta.dt
+    n, warmup = settings.n, settings.warmup
     os.environ.update(isolated_ros_env())  # before this process's rclpy.init, and for the child
-    namespace = f"/rfo_latency_{os.getpid()}"
-    cmd = [
-        sys.executable, "-m", "rfo_ros.nodes.policy_node", "--ros-args", "-r", f"__ns:={namespace}",
-        "-p", f"model_path:={model}", "-p", f"provider:={provider}", "-p", "tick_source:=state",
-        "-p", "replan_every:=1", "-p", "publish_diagnostics_hz:=2.0", "-p", "watchdog_timeout_s:=1.0",
-        "--log-level", "warn",
-    ]  # fmt: skip
-    node = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2])
-    try:
+    namespace = f"/rfo_latency_{os.getpid()}_{prefix}"
+    with policy_node_process(namespace, params, module) as node:
         # The robot stands: its joints at the action map's offset (the standing pose).
         with LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist()) as driver:
             driver.wait_for_policy(timeout_s=60.0, process=node)
             paced, lost = driver.measure(n + warmup, rate)
-            inside = driver.last_diagnostics(timeout_s=3.0)  # the node's own view of the paced run
+            inside = driver.last_diagnostics(timeout_s=3.0) if diagnostics else {}
             back_to_back, lost_b2b = driver.measure(n + warmup, None)
-    finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-    out = {"rate_hz": rate, "node_samples": n, "node_lost": lost + lost_b2b}
-    out.update(_percentiles("node", paced[warmup:]))
-    for key in ("node_latency", "dispatch_latency", "model_latency"):
-        name = {"node_latency": "node_internal", "dispatch_latency": "node_dispatch"}.get(key, "node_model")
-        out[f"{name}_p50_ms"] = inside.get(f"{key}_p50_ms")
-        out[f"{name}_p99_ms"] = inside.get(f"{key}_p99_ms")
-    out.update(_percentiles("node_b2b", back_to_back[warmup:]))
+    out = {"rate_hz": rate, f"{prefix}_samples": n, f"{prefix}_lost": lost + lost_b2b}
+    out.update(_percentiles(prefix, paced[warmup:]))
+    if diagnostics:
+        for key in ("node_latency", "dispatch_latency", "model_latency"):
+            name = {"node_latency": "node_internal", "dispatch_latency": "node_dispatch"}.get(
+                key, "node_model"
+            )
+            out[f"{name}_p50_ms"] = inside.get(f"{key}_p50_ms")
+            out[f"{name}_p99_ms"] = inside.get(f"{key}_p99_ms")
+    out.update(_percentiles(f"{prefix}_b2b", back_to_back[warmup:]))
     return out
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -61,72 +59,69 @@ def run(args: argparse.Namespace) -> int:
 
 def soak(model: Path, minutes: float, state_hz: float, jitter: float, provider: str) -> dict:
     """Drive a policy-node process for ``minutes``; per-minute latency, plans and memory (see module doc)."""
-    from rfo_ros.nodes.latency_driver import LatencyDriver
+    from rfo_ros.nodes.latency_driver import LatencyDriver, policy_node_process
     from rfo_ros.nodes.spin import isolated_ros_env
     from rfo_ros.runtime import load_metadata
 
     meta = load_metadata(model)
     os.environ.update(isolated_ros_env())
     namespace = f"/rfo_soak_{os.getpid()}"
-    cmd = [
-        sys.executable, "-m", "rfo_ros.nodes.policy_node", "--ros-args", "-r", f"__ns:={namespace}",
-        "-p", f"model_path:={model}", "-p", f"provider:={provider}", "-p", "tick_source:=timer",
-        "-p", "publish_diagnostics_hz:=1.0", "--log-level", "warn",
-    ]  # fmt: skip
-    node = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2])
+    params = {
+        "model_path": model,
+        "provider": provider,
+        "tick_source": "timer",
+        "publish_diagnostics_hz": 1.0,
+    }
     rng = np.random.default_rng(0)
-    minutes_out = []
-    try:
-        with LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist()) as driver:
-            driver.wait_for_policy(timeout_s=60.0, process=node)
-            sent: dict[int, float] = {}
-            arrivals: deque[tuple[int, float]] = deque()  # appended by the spinning thread (thread-safe)
-            driver.on_chunk = lambda stamp_seq, t: arrivals.append((stamp_seq, t))
-            spinner = threading.Thread(target=driver.executor.spin, daemon=True)
-            spinner.start()
-            period, seq = 1.0 / state_hz, 1
-            start = next_send = time.perf_counter()
-            rss_start = resident_mb(node.pid)
-            before = driver.last_diagnostics_now()
-            for minute in range(int(np.ceil(minutes))):
-                end = start + min(60.0 * (minute + 1), 60.0 * minutes)
-                while time.perf_counter() < end:
-                    delay = next_send - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    sent[seq] = driver.send(seq)
-                    seq += 1
-                    next_send += period * (1.0 + rng.uniform(-jitter, jitter))
-                got = [arrivals.popleft() for _ in range(len(arrivals))]
-                ages = [t - sent[s] for s, t in got if s in sent]
-                for s in [s for s in sent if s < seq - 5 * int(state_hz)]:  # keep ~5 s of send times
-                    del sent[s]
-                after = driver.last_diagnostics_now()
-                ticks = after.get("ticks", 0) - before.get("ticks", 0)
-                row = {
-                    "minute": minute + 1,
-                    "plans_received": len(ages),
-                    "ticks": ticks,
-                    "plans_expected": ticks / (meta.chunk or 1),
-                    "holds": after.get("hold_ticks", 0) - before.get("hold_ticks", 0),
-                    "p50_ms": float(np.percentile(ages, 50) * 1e3) if ages else float("nan"),
-                    "p99_ms": float(np.percentile(ages, 99) * 1e3) if ages else float("nan"),
-                    "rss_mb": resident_mb(node.pid),
-                }
-                minutes_out.append(row)
-                before = after
-                print(f"  minute {row['minute']}: {row['plans_received']} plans, p50 {row['p50_ms']:.2f} ms, "
-                      f"p99 {row['p99_ms']:.2f} ms, holds {row['holds']:g}, RSS {row['rss_mb']:.1f} MB",
-                      flush=True)  # fmt: skip
-            driver.executor.shutdown()
-            spinner.join(timeout=5)
-    finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-    return summarise(minutes_out, rss_start, model, state_hz, jitter)
+    rows = []
+    with (
+        policy_node_process(namespace, params) as node,
+        LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist()) as driver,
+    ):
+        driver.wait_for_policy(timeout_s=60.0, process=node)
+        sent: dict[int, float] = {}
+        arrivals: deque[tuple[int, float]] = deque()  # appended by the spinning thread (thread-safe)
+        driver.on_chunk = lambda stamp_seq, t: arrivals.append((stamp_seq, t))
+        spinner = threading.Thread(target=driver.executor.spin, daemon=True)
+        spinner.start()
+        period, seq = 1.0 / state_hz, 1
+        start = next_send = time.perf_counter()
+        rss_start = resident_mb(node.pid)
+        before, commands_before = driver.last_diagnostics_now(), driver.commands_received
+        for minute in range(int(np.ceil(minutes))):
+            end = start + min(60.0 * (minute + 1), 60.0 * minutes)
+            while time.perf_counter() < end:
+                delay = next_send - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent[seq] = driver.send(seq)
+                seq += 1
+                next_send += period * (1.0 + rng.uniform(-jitter, jitter))
+            got = [arrivals.popleft() for _ in range(len(arrivals))]
+            ages = np.array([t - sent[s] for s, t in got if s in sent]) * 1e3
+            for s in [s for s in sent if s < seq - 5 * int(state_hz)]:  # keep ~5 s of send times
+                del sent[s]
+            after, commands = driver.last_diagnostics_now(), driver.commands_received
+            ticks, commands_before = commands - commands_before, commands  # one joint_commands per tick
+            rows.append({
+                "minute": minute + 1,
+                "plans_received": len(ages),
+                "ticks": ticks,
+                "plans_expected": ticks / meta.chunk,  # the node replans every C ticks by default
+                "holds": after.get("hold_ticks", 0) - before.get("hold_ticks", 0),  # diagnostics: 1 Hz
+                "p50_ms": float(np.percentile(ages, 50)) if len(ages) else float("nan"),
+                "p99_ms": float(np.percentile(ages, 99)) if len(ages) else float("nan"),
+                "rss_mb": resident_mb(node.pid),
+            })  # fmt: skip
+            before, r = after, rows[-1]
+            print(
+                f"  minute {r['minute']}: {r['plans_received']} plans, p50 {r['p50_ms']:.2f} ms, "
+                f"p99 {r['p99_ms']:.2f} ms, holds {r['holds']:g}, RSS {r['rss_mb']:.1f} MB",
+                flush=True,
+            )
+        driver.executor.shutdown()
+        spinner.join(timeout=5)
+    return summarise(rows, rss_start, model, state_hz, jitter)
 
 
 def summarise(rows: list[dict], rss_start: float, model: Path, state_hz: float, jitter: float) -> dict:

@@ -7,8 +7,12 @@ the observation's stamp): publish -> receipt, measured in this process on one cl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -18,9 +22,30 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@contextmanager
+def policy_node_process(
+    namespace: str, params: Mapping[str, object], module: str = "rfo_ros.nodes.policy_node"
+) -> Iterator[subprocess.Popen]:
+    """``python -m rfo_ros.nodes.policy_node`` (or another node ``module``) in its own process, in
+    ``namespace``, with ``params`` (``-p name:=value``); terminated (killed if it must be) on exit."""
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
+    for name, value in params.items():
+        cmd += ["-p", f"{name}:={value}"]
+    node = subprocess.Popen([*cmd, "--log-level", "warn"], cwd=Path(__file__).resolve().parents[2])
+    try:
+        yield node
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
 
 
 class LatencyDriver:
@@ -42,6 +67,9 @@ class LatencyDriver:
         self._joint_pub = node.create_publisher(JointState, "joint_states", RELIABLE)
         node.create_subscription(JointTrajectory, "action_chunk", self._chunk_callback, RELIABLE)
         node.create_subscription(DiagnosticArray, "diagnostics", self._diagnostics_callback, RELIABLE)
+        node.create_subscription(Float64MultiArray, "joint_commands", self._command_callback, RELIABLE)
+        #: joint_commands received (one per control tick of the policy node).
+        self.commands_received = 0
         self._imu = Imu()
         self._imu.orientation.w = 1.0
         self._odom = Odometry()
@@ -72,6 +100,9 @@ class LatencyDriver:
             self.on_chunk(msg.header.stamp.sec, now)
         else:
             self._received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
+
+    def _command_callback(self, msg: Float64MultiArray) -> None:
+        self.commands_received += 1
 
     def _diagnostics_callback(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

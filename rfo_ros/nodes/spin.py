@@ -18,19 +18,30 @@ import rclpy.executors
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+#: Executors a node's ``executor`` parameter may choose: rclpy's Python one, or the C++-driven event queue
+#: of ``rclpy.experimental`` (Jazzy). Only the bare echo node offers the choice: the policy node under the
+#: EventsExecutor fails in ``spin_once`` ("SystemError: null argument to internal routine", rclpy of
+#: this Jazzy wheel set), so it keeps the SingleThreadedExecutor and its input thread.
+EXECUTORS = ("single", "events")
+
 
 def run_node(
     factory: Callable[[], Node], name: str, startup_errors: tuple[type[BaseException], ...], args=None
 ) -> int:
-    """Build the node with ``factory`` and spin it; 1 (with a fatal log) if it raises ``startup_errors``."""
+    """Build the node with ``factory`` and spin it; 1 (with a fatal log) if it raises ``startup_errors``.
+
+    The executor is the node's ``executor`` parameter when it declares one (``EXECUTORS``), else rclpy's
+    ``SingleThreadedExecutor``.
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous_sigterm = _interrupt_on_sigterm()
     node = None
     try:
         node = factory()
-        executor = rclpy.executors.SingleThreadedExecutor()
+        executor = make_executor(node)
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok():  # spin_once, not spin: rclpy.experimental's spin() never returned to Python here
+            executor.spin_once(timeout_sec=0.1)
     except startup_errors as exc:
         rclpy.logging.get_logger(name).fatal(f"{name} cannot start: {exc}")
         return 1
@@ -43,6 +54,18 @@ def run_node(
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
     return 0
+
+
+def make_executor(node: Node):
+    """The executor the node's ``executor`` parameter names (``single`` without one)."""
+    kind = node.get_parameter("executor").value if node.has_parameter("executor") else "single"
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    if kind != "single":
+        raise ValueError(f"parameter executor={kind!r}: choose {' or '.join(EXECUTORS)}")
+    return rclpy.executors.SingleThreadedExecutor()
 
 
 def _interrupt_on_sigterm():

@@ -1,0 +1,42 @@
+"""The node benchmarks over real rclpy topics, shrunk to seconds: ``bench soak`` fills in its per-minute
+rows and goals; ``bench latency`` measures the bare echo and the policy node under either executor."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from rfo_ros.bench.latency import export_untrained_policy, node_latency, round_trips
+from rfo_ros.bench.soak import report, soak
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_soak_reports_memory_latency_and_plans_per_minute(tmp_path):
+    model = export_untrained_policy(tmp_path / "untrained.onnx", flow_steps=1, chunk=4)
+    result = soak(model, minutes=0.1, state_hz=200.0, jitter=0.3, provider="cpu")  # one 6 s "minute"
+    (row,) = result["minutes"]
+    assert row["ticks"] > 100 and row["plans_received"] > 0  # 100 Hz ticks (fewer on a loaded machine)
+    assert row["plans_expected"] == row["ticks"] / 4  # a plan every C = 4 ticks
+    assert row["plans_received"] <= row["plans_expected"] + 2  # holds can only take plans away
+    assert 0 < row["p50_ms"] <= row["p99_ms"] and row["rss_mb"] > 10
+    assert set(result["goals"]) and result["rss_start_mb"] > 10
+    text = report(result)
+    assert "| 1 |" in text and "p99 drift" in text
+
+
+@pytest.mark.parametrize("executor", ["single", "events"])
+def test_the_bare_echo_answers_under_either_executor(tmp_path, executor):
+    model = export_untrained_policy(tmp_path / "untrained.onnx", flow_steps=1, chunk=1)
+    settings = argparse.Namespace(n=30, warmup=5, rate_hz=200.0)
+    echo = round_trips(model, "rfo_ros.nodes.echo_node", {"executor": executor}, "echo", settings)
+    assert echo["echo_lost"] == 0 and 0 < echo["echo_p50_ms"] <= echo["echo_p99_ms"]
+    assert echo["echo_b2b_p50_ms"] > 0
+
+
+def test_latency_bench_measures_the_node_with_its_own_diagnostics(tmp_path):
+    model = export_untrained_policy(tmp_path / "untrained.onnx", flow_steps=1, chunk=1)
+    node = node_latency(model, "cpu", 30, 5, 200.0)
+    assert node["node_lost"] == 0 and 0 < node["node_p50_ms"] <= node["node_p99_ms"]
+    assert node["node_model_p50_ms"] is not None  # the node's own diagnostics came back
