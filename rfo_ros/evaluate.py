@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.command,
                 options,
                 PERTURBATION_SETS.get(args.perturb),
-            )  # fmt: skip
+            )
             for mode in ("stochastic", "zero_noise")
         }
     except (CheckpointError, ValueError) as exc:

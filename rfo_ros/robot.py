@@ -17,7 +17,6 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -308,16 +307,6 @@ class Robot:
     def dt(self) -> float:
         """Control period (s)."""
         return float(self.model.opt.timestep) * self.description.control.substeps
-
-    @cached_property
-    def feet(self) -> tuple[tuple[str, str], ...]:
-        """(kind, name) per foot: ("geom", name) or ("body", name)."""
-        import mujoco
-
-        return tuple(
-            ("geom" if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f) >= 0 else "body", f)
-            for f in self.description.feet
-        )
 
     def contract(self) -> dict[str, Any]:
         """The JSON-able robot contract for the exported model's metadata (everything a deployment needs

@@ -259,7 +259,7 @@ class Runner:
                 cfg.run.seed + 1,
                 deterministic=zero,
                 task_options=self.task_options,
-            )  # fmt: skip
+            )
             for zero in (True, False)
         )
         wall = self.log.rows[-1]["Train/wall_time_s"] if self.log.rows else 0.0

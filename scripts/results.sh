@@ -94,3 +94,22 @@ $py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $
 $py -m rfo_ros.export $out/rfo_randomized_s0/checkpoints/last.pt -o models/quadruped_randomized.onnx
 $py -m rfo_ros.bench robust --policies models/quadruped.onnx,models/quadruped_randomized.onnx \
     --labels nominal,randomised --episodes 32 --command 1.0 --json $out/robust.json | tee $out/robust.md
+
+# 11. The robot side (alone on the machine): the policy node beside a bare rclpy echo, a 10-minute soak,
+#     and chunk execution on a C = 8 RFO policy trained for 10 minutes.
+$py -m rfo_ros.bench latency --model models/quadruped.onnx | tee docs/results/nodes/latency.txt
+$py -m rfo_ros.bench soak --minutes 10 --model models/quadruped.onnx | tee docs/results/nodes/soak.md
+out=docs/results/chunks
+$py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set policy.chunk=8 --set run.max_wall_time_s=600 \
+    --out $out/rfo_c8_s0
+$py -m rfo_ros.export $out/rfo_c8_s0/checkpoints/last.pt -o $out/rfo_c8_inpainting.onnx --inpainting
+for r in 4 8 1; do
+  $py -m rfo_ros.bench chunks --model $out/rfo_c8_inpainting.onnx --seconds 20 --replan-every $r \
+      | tee $out/chunks_replan$r.txt
+done
+# 10b. The same with training pushes of 1.0 m/s every 3 s (not shipped; worse): edit push_velocity and
+#      push_interval_s in the config, then
+# $py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out docs/results/robust/rfo_randomized_v2_s0
+# $py -m rfo_ros.export docs/results/robust/rfo_randomized_v2_s0/checkpoints/last.pt -o /tmp/quadruped_randomized_v2.onnx
+# $py -m rfo_ros.bench robust --policies /tmp/quadruped_randomized_v2.onnx --labels randomised_v2 --episodes 32 \
+#     --command 1.0 --json docs/results/robust/robust_v2.json | tee docs/results/robust/robust_v2.md
