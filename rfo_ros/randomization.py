@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Range = tuple[float, float]
 
+#: The physics constants drawn uniformly from a [low, high] range, in the order they are drawn.
+PHYSICS_RANGES = ("friction", "added_mass_kg", "link_mass_scale", "motor_strength", "kp_scale", "kd_scale",
+                  "joint_damping_scale", "armature_scale", "frictionloss")  # fmt: skip
+
 
 class Randomization(BaseModel):
     """Per-env world perturbations (legged tasks; see ``rfo_ros.envs.perturb``)."""
@@ -62,9 +66,7 @@ class Randomization(BaseModel):
     @property
     def physics(self) -> bool:
         """True when any model constant is randomised (each env then gets its own MjModel copy)."""
-        names = ("friction", "added_mass_kg", "com_offset_m", "link_mass_scale", "motor_strength",
-                 "kp_scale", "kd_scale", "joint_damping_scale", "armature_scale", "frictionloss",
-                 "rough_ground_m")  # fmt: skip
+        names = (*PHYSICS_RANGES, "com_offset_m", "rough_ground_m")
         return any(getattr(self, n) is not None for n in names)
 
     @property

@@ -308,6 +308,15 @@ class Robot:
         """Control period (s)."""
         return float(self.model.opt.timestep) * self.description.control.substeps
 
+    def standing_qpos(self) -> np.ndarray:
+        """qpos (nq,) of the robot standing: trunk upright at ``start_height`` above the origin, policy
+        joints at the standing pose, every other coordinate at the model's qpos0."""
+        qpos = self.model.qpos0.copy()
+        qpos[2] = self.description.start_height
+        qpos[3:7] = (1.0, 0.0, 0.0, 0.0)
+        qpos[self.qpos_adr] = self.standing_pose
+        return qpos
+
     def contract(self) -> dict[str, Any]:
         """The JSON-able robot contract for the exported model's metadata (everything a deployment needs
         to drive this robot with that model)."""

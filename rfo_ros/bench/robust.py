@@ -47,9 +47,10 @@ class OnnxActor:
 def load_policy(path: str) -> tuple[object, str, dict]:
     """(actor, task name, task options) of an ONNX model or a training checkpoint."""
     if path.endswith(".onnx"):
+        from rfo_ros.envs import task_options_from_metadata
+
         actor = OnnxActor(path)
-        description = (actor.metadata.robot or {}).get("description")
-        return actor, actor.metadata.task, ({"robot": description} if description else {})
+        return actor, actor.metadata.task, task_options_from_metadata(actor.metadata.robot)
     from rfo_ros.checkpoint import load_actor
 
     actor, payload = load_actor(path)

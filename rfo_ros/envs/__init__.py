@@ -51,10 +51,15 @@ def task_from_config(task: str, robot: str | None = None, base_lin_vel: bool = T
     return make_task(task, **options)
 
 
+def task_options_from_metadata(robot_contract: dict | None) -> dict:
+    """The ``make_task`` options in an exported model's robot contract (its robot description, if any)."""
+    description = (robot_contract or {}).get("description")
+    return {"robot": description} if description is not None else {}
+
+
 def task_from_metadata(task: str, robot_contract: dict | None) -> Task:
     """The task an exported model was trained on: its name and the robot description in its contract."""
-    description = (robot_contract or {}).get("description")
-    return make_task(task, **({"robot": description} if description is not None else {}))
+    return make_task(task, **task_options_from_metadata(robot_contract))
 
 
 def __getattr__(name: str):
@@ -72,4 +77,5 @@ __all__ = [
     "make_task",
     "task_from_config",
     "task_from_metadata",
+    "task_options_from_metadata",
 ]

@@ -94,9 +94,7 @@ class LeggedWalk(LeggedTask):
         self.substeps = d.control.substeps
         self.start_height = d.start_height
         # Every coordinate after the free joint: the model's qpos0, the policy joints at the standing pose.
-        pose = model.qpos0[7:].copy()
-        pose[robot.qpos_adr - 7] = robot.standing_pose
-        self.default_joint_pos = tuple(pose.tolist())
+        self.default_joint_pos = tuple(robot.standing_qpos()[7:].tolist())
         self.joint_noise, self.velocity_noise = d.reset.joint_noise, d.reset.velocity_noise
         self.random_heading = d.reset.random_heading
         t = d.termination

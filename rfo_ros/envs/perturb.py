@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.terrain import draw_heights, rough_world
-from rfo_ros.randomization import Randomization
+from rfo_ros.randomization import PHYSICS_RANGES, Randomization
 from rfo_ros.sim.autograd import SimState
 
 __all__ = ["NoPerturbations", "Perturbations", "WorldPerturbations", "make_perturbations"]
@@ -184,8 +184,7 @@ class WorldPerturbations(Perturbations):
     def _draw_physics(self, k: int) -> dict[str, np.ndarray]:
         """Each randomised constant for ``k`` envs (the ones left out keep their nominal value)."""
         cfg, rng, out = self.cfg, self.rng, {}
-        for name in ("friction", "added_mass_kg", "link_mass_scale", "motor_strength", "kp_scale",
-                     "kd_scale", "joint_damping_scale", "armature_scale", "frictionloss"):  # fmt: skip
+        for name in PHYSICS_RANGES:
             value = getattr(cfg, name)
             if value is not None:
                 out[name] = rng.uniform(value[0], value[1], k)

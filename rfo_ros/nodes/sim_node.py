@@ -203,7 +203,8 @@ class SimNode(Node):
         if self.robot is not None:
             keyframe = self.robot.description.standing_pose.keyframe
             if keyframe is None:
-                self._standing = _standing_state(self.robot)
+                robot = self.robot
+                self._standing = (robot.standing_qpos(), robot.standing_pose[robot.ctrl_order])
         if keyframe:
             self._key = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, keyframe)
             if self._key < 0:
@@ -484,16 +485,6 @@ def _task_dt(world: str, timestep: float) -> float:
     if world in TASKS:
         return make_task(world).dt
     return timestep
-
-
-def _standing_state(robot: Robot) -> tuple[np.ndarray, np.ndarray]:
-    """(qpos, ctrl) of ``robot`` standing: trunk upright at its start height, joints at the pose."""
-    m = robot.model
-    qpos = m.qpos0.copy()
-    qpos[2] = robot.description.start_height
-    qpos[3:7] = (1.0, 0.0, 0.0, 0.0)
-    qpos[robot.qpos_adr] = robot.standing_pose
-    return qpos, robot.standing_pose[robot.ctrl_order]
 
 
 def _sensor_adr(model: mujoco.MjModel, kind) -> int | None:
