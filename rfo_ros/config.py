@@ -136,6 +136,12 @@ class RunConfig(_Section):
     eval_episodes: int = Field(16, ge=1)
     eval_every: int = Field(0, ge=0, description="iterations between evaluations (0: only at the end)")
     torch_threads: int = Field(1, ge=1)
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|auto|cuda(:\d+)?)$",
+        description="the networks' device: cpu, cuda (one GPU per torchrun rank), cuda:N or auto; the "
+        "simulation always runs on CPU threads, and a CUDA request without CUDA falls back to the CPU",
+    )
 
 
 class TrainConfig(_Section):

@@ -7,7 +7,10 @@ merged; rank 0 alone writes. Every function here is a no-op in a single process 
 which then runs exactly as before.
 
 ``torchrun --nproc_per_node=N -m rfo_ros.train ...`` sets ``WORLD_SIZE``/``RANK``/``MASTER_*``;
-``init_from_env`` reads them. The backend is gloo: the networks train on the CPU (no GPU/NCCL path yet).
+``init_from_env`` reads them. The backend is gloo when the networks train on the CPU; when each rank's
+networks are on its own GPU (``run.device: cuda``; every rank must resolve the same kind) CUDA tensors
+(gradients, normaliser moments, weights) go over NCCL and the small CPU ones (stop flags, episode
+returns, checkpoint states) over gloo, in one process group.
 """
 
 from __future__ import annotations
@@ -37,11 +40,21 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env() -> int:
-    """Join the (gloo) process group ``torchrun`` describes, if it describes one; returns the world size."""
+def local_rank() -> int:
+    """This process's index on its node (torchrun's ``LOCAL_RANK``; 0 outside torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_from_env(device: torch.device | None = None) -> int:
+    """Join the process group ``torchrun`` describes, if it describes one (gloo; with NCCL beside it for
+    networks on a GPU ``device``); returns the world size."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return world_size()
-    dist.init_process_group("gloo")
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
     return world_size()
 
 
@@ -65,8 +78,9 @@ def average_gradients(params: Sequence[torch.Tensor], finite: bool) -> bool:
     Missing gradients count as zeros."""
     if not is_distributed():
         return finite
-    parts = [p.grad.reshape(-1) if p.grad is not None and finite else torch.zeros(p.numel()) for p in params]
-    flat = torch.cat([*parts, torch.tensor([0.0 if finite else 1.0])])
+    zeros = lambda p: torch.zeros(p.numel(), device=p.device)  # noqa: E731
+    parts = [p.grad.reshape(-1) if p.grad is not None and finite else zeros(p) for p in params]
+    flat = torch.cat([*parts, torch.tensor([0.0 if finite else 1.0], device=parts[0].device)])
     dist.all_reduce(flat)
     flat /= world_size()
     offset = 0
@@ -97,7 +111,9 @@ def merge_moments(
     """Pool per-rank (count, mean (D,), population var (D,)) into the whole batch's, on every rank."""
     if not is_distributed():
         return count, mean, var
-    sums = torch.cat([torch.tensor([count]), count * mean, count * (var + mean**2)]).double()
+    sums = torch.cat(
+        [torch.tensor([count], device=mean.device), count * mean, count * (var + mean**2)]
+    ).double()
     dist.all_reduce(sums)
     total = float(sums[0])
     d = mean.numel()

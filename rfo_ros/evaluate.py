@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs import make_task
+from rfo_ros.envs.device_env import act_on
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
 from rfo_ros.randomization import PERTURBATION_SETS, Randomization
@@ -36,7 +37,9 @@ def evaluate(
 
     Tasks that define ``forward_speed(state) -> (N,)`` also report the mean forward speed (m/s) over
     the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
-    tasks the mean tracking error |command_xy - v_xy| (m/s). ``command`` fixes a velocity-commanded
+    tasks the mean tracking error |command_xy - v_xy| (m/s); tasks with a ``success(state) -> (N,) bool``
+    (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
+    (the state that step starts from). ``command`` fixes a velocity-commanded
     task's command (its ``fixed_command``) for every episode. ``task_options``: what ``make_task`` needs
     besides the name (a legged task's robot; ``Task.options()``). ``randomization``: the world's
     perturbations (``rfo_ros.randomization``; a named set from ``PERTURBATION_SETS``).
@@ -57,14 +60,18 @@ def evaluate(
     speed_sum, error_sum = np.zeros(episodes), np.zeros(episodes)
     measure_speed = hasattr(task, "forward_speed")
     measure_tracking = hasattr(task, "tracking_error")
+    measure_success = hasattr(task, "success")
+    succeeded = np.zeros(episodes, dtype=bool)
     for t in range(task.info.episode_length):
         if t % chunk == 0:
             noise = torch.zeros(episodes, chunk, actor.action_dim) if deterministic else None
-            actions, _ = actor(obs, noise)
+            actions = act_on(actor, obs, noise)
         if measure_speed:
             speed_sum += alive * task.forward_speed(env.state).numpy()
         if measure_tracking:
             error_sum += alive * task.tracking_error(env.state).numpy()
+        if measure_success:  # before the step: an episode's end resets its env (and redraws its goal)
+            succeeded = np.where(alive, task.success(env.state).numpy(), succeeded)
         res = env.step(actions[:, t % chunk])
         returns += alive * res.reward.numpy()
         lengths += alive
@@ -84,6 +91,8 @@ def evaluate(
         out["forward_speed_mean"] = float((speed_sum / np.maximum(lengths, 1)).mean())
     if measure_tracking:
         out["tracking_error_mean"] = float((error_sum / np.maximum(lengths, 1)).mean())
+    if measure_success:
+        out["success_rate"] = float(succeeded.mean())
     return out
 
 

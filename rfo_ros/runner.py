@@ -17,6 +17,7 @@ from rfo_ros.algos import BUILDERS, POLICY_KIND, CriticLearner
 from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs import Task, task_from_config
+from rfo_ros.envs.device_env import on_device, resolve_device, tensors_to
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.evaluate import evaluate
 from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
@@ -67,7 +68,8 @@ class Runner:
 
     Under torchrun (``rfo_ros.distributed``) every rank runs one: each owns ``env.num_envs`` envs and a
     seed stream of its own, starts from rank 0's weights, and averages gradients at every update;
-    ``run.total_env_steps`` counts all ranks' steps; rank 0 alone writes.
+    ``run.total_env_steps`` counts all ranks' steps; rank 0 alone writes. The networks live on
+    ``run.device`` (``rfo_ros.envs.device_env``), the simulation on CPU threads.
     """
 
     def __init__(
@@ -84,20 +86,24 @@ class Runner:
         self.progress = progress and self.main
         torch.manual_seed(cfg.run.seed)
         torch.set_num_threads(cfg.run.torch_threads)
+        self.device, fallback = resolve_device(cfg.run.device, distributed.local_rank())
+        if fallback and self.main:
+            tqdm.write(f"warning: {fallback}")
         self.task = task or task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel)
         #: What rebuilds the task (a legged task's resolved robot description), for evaluation and export.
         self.task_options = self.task.options()
         fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
-        self.env = VecEnv(
+        sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
             randomization=cfg.env.randomization,
         )  # fmt: skip
+        self.env = on_device(sim_env, self.device)
         image_shape = getattr(self.task, "image_shape", None)
-        self.actor = build_actor(cfg, self.env.obs_dim, self.env.action_dim, image_shape)
-        critic = CriticLearner(
-            make_critic(self.env.obs_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape), cfg.critic
-        )
+        obs_dim, action_dim = sim_env.obs_dim, sim_env.action_dim
+        self.actor = build_actor(cfg, obs_dim, action_dim, image_shape).to(self.device)
+        critic_net = make_critic(obs_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape)
+        critic = CriticLearner(critic_net.to(self.device), cfg.critic)
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
         if self.world > 1:
             for module in (self.actor, critic.critic, critic.target):
@@ -169,7 +175,7 @@ class Runner:
             )
         own = ck["rank_states"][self.rank] if self.world > 1 else ck
         self.actor.load_state_dict(ck["actor"]["state"])
-        self.algo.load_state_dict(own["algo_state"])
+        self.algo.load_state_dict(tensors_to(own["algo_state"], self.device))  # saved ones load on the CPU
         self.env.load_state_dict(own["env_state"])
         torch.set_rng_state(own["torch_rng"])
         self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
@@ -283,6 +289,7 @@ class Runner:
             "iterations": self.iteration,
             "env_steps_per_s": self.env_steps / max(wall, 1e-9),
             "world_size": self.world,
+            "device": str(self.device),
             "solved_threshold": info.solved_return,
             "random_return": info.random_return,
             "solved": bool(final >= info.solved_return),

@@ -46,6 +46,7 @@ RESUMABLE_OVERRIDES = {
     "run.checkpoint_every",
     "run.eval_every",
     "env.threads",
+    "run.device",  # a run may move to (or off) a GPU machine
 }
 
 
@@ -102,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from rfo_ros import distributed
+    from rfo_ros.envs.device_env import resolve_device
     from rfo_ros.runner import Runner
 
-    distributed.init_from_env()
+    distributed.init_from_env(resolve_device(cfg.run.device, distributed.local_rank())[0])
     try:
         runner = Runner(cfg, out, progress=not args.no_progress, task=task)
         try:

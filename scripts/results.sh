@@ -113,3 +113,18 @@ done
 # $py -m rfo_ros.export docs/results/robust/rfo_randomized_v2_s0/checkpoints/last.pt -o /tmp/quadruped_randomized_v2.onnx
 # $py -m rfo_ros.bench robust --policies /tmp/quadruped_randomized_v2.onnx --labels randomised_v2 --episodes 32 \
 #     --command 1.0 --json docs/results/robust/robust_v2.json | tee docs/results/robust/robust_v2.md
+
+# 12. Sample reuse, continued (issue 8): every method with the quadruped's tuned configs on the other worlds,
+#     3 seeds, two runs at a time with one simulation thread each (every run paired the same way), then the
+#     M = 2 / M = 8 reuse cells on the quadruped (paired with each other), and RFO with reuse on cart-pole.
+w() { $py -m rfo_ros.bench learn --config-task quadruped --jobs 2 --threads 1 "$@"; }
+w --tasks soft_quadruped --algos rfo,sapo,shac,ppo --seeds 3 --steps 6000000 --max-wall 360 \
+    --out docs/results/soft_quadruped_6min
+w --tasks push --algos rfo,shac,ppo --seeds 3 --steps 6000000 --max-wall 240 --out docs/results/push_4min
+( q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2 ) &
+( q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
+wait
+$py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 3 --steps 1000000 --jobs 2 --threads 1 \
+    --out docs/results --tag _reuse --set diff.reuse_epochs=3 --set diff.reuse_minibatches=2 \
+    --set diff.reuse_lr_scale=0.5 --set diff.reuse_max_latent_shift=0.1 --set diff.reuse_lambda_stab=1.0 \
+    --set diff.adjoint_clip_quantile=0.9

@@ -267,3 +267,23 @@ def test_bench_robust_runs_an_onnx_model_and_a_checkpoint_in_named_sets(tmp_path
     assert all({"forward_speed_mean", "falls", "tracking_error_mean"} <= set(r) for r in rows)
     text = robust.table(rows, 2, 1.0)
     assert "| weak_motors |" in text and "untrained: speed" in text
+
+
+def test_a_model_without_base_velocity_is_evaluated_in_its_own_observation(tmp_path):
+    """The exported contract carries ``base_lin_vel: false``, so bench robust rebuilds the 45-value task;
+    the sensor-noise set's base_lin_vel noise is moot for it, not an error."""
+    import argparse
+
+    from rfo_ros.bench import robust
+    from rfo_ros.bench.latency import export_untrained_policy
+
+    model = export_untrained_policy(tmp_path / "imu.onnx", base_lin_vel=False, flow_steps=1, chunk=1)
+    _, name, options = robust.load_policy(str(model))
+    assert options["base_lin_vel"] is False and make_task(name, **options).obs_dim == 45
+    out = tmp_path / "rows.json"
+    args = argparse.Namespace(policies=str(model), labels="imu", sets="sensor_noise", episodes=2, command=1.0,
+                              seed=0, json=str(out))  # fmt: skip
+    assert robust.run(args) == 0
+    assert json.loads(out.read_text())[0]["set"] == "sensor_noise"
+    with pytest.raises(ValueError, match=r"no observation fields \['base_height'\]"):
+        VecEnv(make_task(name, **options), 2, randomization=Randomization(obs_noise={"base_height": 0.1}))

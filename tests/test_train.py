@@ -39,6 +39,7 @@ def run_train(*args, cwd=None):
         (["algo=sac"], "algo = 'sac'"),
         (["env.task=humanoid"], "unknown task"),
         (["nokey"], "key=value"),
+        (["run.device=gpu"], "run.device"),
     ],
 )
 def test_config_errors_exit_2_and_write_nothing(tmp_path, overrides, needle):

@@ -24,8 +24,9 @@ def cfm_loss_per_sample(
 
 def cfm_loss(policy: FlowPolicy, obs_norm: torch.Tensor, z: torch.Tensor, generator=None) -> torch.Tensor:
     """Mean CFM loss towards targets z (B, C, m) with fresh u ~ U[0,1], ε ~ N(0, I)."""
-    u = torch.rand(z.shape[0], generator=generator)
-    eps = torch.randn(z.shape, generator=generator)
+    # Drawn on the CPU generator whatever the networks' device, so a seed means the same draws everywhere.
+    u = torch.rand(z.shape[0], generator=generator).to(z.device)
+    eps = torch.randn(z.shape, generator=generator).to(z.device)
     return cfm_loss_per_sample(policy, obs_norm, z, u, eps).mean()
 
 
@@ -81,7 +82,7 @@ class ExplorationRegularizer:
     def loss(self, actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         idx = _subsample(obs.shape[0], self.batch)
         obs_norm = actor.normalizer(obs[idx]).detach()
-        uniform = torch.empty(len(idx), *z.shape[1:]).uniform_(-self.clip, self.clip)
+        uniform = torch.empty(len(idx), *z.shape[1:]).uniform_(-self.clip, self.clip).to(z.device)
         return cfm_loss(actor.policy, obs_norm, torch.atanh(uniform))
 
     def end_iteration(self, obs: torch.Tensor, z: torch.Tensor) -> None:

@@ -34,15 +34,15 @@ class FlowMatchingRatio:
         self.clip, self.n_mc = clip, n_mc
 
     def record(self, actor: Actor, obs_norm: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        tau = torch.rand(z.shape[0], self.n_mc)
-        eps = torch.randn(z.shape[0], self.n_mc, *z.shape[1:])
+        tau = torch.rand(z.shape[0], self.n_mc).to(z.device)
+        eps = torch.randn(z.shape[0], self.n_mc, *z.shape[1:]).to(z.device)
         return {"tau": tau, "eps": eps, "cfm": mc_cfm_loss(actor, obs_norm, z, tau, eps)}
 
     def log_ratio(self, actor: Actor, obs_norm: torch.Tensor, z: torch.Tensor, old: dict) -> torch.Tensor:
         return old["cfm"] - mc_cfm_loss(actor, obs_norm, z, old["tau"], old["eps"])
 
     def entropy(self, actor: Actor) -> torch.Tensor:
-        return torch.zeros(())
+        return torch.zeros((), device=actor.device)
 
 
 def make_fpo(cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner) -> OnPolicyPG:

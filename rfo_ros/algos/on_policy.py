@@ -140,4 +140,4 @@ class OnPolicyPG:
     def load_state_dict(self, state: dict) -> None:
         self.optim.load_state_dict(state["optim"])
         self.critic.load_state_dict(state["critic"])
-        self.obs = state["obs"]
+        self.obs = state["obs"].to(self.obs.device)

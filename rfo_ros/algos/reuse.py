@@ -136,7 +136,7 @@ class SampleReuse:
             return norm, applied
         # A non-finite window still goes through ``optim.step`` (which skips and counts it), so that under
         # torchrun every rank takes part in the same gradient all-reduce.
-        not_finite = torch.full((), float("nan"))
+        not_finite = torch.full((), float("nan"), device=objective.device)
         if not torch.isfinite(objective):
             return self.optim.step(not_finite)
         adjoint = torch.cat(torch.autograd.grad(objective, latents))

@@ -30,8 +30,8 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
 class EntropyBonus:
     """``-α log π(a|o)`` for the sample a step drew; α learnt towards the target entropy."""
 
-    def __init__(self, cfg: SapoConfig, action_dim: int) -> None:
-        self.log_alpha = torch.tensor(math.log(cfg.alpha_init), requires_grad=True)
+    def __init__(self, cfg: SapoConfig, action_dim: int, device: torch.device | str = "cpu") -> None:
+        self.log_alpha = torch.tensor(math.log(cfg.alpha_init), device=device, requires_grad=True)
         self.optim = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.target_entropy = cfg.target_entropy_per_dim * action_dim
         self._log_probs: list[torch.Tensor] = []
@@ -64,4 +64,5 @@ class EntropyBonus:
 
 
 def make_sapo(cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner) -> ShortHorizonRPG:
-    return ShortHorizonRPG(cfg, env, actor, critic, terms=[], bonus=EntropyBonus(cfg.sapo, env.action_dim))
+    bonus = EntropyBonus(cfg.sapo, env.action_dim, actor.device)
+    return ShortHorizonRPG(cfg, env, actor, critic, terms=[], bonus=bonus)

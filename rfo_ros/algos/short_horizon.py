@@ -59,7 +59,7 @@ class NoBonus:
     """The plain objective: the reward alone."""
 
     def reward(self, actor: Actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(obs.shape[0], dtype=obs.dtype)
+        return torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
 
     def end_iteration(self) -> dict[str, float]:
         return {}
@@ -115,16 +115,16 @@ class ShortHorizonRPG:
         value_target = self.critic.target
         env.detach()
         obs = self.obs
-        ret = torch.zeros(n)
-        discount = torch.ones(n)
-        objective = torch.zeros(())
+        ret = torch.zeros(n, device=obs.device)
+        discount = torch.ones(n, device=obs.device)
+        objective = torch.zeros((), device=obs.device)
         rec: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("obs", "rew", "term", "done", "v_next", "z_obs", "z", "noise")
         }
         latents = []
         for t in range(horizon):
             if t % chunk == 0:
-                noise = actor.policy.sample_noise(n)
+                noise = actor.policy.sample_noise(n).to(obs.device)  # drawn on the CPU on every device
                 actions, z = actor(obs, noise)
                 bonus = self.bonus.reward(actor, obs, z)
                 latents.append(z)
@@ -238,4 +238,4 @@ class ShortHorizonRPG:
         for t in self.terms:
             t.load_state_dict(state["terms"][t.name])
         self.bonus.load_state_dict(state.get("bonus", {}))  # absent in checkpoints before SAPO
-        self.obs = state["obs"]
+        self.obs = state["obs"].to(self.obs.device)

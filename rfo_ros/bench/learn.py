@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-wall", type=float, default=None, help="wall-clock cap per run, seconds")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     p.add_argument("--tag", default="", help="suffix for the run folders (e.g. an ablation name)")
+    p.add_argument(
+        "--config-task",
+        default=None,
+        help="take every algorithm's settings from config/train/<THIS>_<algo>.yaml (default: the task's own "
+        "file where it exists), e.g. quadruped's tuned configs on soft_quadruped",
+    )
     p.add_argument("--report-only", action="store_true", help="only aggregate existing run folders")
     p.add_argument(
         "--at-steps",
@@ -54,7 +60,7 @@ def _command(args: argparse.Namespace, task: str, algo: str, seed: int) -> list[
         "--out",
         str(run_dir(args, task, algo, seed)),
     ]
-    config = CONFIG_DIR / f"{task}_{algo}.yaml"
+    config = CONFIG_DIR / f"{args.config_task or task}_{algo}.yaml"
     if config.is_file():
         cmd += ["--config", str(config)]
     sets = [f"env.task={task}", f"algo={algo}", f"run.seed={seed}", f"run.total_env_steps={args.steps}"]
@@ -103,9 +109,9 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
     lines = [f"{budget}seeds: {args.seeds}; tag: '{args.tag or '-'}'. Step budgets per row.", ""]
     lines += [
         "| task | algo | final return (sampled noise) | zero noise | forward speed m/s | falls / episodes "
-        "| step budget | env steps done | env steps/s | steps to threshold | wall s to threshold "
+        "| success | step budget | env steps done | env steps/s | steps to threshold | wall s to threshold "
         "| solved runs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     marks = [int(float(x)) for x in args.at_steps.split(",") if x]
     at_lines = [
@@ -123,7 +129,7 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
         for algo in algos:
             finals, stoch, rates, steps_at, wall_at, solved, runs = [], [], [], [], [], 0, 0
             done_steps, budgets = [], set()
-            speeds, falls, episodes = [], 0, 0
+            speeds, successes, falls, episodes = [], [], 0, 0
             xs, ys, walls = [], [], []
             for seed in range(args.seeds):
                 folder = run_dir(args, task, algo, seed)
@@ -140,6 +146,8 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
                 sampled = s["eval"]["stochastic"]
                 if "forward_speed_mean" in sampled:
                     speeds.append(sampled["forward_speed_mean"])
+                if "success_rate" in sampled:
+                    successes.append(sampled["success_rate"])
                 falls += sampled["falls"]
                 run_cfg = yaml.safe_load((folder / "config.yaml").read_text())["run"]
                 episodes += run_cfg["eval_episodes"]
@@ -160,7 +168,8 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
             reached = f"{_fmt(steps_at, 0)} ({len(steps_at)}/{runs})"
             lines.append(
                 f"| {task} | {algo}{args.tag} | {_fmt(finals)} | {_fmt(stoch)} | {_fmt(speeds, 2)} | "
-                f"{falls} / {episodes} | {'/'.join(f'{b:,}' for b in sorted(budgets))} | "
+                f"{falls} / {episodes} | {_fmt(successes, 2)} | "
+                f"{'/'.join(f'{b:,}' for b in sorted(budgets))} | "
                 f"{_fmt(done_steps, 0)} | {_fmt(rates, 0)} | "
                 f"{reached} | {_fmt(wall_at, 0)} | {solved}/{runs} |"
             )
@@ -187,6 +196,11 @@ def aggregate(args: argparse.Namespace, tasks: list[str], algos: list[str]) -> s
 def run(args: argparse.Namespace) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     algos = [a for a in args.algos.split(",") if a]
+    prefix = args.config_task
+    missing = [a for a in algos if prefix and not (CONFIG_DIR / f"{prefix}_{a}.yaml").is_file()]
+    if missing:
+        print(f"--config-task {prefix}: no config/train/{prefix}_<algo>.yaml for {', '.join(missing)}")
+        return 2
     if not args.report_only:
         grid = [(t, a, s) for t in tasks for a in algos for s in range(args.seeds)]
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:

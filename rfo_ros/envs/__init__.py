@@ -52,9 +52,13 @@ def task_from_config(task: str, robot: str | None = None, base_lin_vel: bool = T
 
 
 def task_options_from_metadata(robot_contract: dict | None) -> dict:
-    """The ``make_task`` options in an exported model's robot contract (its robot description, if any)."""
-    description = (robot_contract or {}).get("description")
-    return {"robot": description} if description is not None else {}
+    """The ``make_task`` options in an exported model's robot contract: its robot description and the
+    task's other options (models exported before those were stored: none)."""
+    contract = robot_contract or {}
+    options = dict(contract.get("task_options", {}))
+    if contract.get("description") is not None:
+        options["robot"] = contract["description"]
+    return options
 
 
 def task_from_metadata(task: str, robot_contract: dict | None) -> Task:

@@ -53,6 +53,8 @@ class Task(ABC):
     info: TaskInfo
     #: mj_steps per control step (same ctrl held); each one is differentiated.
     substeps: int = 1
+    #: Observation fields this task's options left out (sensor noise configured for them is moot).
+    omitted_obs_fields: tuple[str, ...] = ()
 
     @classmethod
     def create(cls, **options: Any) -> Task:

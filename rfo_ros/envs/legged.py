@@ -196,3 +196,7 @@ class ForwardRunTask(LeggedTask):
 
     def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
         return forward_locomotion_reward(state, action, next_state, max_speed=self.max_speed)
+
+    def forward_speed(self, state: SimState) -> torch.Tensor:
+        """(N,) the trunk's world-frame velocity along +x (m/s), the direction the reward pays for."""
+        return state.qvel[:, 0].detach()

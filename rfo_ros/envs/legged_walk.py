@@ -81,6 +81,7 @@ class LeggedWalk(LeggedTask):
     def __init__(self, robot: Robot, base_lin_vel: bool = True) -> None:
         d = self.description = robot.description
         self.base_lin_vel = base_lin_vel
+        self.omitted_obs_fields = () if base_lin_vel else ("base_lin_vel",)
         self.robot = robot
         self.world = d.mjcf
         self.info = TaskInfo(
@@ -233,8 +234,14 @@ class LeggedWalk(LeggedTask):
         return options
 
     def robot_spec(self) -> dict:
-        """JSON-able robot contract: joints, default pose, action map, limits, gains, dt, obs layout."""
-        return {**self.robot.contract(), "observation": layout_metadata(self.obs_layout)}
+        """JSON-able robot contract: joints, default pose, action map, limits, gains, dt, obs layout, and
+        the task's other options (``base_lin_vel: false``), which rebuild the training task from a model."""
+        others = {k: v for k, v in self.options().items() if k != "robot"}  # the robot is the contract
+        return {
+            **self.robot.contract(),
+            "observation": layout_metadata(self.obs_layout),
+            "task_options": others,
+        }
 
 
 class QuadrupedWalk(LeggedWalk):

@@ -236,14 +236,16 @@ class WorldPerturbations(Perturbations):
             self._noise = None
             return
         layout = self.task.obs_layout
-        unknown = sorted(set(noise) - set(layout.names))
+        unknown = sorted(set(noise) - set(layout.names) - set(self.task.omitted_obs_fields))
         if unknown:
             raise ValueError(
                 f"env.randomization.obs_noise: no observation fields {unknown}; "
                 f"fields: {', '.join(layout.names)}"
             )
         amplitude = np.zeros(self.task.obs_dim)
-        for name, value in noise.items():
+        # A field the task's options left out (base_lin_vel without odom) keeps its noise setting unused,
+        # so one randomised config serves both observations.
+        for name, value in ((n, v) for n, v in noise.items() if n in layout.names):
             field = layout.fields[layout.names.index(name)]
             amplitude[layout.slice(name)] = value * np.abs(field.scale)  # physical units -> observation units
         self._noise = amplitude

@@ -37,6 +37,11 @@ class Actor(nn.Module):
     def obs_dim(self) -> int:
         return self.policy.obs_dim
 
+    @property
+    def device(self) -> torch.device:
+        """Where the networks live (``run.device``); observations go there, actions come back."""
+        return next(self.parameters()).device
+
     def forward(
         self, obs: torch.Tensor, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
