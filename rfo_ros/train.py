@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed.init_from_env(resolve_device(cfg.run.device, distributed.local_rank())[0])
     try:
-        runner = Runner(cfg, out, progress=not args.no_progress, task=task)
+        try:  # what only the built world can check (a noise field its observation lacks) is a config error
+            runner = Runner(cfg, out, progress=not args.no_progress, task=task)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         try:
             if args.resume:
                 runner.resume()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-runs every result committed under docs/results/ with the exact commands used (~2 h on 2 cores).
+# Re-runs every result committed under docs/results/ with the exact commands used (~6 h on 2 cores).
 # Each grid cell is a normal training run folder: docs/results/<task>/<algo><tag>_s<seed>/ (summary.json,
 # metrics.csv, learning_curve.png; checkpoints and TensorBoard logs are not committed).
 set -euo pipefail
@@ -62,11 +62,9 @@ q10() { $py -m rfo_ros.bench learn --tasks quadruped --max-wall 600 --jobs 1 --t
     --out docs/results/quadruped_10min "$@"; }
 ( q10 --algos ppo,fpo --seeds 3 --steps 6000000
   q10 --algos shac --seeds 3 --steps 1200000
-  # not run yet (time): q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8
-  true ) &
+  true ) &  # M = 8 and M = 2: section 12
 ( q10 --algos sapo,rfo --seeds 3 --steps 1200000
   q10 --algos rfo --seeds 3 --steps 1200000 --tag _M1 --set diff.reuse_epochs=1
-  # not run yet (time): q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2
   q10 --algos rfo --seeds 3 --steps 1200000 --tag _no_stab --set diff.lambda_stab=0 --set diff.reuse_lambda_stab=0
   q10 --algos rfo --seeds 1 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
 wait
@@ -115,15 +113,22 @@ done
 #     --command 1.0 --json docs/results/robust/robust_v2.json | tee docs/results/robust/robust_v2.md
 
 # 12. Sample reuse, continued (issue 8): every method with the quadruped's tuned configs on the other worlds,
-#     3 seeds, two runs at a time with one simulation thread each (every run paired the same way), then the
-#     M = 2 / M = 8 reuse cells on the quadruped (paired with each other), and RFO with reuse on cart-pole.
-w() { $py -m rfo_ros.bench learn --config-task quadruped --jobs 2 --threads 1 "$@"; }
-w --tasks soft_quadruped --algos rfo,sapo,shac,ppo --seeds 3 --steps 6000000 --max-wall 360 \
-    --out docs/results/soft_quadruped_6min
-w --tasks push --algos rfo,shac,ppo --seeds 3 --steps 6000000 --max-wall 240 --out docs/results/push_4min
-( q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2 ) &
-( q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
+#     3 seeds, two runs at a time with one simulation thread each (two chains side by side: every run
+#     shared the machine with exactly one other run). Short-horizon methods' step budgets are where their
+#     linear lr schedules end (about what they reach in the time); PPO's constant lr runs to the wall-clock.
+s6() { $py -m rfo_ros.bench learn --tasks soft_quadruped --config-task quadruped --max-wall 360 --jobs 1 \
+    --threads 1 --out docs/results/soft_quadruped_6min "$@"; }
+( s6 --algos rfo,sapo --seeds 3 --steps 400000 ) &
+( s6 --algos shac --seeds 3 --steps 400000; s6 --algos ppo --seeds 3 --steps 6000000 ) &
 wait
+p6() { $py -m rfo_ros.bench learn --tasks push --config-task quadruped --max-wall 360 --jobs 1 --threads 1 \
+    --out docs/results/push_6min "$@"; }
+( p6 --algos rfo,shac --seeds 3 --steps 1000000 ) &
+( p6 --algos ppo --seeds 3 --steps 6000000   # then the M = 2 / M = 8 reuse cells on the quadruped
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2
+  q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
+wait
+# RFO with the quadruped's reuse settings on cart-pole (two runs at a time, the third alone).
 $py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 3 --steps 1000000 --jobs 2 --threads 1 \
     --out docs/results --tag _reuse --set diff.reuse_epochs=3 --set diff.reuse_minibatches=2 \
     --set diff.reuse_lr_scale=0.5 --set diff.reuse_max_latent_shift=0.1 --set diff.reuse_lambda_stab=1.0 \

@@ -287,3 +287,17 @@ def test_a_model_without_base_velocity_is_evaluated_in_its_own_observation(tmp_p
     assert json.loads(out.read_text())[0]["set"] == "sensor_noise"
     with pytest.raises(ValueError, match=r"no observation fields \['base_height'\]"):
         VecEnv(make_task(name, **options), 2, randomization=Randomization(obs_noise={"base_height": 0.1}))
+
+
+def test_train_rejects_noise_on_a_field_the_observation_lacks(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfo_ros.train", "--no-progress", "--out", str(out),
+         "--set", "env.task=quadruped", "--set", "env.randomization.obs_noise={base_height: 0.1}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no observation fields ['base_height']" in proc.stderr
+    assert not (out / "checkpoints").exists()
