@@ -46,8 +46,8 @@ class TanhGaussianPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Action (B, 1, m) in [-1, 1] and pre-squash latent z (B, 1, m); ``noise=0`` gives the mean."""
         mean, std = self.distribution(obs_norm)
-        if noise is None:
-            noise = torch.randn_like(mean)
+        if noise is None:  # the CPU generator on every device (the same draws as randn_like on the CPU)
+            noise = self.sample_noise(mean.shape[0]).to(mean)
         z = (mean + std * noise.reshape(mean.shape))[:, None]  # the action is a function of this z
         return torch.tanh(z), z
 
