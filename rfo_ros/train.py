@@ -106,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     from rfo_ros.envs.device_env import resolve_device
     from rfo_ros.runner import Runner
 
-    distributed.init_from_env(resolve_device(cfg.run.device, distributed.local_rank())[0])
+    try:
+        device, _ = resolve_device(cfg.run.device, distributed.local_rank())  # Runner prints any fallback
+    except ValueError as exc:  # cuda:N beyond this machine's GPUs
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    distributed.init_from_env(device)
     try:
         try:  # what only the built world can check (a noise field its observation lacks) is a config error
             runner = Runner(cfg, out, progress=not args.no_progress, task=task)
