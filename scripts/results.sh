@@ -90,8 +90,13 @@ $py -m rfo_ros.bringup --robot config/robots/hexapod.yaml --model models/hexapod
 out=docs/results/robust
 $py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $out/rfo_randomized_s0
 $py -m rfo_ros.export $out/rfo_randomized_s0/checkpoints/last.pt -o models/quadruped_randomized.onnx
-$py -m rfo_ros.bench robust --policies models/quadruped.onnx,models/quadruped_randomized.onnx \
-    --labels nominal,randomised --episodes 32 --command 1.0 --json $out/robust.json | tee $out/robust.md
+# ... and the same without odometry (proprioception and IMU only), 30 minutes alone.
+$py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --set env.base_lin_vel=false \
+    --out $out/rfo_randomized_nolinvel_s0
+$py -m rfo_ros.export $out/rfo_randomized_nolinvel_s0/checkpoints/last.pt -o models/quadruped_randomized_no_odom.onnx
+$py -m rfo_ros.bench robust --episodes 32 --command 1.0 --json $out/robust.json \
+    --policies models/quadruped.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx \
+    --labels nominal,randomised,randomised_no_odom | tee $out/robust.md
 
 # 11. The robot side (alone on the machine): the policy node beside a bare rclpy echo, a 10-minute soak,
 #     and chunk execution on a C = 8 RFO policy trained for 10 minutes.
@@ -128,6 +133,9 @@ p6() { $py -m rfo_ros.bench learn --tasks push --config-task quadruped --max-wal
   q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2
   q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
 wait
+# PPO on push for 15 minutes (it shared the machine with the test suite for part of it: env steps count).
+$py -m rfo_ros.train --config config/train/quadruped_ppo.yaml --set env.task=push --set env.threads=1 \
+    --set run.total_env_steps=20000000 --set run.max_wall_time_s=900 --out docs/results/push_6min/push_long/ppo_15min_s0
 # RFO with the quadruped's reuse settings on cart-pole (two runs at a time, the third alone).
 $py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 3 --steps 1000000 --jobs 2 --threads 1 \
     --out docs/results --tag _reuse --set diff.reuse_epochs=3 --set diff.reuse_minibatches=2 \
