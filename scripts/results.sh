@@ -94,6 +94,9 @@ $py -m rfo_ros.export $out/rfo_randomized_s0/checkpoints/last.pt -o models/quadr
 $py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --set env.base_lin_vel=false \
     --out $out/rfo_randomized_nolinvel_s0
 $py -m rfo_ros.export $out/rfo_randomized_nolinvel_s0/checkpoints/last.pt -o models/quadruped_randomized_no_odom.onnx
+for f in config.yaml:train.yaml summary.json:summary.json learning_curve.png:learning_curve.png; do
+  cp "$out/rfo_randomized_nolinvel_s0/${f%%:*}" "models/quadruped_randomized_no_odom.${f##*:}"
+done
 $py -m rfo_ros.bench robust --episodes 32 --command 1.0 --json $out/robust.json \
     --policies models/quadruped.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx \
     --labels nominal,randomised,randomised_no_odom | tee $out/robust.md
