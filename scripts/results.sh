@@ -62,7 +62,7 @@ q10() { $py -m rfo_ros.bench learn --tasks quadruped --max-wall 600 --jobs 1 --t
     --out docs/results/quadruped_10min "$@"; }
 ( q10 --algos ppo,fpo --seeds 3 --steps 6000000
   q10 --algos shac --seeds 3 --steps 1200000
-  true ) &  # M = 8 and M = 2: section 12
+  true ) &  # M = 2, 4 and 8: section 12
 ( q10 --algos sapo,rfo --seeds 3 --steps 1200000
   q10 --algos rfo --seeds 3 --steps 1200000 --tag _M1 --set diff.reuse_epochs=1
   q10 --algos rfo --seeds 3 --steps 1200000 --tag _no_stab --set diff.lambda_stab=0 --set diff.reuse_lambda_stab=0
@@ -135,6 +135,10 @@ p6() { $py -m rfo_ros.bench learn --tasks push --config-task quadruped --max-wal
 ( p6 --algos ppo --seeds 3 --steps 6000000   # then the M = 2 / M = 8 reuse cells on the quadruped
   q10 --algos rfo --seeds 1 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2
   q10 --algos rfo --seeds 1 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8 ) &
+wait
+# M = 4, and a second M = 2 seed, paired with each other.
+( q10 --algos rfo --seeds 1 --steps 1200000 --tag _M4 --set diff.reuse_epochs=4 ) &
+( q10 --algos rfo --seeds 2 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2 ) &
 wait
 # PPO on push for 15 minutes (it shared the machine with the test suite for part of it: env steps count).
 $py -m rfo_ros.train --config config/train/quadruped_ppo.yaml --set env.task=push --set env.threads=1 \
