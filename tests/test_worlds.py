@@ -453,12 +453,12 @@ def test_the_scenery_model_only_adds_looks():
 def _scripted_push_action(task, state) -> np.ndarray:
     """A hand-written pusher: damped least-squares IK of the fingertip to the push point, then 6 cm
     through it along the goal line until the box is within 2 cm of the goal."""
-    from rfo_ros.envs.push import LINK_LENGTHS, PUSH_OFFSET
+    from rfo_ros.envs.push import LINK_LENGTHS
 
     q = state.qpos[:, :3].numpy()
     tip, box, goal = (x.numpy() for x in task.tip_box_goal(state))
     towards = (goal - box) / np.linalg.norm(goal - box, axis=1, keepdims=True)
-    point = box - PUSH_OFFSET * towards
+    point = task.push_point(state).numpy()
     pushing = (np.linalg.norm(tip - point, axis=1) < 0.025) & (np.linalg.norm(goal - box, axis=1) >= 0.02)
     target = np.where(pushing[:, None], point + 0.06 * towards, point)
     angles, lengths = np.cumsum(q, 1), np.asarray(LINK_LENGTHS)

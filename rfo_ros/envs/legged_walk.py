@@ -81,7 +81,6 @@ class LeggedWalk(LeggedTask):
     def __init__(self, robot: Robot, base_lin_vel: bool = True) -> None:
         d = self.description = robot.description
         self.base_lin_vel = base_lin_vel
-        self.omitted_obs_fields = () if base_lin_vel else ("base_lin_vel",)
         self.robot = robot
         self.world = d.mjcf
         self.info = TaskInfo(
@@ -232,6 +231,11 @@ class LeggedWalk(LeggedTask):
         if not self.base_lin_vel:
             options["base_lin_vel"] = False
         return options
+
+    @property
+    def omitted_obs_fields(self) -> tuple[str, ...]:
+        """``("base_lin_vel",)`` when the observation leaves the trunk's linear velocity out."""
+        return () if self.base_lin_vel else ("base_lin_vel",)
 
     def robot_spec(self) -> dict:
         """JSON-able robot contract: joints, default pose, action map, limits, gains, dt, obs layout, and

@@ -27,6 +27,12 @@ def fingertip_xy(q: torch.Tensor, lengths: tuple[float, ...] = LINK_LENGTHS) -> 
     return torch.stack([(length * torch.cos(angles)).sum(1), (length * torch.sin(angles)).sum(1)], dim=1)
 
 
+def push_point_of(box: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """(N, 2) where the fingertip pushes the box goalwards: ``PUSH_OFFSET`` behind it, away from the goal."""
+    away = box - goal
+    return box + PUSH_OFFSET * away / torch.linalg.vector_norm(away, dim=1, keepdim=True).clamp_min(1e-6)
+
+
 def _polar(
     rng: np.random.Generator, n: int, radius: tuple[float, float], angle: tuple[float, float]
 ) -> np.ndarray:
@@ -137,7 +143,8 @@ class PushBox(Task):
             q = np.stack([np.angle(np.exp(1j * shoulder)), elbow, wrist_angle], axis=1)
             reached = fingertip_xy(torch.from_numpy(q)).numpy()
             ok = (
-                (np.abs(reach - np.clip(reach, abs(l1 - l2), l1 + l2)) < 1e-9)
+                (reach >= abs(l1 - l2))
+                & (reach <= l1 + l2)
                 & np.all((q >= lower) & (q <= upper), axis=1)
                 & (np.linalg.norm(reached - box[todo], axis=1) >= self.start_clearance)
             )
@@ -150,8 +157,7 @@ class PushBox(Task):
         box = _polar(rng, n, self.box_radius, self.box_angle)
         goal = self._goals_near(box, rng)
         self._drawn_goal = goal  # ``resample`` gives these to the envs this reset is for
-        away = (box - goal) / np.linalg.norm(box - goal, axis=1, keepdims=True)
-        arm = self._arm_at(box + PUSH_OFFSET * away, box, rng)
+        arm = self._arm_at(push_point_of(torch.from_numpy(box), torch.from_numpy(goal)).numpy(), box, rng)
         yaw = rng.uniform(-math.pi, math.pi, n)
         qpos = np.concatenate([arm, box, np.zeros((n, 1)), yaw[:, None]], axis=1)
         return SimState(
@@ -184,7 +190,7 @@ class PushBox(Task):
                 goal,
                 box - goal,
                 tip - box,
-                self.push_point(state) - tip,
+                push_point_of(box, goal) - tip,
             ],
             dim=1,
         )
@@ -198,15 +204,14 @@ class PushBox(Task):
         return self.box_goal_distance(state).detach() < SUCCESS_RADIUS
 
     def push_point(self, state: SimState) -> torch.Tensor:
-        """(N, 2) where the fingertip pushes the box goalwards: PUSH_OFFSET behind it, away from the goal."""
+        """(N, 2) the push point (``push_point_of``) of each env's box and goal."""
         _, box, goal = self.tip_box_goal(state)
-        away = box - goal
-        return box + PUSH_OFFSET * away / torch.linalg.vector_norm(away, dim=1, keepdim=True).clamp_min(1e-6)
+        return push_point_of(box, goal)
 
     def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
         tip, box, goal = self.tip_box_goal(next_state)
         box_goal = torch.linalg.vector_norm(box - goal, dim=1)
-        tip_push = torch.linalg.vector_norm(tip - self.push_point(next_state), dim=1)
+        tip_push = torch.linalg.vector_norm(tip - push_point_of(box, goal), dim=1)
         bonus = (box_goal.detach() < SUCCESS_RADIUS).to(box_goal.dtype)
         motion = (next_state.qvel[:, 0:3] ** 2).mean(1)
         return -box_goal - 0.5 * tip_push + bonus - 0.001 * motion
