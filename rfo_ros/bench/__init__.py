@@ -24,6 +24,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def train_launcher(procs: int = 1) -> list[str]:
+    """The command that starts ``rfo_ros.train`` in ``procs`` processes: plain Python for one, torchrun
+    (``torch.distributed.run --standalone``, a free local port) for more. Arguments follow."""
+    if procs <= 1:
+        return [sys.executable, "-m", "rfo_ros.train"]
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+        "-m", "rfo_ros.train",
+    ]  # fmt: skip
+
+
 def _top_parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<8} {description}" for name, (_, description) in COMMANDS.items())
     parser = argparse.ArgumentParser(

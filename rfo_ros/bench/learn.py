@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from rfo_ros.bench import train_launcher
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "train"
 
@@ -33,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-wall", type=float, default=None, help="wall-clock cap per run, seconds")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every run")
     p.add_argument("--tag", default="", help="suffix for the run folders (e.g. an ablation name)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="torchrun ranks per run (each rank owns env.num_envs envs; steps count all ranks)",
+    )
     p.add_argument(
         "--config-task",
         default=None,
@@ -52,14 +59,7 @@ def run_dir(args: argparse.Namespace, task: str, algo: str, seed: int) -> Path:
 
 
 def _command(args: argparse.Namespace, task: str, algo: str, seed: int) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "rfo_ros.train",
-        "--no-progress",
-        "--out",
-        str(run_dir(args, task, algo, seed)),
-    ]
+    cmd = [*train_launcher(args.nproc), "--no-progress", "--out", str(run_dir(args, task, algo, seed))]
     config = CONFIG_DIR / f"{args.config_task or task}_{algo}.yaml"
     if config.is_file():
         cmd += ["--config", str(config)]
