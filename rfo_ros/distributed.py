@@ -105,6 +105,25 @@ def any_rank(flag: bool) -> bool:
     return not all_ranks(not flag)
 
 
+def gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (the same shape on all), concatenated along dim 0 in rank order, on every
+    rank: for batch statistics that must be the whole batch's, not one rank's."""
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def batch_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) standard deviation of every rank's ``x`` together, on every rank; in one process
+    exactly ``x.mean(), x.std()``."""
+    if not is_distributed():
+        return x.mean(), x.std()
+    count, mean, var = merge_moments(float(x.numel()), x.mean().reshape(1), x.var(unbiased=False).reshape(1))
+    return mean[0], (var[0] * count / (count - 1)).sqrt()
+
+
 def merge_moments(
     count: float, mean: torch.Tensor, var: torch.Tensor
 ) -> tuple[float, torch.Tensor, torch.Tensor]:

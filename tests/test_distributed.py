@@ -24,6 +24,7 @@ from training_settings import TINY_TRAINING
 from rfo_ros import distributed
 from rfo_ros.algos.cfm import cfm_loss_per_sample
 from rfo_ros.algos.optim import GuardedOptimizer
+from rfo_ros.algos.reuse import clip_adjoints
 from rfo_ros.bench import train_launcher
 from rfo_ros.checkpoint import load_checkpoint
 from rfo_ros.config import load_config
@@ -162,6 +163,31 @@ def test_normaliser_statistics_are_merged_across_ranks(tmp_path):
     single.update(torch.cat([torch.arange(12.0).reshape(3, 4), 2 * torch.arange(12.0).reshape(3, 4)]))
     for name, value in single.state_dict().items():
         assert torch.allclose(merged[name], value, rtol=1e-6), name
+
+
+def _adjoints(rank: int) -> torch.Tensor:
+    """Rank ``rank``'s heavy-tailed adjoints (S, C, m): its norms differ from the other rank's."""
+    g = torch.Generator().manual_seed(rank)
+    return torch.randn(64, 2, 3, generator=g, dtype=torch.float64) * torch.rand(64, 1, 1, generator=g) ** -2
+
+
+def _batch_statistics_worker(rank: int, rendezvous: str, out: str) -> None:
+    _join(rank, rendezvous)
+    own = _adjoints(rank)
+    torch.save((clip_adjoints(own, 0.9), distributed.batch_mean_std(own)), Path(out) / f"rank{rank}.pt")
+    _leave()
+
+
+def test_batch_statistics_are_the_whole_batchs_over_every_rank(tmp_path):
+    """RFO's adjoint-clip quantile and PPO/FPO's advantage mean and std: per rank they would differ."""
+    _spawn(_batch_statistics_worker, str(tmp_path))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    both = torch.cat([_adjoints(0), _adjoints(1)])
+    assert torch.equal(torch.cat([clipped for clipped, _ in ranks]), clip_adjoints(both, 0.9))
+    assert not torch.equal(clip_adjoints(both, 0.9)[:64], clip_adjoints(_adjoints(0), 0.9))
+    for _, (mean, std) in ranks:
+        torch.testing.assert_close(mean, both.mean(), rtol=1e-12, atol=0)
+        torch.testing.assert_close(std, both.std(), rtol=1e-12, atol=0)
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:

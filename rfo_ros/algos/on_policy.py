@@ -15,6 +15,7 @@ from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.returns import gae
 from rfo_ros.config import TrainConfig
+from rfo_ros.distributed import batch_mean_std
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
 
@@ -108,7 +109,8 @@ class OnPolicyPG:
             for start in range(0, n - size + 1, size):
                 idx = perm[start : start + size]
                 mb_adv = adv[idx]
-                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                mean, std = batch_mean_std(mb_adv)  # the whole minibatch's, over every rank
+                mb_adv = (mb_adv - mean) / (std + 1e-8)
                 log_ratio = self.ratio.log_ratio(
                     self.actor, obs_norm[idx], z[idx], {k: v[idx] for k, v in old.items()}
                 )

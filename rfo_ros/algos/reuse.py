@@ -22,7 +22,7 @@ import torch
 
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.config import DiffConfig
-from rfo_ros.distributed import all_ranks
+from rfo_ros.distributed import all_ranks, gather_cat
 from rfo_ros.nets.actor import Actor
 
 
@@ -79,9 +79,10 @@ def clip_adjoints(adjoint: torch.Tensor, quantile: float) -> torch.Tensor:
 
     The pre-clip gradient of a contact-rich window is heavy-tailed (p99/median ~ 500 on the
     quadruped): a few samples would otherwise set the direction of a whole globally clipped step.
+    Under torchrun the quantile is the whole batch's (every rank's norms), as in one process.
     """
     norms = adjoint.flatten(1).norm(dim=-1)
-    cap = torch.quantile(norms, quantile)
+    cap = torch.quantile(gather_cat(norms), quantile)
     scale = torch.where(norms > cap, cap / norms.clamp_min(1e-30), torch.ones_like(norms))
     return adjoint * scale.reshape(-1, *([1] * (adjoint.dim() - 1)))
 
