@@ -1,8 +1,9 @@
 """torchrun data parallelism (rfo_ros/distributed.py) with 2 real gloo ranks on loopback.
 
 The averaged update equals the single-process update on both ranks' data; ranks hold identical
-weights after every update (RFO and PPO on cart-pole); a 2-rank run resumes exactly; a checkpoint
-refuses another world size.
+weights after every update (RFO and PPO on cart-pole); batch statistics (normaliser, adjoint-clip
+quantile, advantage mean and std) are the whole batch's; a 2-rank run resumes exactly; a checkpoint
+refuses another world size; ``bench scale`` runs its three layouts.
 """
 
 from __future__ import annotations
