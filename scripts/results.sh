@@ -150,13 +150,17 @@ $py -m rfo_ros.bench learn --tasks cartpole --algos rfo --seeds 3 --steps 100000
     --set diff.adjoint_clip_quantile=0.9
 
 # 13. Scale (issue 11): bench scale alone on the machine, then the learning-curve check, 1 process x 32
-#     envs against 2 torchrun ranks x 16 envs, 2 seeds each, two runs at a time (env steps compare; the
-#     wall-clock does not: a 2-rank run's neighbour has two processes too).
+#     envs against 2 torchrun ranks x 16 envs, 3 seeds each, two runs at a time: seeds 0-1 of a layout
+#     together, then both layouts' seed 2 together (env steps compare; the wall-clock does not: a 2-rank
+#     run's neighbour has two processes too).
 $py -m rfo_ros.bench scale --seconds 45 --rounds 2
-sl() { $py -m rfo_ros.bench learn --tasks quadruped --algos rfo --seeds 2 --steps 1000000 --jobs 2 --threads 1 \
+sl() { $py -m rfo_ros.bench learn --tasks quadruped --algos rfo --steps 1000000 --jobs 2 --threads 1 \
     --out docs/results/scale_learning --at-steps 250000,500000,750000,950000 "$@"; }
-sl --tag _1proc_32envs --set env.num_envs=32
-sl --tag _2ranks_16envs --nproc 2 --set env.num_envs=16
+sl --seeds 2 --tag _1proc_32envs --set env.num_envs=32
+sl --seeds 2 --tag _2ranks_16envs --nproc 2 --set env.num_envs=16
+( sl --seeds 3 --tag _1proc_32envs --set env.num_envs=32 ) &
+( sl --seeds 3 --tag _2ranks_16envs --nproc 2 --set env.num_envs=16 ) &
+wait
 # 14. The reuse ablation completed to 3 seeds for M = 2 / 4 / 8 and 2 for no L_expl (paired, as section 8).
 ( q10 --algos rfo --seeds 3 --steps 1200000 --tag _M4 --set diff.reuse_epochs=4
   q10 --algos rfo --seeds 3 --steps 1200000 --tag _M2 --set diff.reuse_epochs=2 ) &
