@@ -40,6 +40,12 @@ class EnvConfig(_Section):
     randomization: Randomization = Field(
         default_factory=Randomization, description="per-env world perturbations (rfo_ros/randomization.py)"
     )
+    action_rate: float = Field(
+        0.0,
+        ge=0,
+        description="reward -w·|a_t - a_(t-1)|² in policy units (rfo_ros/envs/shaping.py): smooth commands; "
+        "0 leaves it out",
+    )
     num_envs: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1, description="simulation threads (default: all cores)")
     fd_eps: float = Field(1e-6, gt=0)

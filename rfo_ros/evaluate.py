@@ -39,7 +39,9 @@ def evaluate(
     the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
     tasks the mean tracking error |command_xy - v_xy| (m/s); tasks with a ``success(state) -> (N,) bool``
     (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
-    (the state that step starts from). ``command`` fixes a velocity-commanded
+    (the state that step starts from). Every task reports ``action_change_mean``: the RMS over action
+    entries of |a_t - a_(t-1)| (policy units, [-1, 1]), averaged over alive steps: how jumpy the commands
+    are. ``command`` fixes a velocity-commanded
     task's command (its ``fixed_command``) for every episode. ``task_options``: what ``make_task`` needs
     besides the name (a legged task's robot; ``Task.options()``). ``randomization``: the world's
     perturbations (``rfo_ros.randomization``; a named set from ``PERTURBATION_SETS``).
@@ -57,7 +59,8 @@ def evaluate(
     chunk = actor.chunk
     alive = np.ones(episodes, dtype=bool)
     returns, lengths, falls = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes, dtype=bool)
-    speed_sum, error_sum = np.zeros(episodes), np.zeros(episodes)
+    speed_sum, error_sum, change_sum = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
+    previous = None
     measure_speed = hasattr(task, "forward_speed")
     measure_tracking = hasattr(task, "tracking_error")
     measure_success = hasattr(task, "success")
@@ -72,7 +75,11 @@ def evaluate(
             error_sum += alive * task.tracking_error(env.state).numpy()
         if measure_success:  # before the step: an episode's end resets its env (and redraws its goal)
             succeeded = np.where(alive, task.success(env.state).numpy(), succeeded)
-        res = env.step(actions[:, t % chunk])
+        action = actions[:, t % chunk]
+        if previous is not None:
+            change_sum += alive * (action - previous).pow(2).mean(1).sqrt().numpy()
+        previous = action
+        res = env.step(action)
         returns += alive * res.reward.numpy()
         lengths += alive
         falls |= alive & res.terminated.numpy()
@@ -86,6 +93,7 @@ def evaluate(
         "return_std": float(returns.std()),
         "length_mean": float(lengths.mean()),
         "falls": int(falls.sum()),
+        "action_change_mean": float((change_sum / np.maximum(lengths - 1, 1)).mean()),
     }
     if measure_speed:
         out["forward_speed_mean"] = float((speed_sum / np.maximum(lengths, 1)).mean())

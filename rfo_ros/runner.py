@@ -18,6 +18,7 @@ from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs import Task, task_from_config
 from rfo_ros.envs.device_env import on_device, resolve_device, tensors_to
+from rfo_ros.envs.shaping import make_shaping
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.evaluate import evaluate
 from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
@@ -96,7 +97,7 @@ class Runner:
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
         sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
-            randomization=cfg.env.randomization,
+            randomization=cfg.env.randomization, shaping=make_shaping(cfg.env.action_rate),
         )  # fmt: skip
         self.env = on_device(sim_env, self.device)
         image_shape = getattr(self.task, "image_shape", None)

@@ -167,3 +167,17 @@ wait
 ( q10 --algos rfo --seeds 3 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8
   q10 --algos rfo --seeds 2 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
 wait
+# 15. The third seed without L_expl (paired with the first 600 s of the C = 8 run below), and a C = 8 RFO
+#     policy trained with the action-rate term (env.action_rate; rfo_ros/envs/shaping.py) for chunk
+#     execution: 900 s with one simulation thread, then resumed alone with two threads to 1500 s.
+out=docs/results/chunks
+( q10 --algos rfo --seeds 3 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
+( $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set policy.chunk=8 --set env.action_rate=0.2 \
+      --set env.threads=1 --set run.max_wall_time_s=900 --out $out/rfo_c8_ar_s0 ) &
+wait
+$py -m rfo_ros.train --resume --out $out/rfo_c8_ar_s0 --set env.threads=2 --set run.max_wall_time_s=1500
+$py -m rfo_ros.export $out/rfo_c8_ar_s0/checkpoints/last.pt -o $out/rfo_c8_ar_inpainting.onnx --inpainting
+for r in 4 8 1; do
+  $py -m rfo_ros.bench chunks --model $out/rfo_c8_ar_inpainting.onnx --seconds 20 --replan-every $r \
+      | tee $out/chunks_ar_replan$r.txt
+done

@@ -134,13 +134,17 @@ def test_realtime_conditioning_by_hand():
 
 
 def test_chunk_bench_runs_every_blend_in_closed_loop(tmp_path):
-    """``bench chunks`` on an inpainting C=4 model: every blend closes the loop and reports its jumps."""
+    """``bench chunks`` on an inpainting C=4 model: every blend closes the loop and reports its jumps; a
+    real-time plan starts exactly on the committed command (no switch), a fresh "latest" plan does not."""
     from rfo_ros.bench.chunks import closed_loop
     from rfo_ros.bench.latency import export_untrained_policy
     from rfo_ros.runtime import BLENDS
 
     model = export_untrained_policy(tmp_path / "c4.onnx", flow_steps=1, chunk=4, inpainting=True)
+    rows = {}
     for blend in BLENDS:
-        row = closed_loop(str(model), blend, replan_every=2, seconds=0.2, seed=0)
+        row = rows[blend] = closed_loop(str(model), blend, replan_every=2, seconds=0.2, seed=0)
         assert row["blend"] == blend and row["max_jump_at_replan"] > 0 and row["max_jump_between"] > 0
         assert row["mean_jump_at_replan"] <= row["max_jump_at_replan"] and row["forward_speed"] is not None
+        assert row["mean_switch"] <= row["max_switch"]
+    assert rows["realtime"]["max_switch"] < 1e-5 < rows["latest"]["max_switch"]

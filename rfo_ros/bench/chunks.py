@@ -4,7 +4,10 @@ For every blend (latest, ensemble, overlap, and realtime when the model was expo
 ``--inpainting``) the model drives its task's MuJoCo world for ``--seconds`` through the runtime pieces
 the policy node uses (``Policy`` + ``ChunkScheduler``; observation = the task's, which the node
 reproduces exactly), replanning every ``--replan-every`` steps. Reported per blend: the largest and the
-mean joint-command jump |u_t - u_{t-1}| at replan steps and at the other steps, forward speed and falls.
+mean joint-command jump |u_t - u_{t-1}| at replan steps and at the other steps, forward speed and falls,
+and the *switch*: at a replan step that the older plans still cover, |u_t - u'_t| where u'_t is what
+they would have commanded without the new chunk. The jump at a replan step is the plan's own motion plus
+the switch; only the switch is what replanning adds.
 """
 
 from __future__ import annotations
@@ -36,15 +39,18 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
     env = VecEnv(task_from_metadata(meta.task, meta.robot), 1, seed=seed, threads=1)
     scheduler = ChunkScheduler(meta.chunk, meta.action_dim, replan_every=replan_every, blend=blend)
     obs, previous = env.reset(), None
-    at_replan, between, speeds, falls = [], [], [], 0
+    at_replan, between, switches, speeds, falls = [], [], [], [], 0
     speed_of = getattr(env.task, "forward_speed", None)  # legged tasks
     with torch.no_grad():
         for step in range(int(round(seconds / meta.dt))):
             planned = scheduler.needs_plan(step)
             if planned:
                 chunk = policy.infer(obs[0].numpy(), **scheduler.conditioning(step))
+                old_plan = scheduler.action(step)  # None when no older chunk covers this step
                 scheduler.add(chunk, step)
             command = scheduler.action(step)
+            if planned and old_plan is not None:
+                switches.append(float(np.abs(command - old_plan).max()))
             if previous is not None:
                 (at_replan if planned else between).append(float(np.abs(command - previous).max()))
             previous = command
@@ -61,6 +67,8 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
         "mean_jump_at_replan": float(np.mean(at_replan)) if at_replan else 0.0,
         "max_jump_between": max(between, default=0.0),
         "mean_jump_between": float(np.mean(between)) if between else 0.0,
+        "max_switch": max(switches, default=0.0),
+        "mean_switch": float(np.mean(switches)) if switches else 0.0,
         "forward_speed": float(np.mean(speeds)) if speeds else None,
         "falls": falls,
     }
@@ -79,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": args.model, "chunk": meta.chunk, "replan_every": replan, "rows": rows}))
         return 0
     print(f"{args.model}: C={meta.chunk}, replan every {replan} steps, {args.seconds:g} s per blend")
-    widths = (10, 19, 7, 17, 7, 6, 5)
-    header = ("blend", "max jump at replan", "mean", "max jump between", "mean", "speed", "falls")
+    widths = (10, 19, 7, 17, 7, 11, 7, 6, 5)
+    header = (
+        "blend", "max jump at replan", "mean", "max jump between", "mean", "max switch", "mean", "speed",
+        "falls",
+    )  # fmt: skip
     print(
         " ".join(
             f"{h:<{w}}" if k == 0 else f"{h:>{w}}"
@@ -91,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         speed = "-" if r["forward_speed"] is None else f"{r['forward_speed']:.2f}"
         print(
             f"{r['blend']:<10} {r['max_jump_at_replan']:19.4f} {r['mean_jump_at_replan']:7.4f} "
-            f"{r['max_jump_between']:17.4f} {r['mean_jump_between']:7.4f} {speed:>6} {r['falls']}"
+            f"{r['max_jump_between']:17.4f} {r['mean_jump_between']:7.4f} "
+            f"{r['max_switch']:11.4f} {r['mean_switch']:7.4f} {speed:>6} {r['falls']}"
         )
     return 0

@@ -3,10 +3,12 @@
 ``step`` differentiates through the simulator whenever the action (or the carried state) requires
 grad; call ``detach()`` at window boundaries to cut the graph. Resets and diverged envs always cut it.
 ``randomization`` perturbs each env's world (``rfo_ros.envs.perturb``); without it the world is nominal.
+``shaping`` adds reward terms of the previous action (``rfo_ros.envs.shaping``) to the task's reward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +16,7 @@ import torch
 
 from rfo_ros.envs.base import Task
 from rfo_ros.envs.perturb import make_perturbations
+from rfo_ros.envs.shaping import StepShaping
 from rfo_ros.randomization import Randomization
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
 from rfo_ros.sim.batched import BatchedSim, FDConfig
@@ -64,8 +67,10 @@ class VecEnv:
         threads: int | None = None,
         fd: FDConfig | None = None,
         randomization: Randomization | None = None,
+        shaping: Sequence[StepShaping] = (),
     ) -> None:
         self.task = task
+        self.shaping = tuple(shaping)
         self.num_envs = num_envs
         self.perturb = make_perturbations(task, num_envs, randomization, seed)
         self.sim = BatchedSim(
@@ -134,6 +139,8 @@ class VecEnv:
         # Diverged rows carry garbage: swap in the (finite) previous state before any maths touches them.
         state = state.where(diverged, prev.detach())
         reward = self.task.reward(prev, action, state)
+        for term in self.shaping:
+            reward = reward + term(action, self.last_action)
         reward = torch.where(diverged, torch.zeros_like(reward), reward)
         terminated = self.task.terminated(state) & ~diverged
         self.state, self.last_action = state, action
