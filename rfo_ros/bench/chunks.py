@@ -22,11 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="exported ONNX policy with C > 1")
     p.add_argument("--replan-every", type=int, default=None, help="R (default C/2)")
     p.add_argument("--seconds", type=float, default=10.0, help="sim time per blend")
+    p.add_argument(
+        "--committed-steps", type=int, default=1, help="d of the realtime blend (the node's committed_steps)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
 
 
-def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed: int) -> dict:
+def closed_loop(
+    model: str, blend: str, replan_every: int, seconds: float, seed: int, committed_steps: int = 1
+) -> dict:
     """One closed-loop run of ``model`` with ``blend``; command-jump statistics (rad), speed, falls."""
     import torch
 
@@ -37,7 +42,9 @@ def closed_loop(model: str, blend: str, replan_every: int, seconds: float, seed:
     policy = make_policy(model, provider="cpu", seed=seed)
     meta = policy.metadata
     env = VecEnv(task_from_metadata(meta.task, meta.robot), 1, seed=seed, threads=1)
-    scheduler = ChunkScheduler(meta.chunk, meta.action_dim, replan_every=replan_every, blend=blend)
+    scheduler = ChunkScheduler(
+        meta.chunk, meta.action_dim, replan_every=replan_every, blend=blend, committed_steps=committed_steps
+    )
     obs, previous = env.reset(), None
     at_replan, between, switches, speeds, falls = [], [], [], [], 0
     speed_of = getattr(env.task, "forward_speed", None)  # legged tasks
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.model} has C={meta.chunk}: chunk execution needs C > 1")
     replan = args.replan_every or max(1, meta.chunk // 2)
     blends = [b for b in BLENDS if b != "realtime" or meta.inpainting]
-    rows = [closed_loop(args.model, b, replan, args.seconds, args.seed) for b in blends]
+    rows = [closed_loop(args.model, b, replan, args.seconds, args.seed, args.committed_steps) for b in blends]
     if args.json:
         print(json.dumps({"model": args.model, "chunk": meta.chunk, "replan_every": replan, "rows": rows}))
         return 0
