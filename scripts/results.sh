@@ -167,17 +167,29 @@ wait
 ( q10 --algos rfo --seeds 3 --steps 1200000 --tag _M8 --set diff.reuse_epochs=8
   q10 --algos rfo --seeds 2 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
 wait
-# 15. The third seed without L_expl (paired with the first 600 s of the C = 8 run below), and a C = 8 RFO
-#     policy trained with the action-rate term (env.action_rate; rfo_ros/envs/shaping.py) for chunk
-#     execution: 900 s with one simulation thread, then resumed alone with two threads to 1500 s.
+# 15. The third seed without L_expl (paired with the first C = 8 run below), and C = 8 RFO policies
+#     trained with the action-rate term (env.action_rate; rfo_ros/envs/shaping.py) for chunk execution,
+#     one simulation thread each: w = 0.2 for 900 s beside the no-L_expl seed; w = 0.02 and 0.05 for
+#     1200 s side by side; w = 0.1 for 1200 s (mostly alone). Then the chunk benches, alone.
 out=docs/results/chunks
+c8() { $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set policy.chunk=8 --set env.threads=1 "$@"; }
 ( q10 --algos rfo --seeds 3 --steps 1200000 --tag _no_expl --set diff.lambda_expl=0 ) &
-( $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set policy.chunk=8 --set env.action_rate=0.2 \
-      --set env.threads=1 --set run.max_wall_time_s=900 --out $out/rfo_c8_ar_s0 ) &
+( c8 --set env.action_rate=0.2 --set run.max_wall_time_s=900 --out $out/rfo_c8_ar_s0 ) &
 wait
-$py -m rfo_ros.train --resume --out $out/rfo_c8_ar_s0 --set env.threads=2 --set run.max_wall_time_s=1500
-$py -m rfo_ros.export $out/rfo_c8_ar_s0/checkpoints/last.pt -o $out/rfo_c8_ar_inpainting.onnx --inpainting
-for r in 4 8 1; do
-  $py -m rfo_ros.bench chunks --model $out/rfo_c8_ar_inpainting.onnx --seconds 20 --replan-every $r \
-      | tee $out/chunks_ar_replan$r.txt
+( c8 --set env.action_rate=0.02 --set run.max_wall_time_s=1200 --out $out/rfo_c8_ar02_s0 ) &
+( c8 --set env.action_rate=0.05 --set run.max_wall_time_s=1200 --out $out/rfo_c8_ar05_s0 ) &
+wait
+c8 --set env.action_rate=0.1 --set run.max_wall_time_s=1200 --out $out/rfo_c8_ar10_s0
+for w in 05 10; do
+  $py -m rfo_ros.export $out/rfo_c8_ar${w}_s0/checkpoints/last.pt -o $out/rfo_c8_ar${w}_inpainting.onnx --inpainting
+  for r in 8 4 1; do
+    $py -m rfo_ros.bench chunks --model $out/rfo_c8_ar${w}_inpainting.onnx --seconds 20 --replan-every $r \
+        | tee $out/chunks_ar${w}_replan$r.txt
+  done
+done
+for r in 8 4 1; do  # the w = 0 policy of section 11 again, now with the switch columns
+  $py -m rfo_ros.bench chunks --model $out/rfo_c8_inpainting.onnx --seconds 20 --replan-every $r | tee $out/chunks_replan$r.txt
+done
+for d in 0 2 4; do  # how much real-time execution should commit (w = 0.05, R = 4)
+  $py -m rfo_ros.bench chunks --model $out/rfo_c8_ar05_inpainting.onnx --seconds 20 --replan-every 4 --committed-steps $d
 done
