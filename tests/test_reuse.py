@@ -82,19 +82,31 @@ def _digest(module: torch.nn.Module) -> str:
 
 # Recorded with the trainer before sample reuse existed (commit bbb7f40): cart-pole, the TINY
 # settings, 4 iterations, actor and critic weights. ``reuse_epochs: 1`` must reproduce them exactly,
-# whatever the other reuse settings say.
+# whatever the other reuse settings say. The bits depend on the vector kernels torch dispatches to
+# (its exp and tanh round differently under AVX2 and AVX-512), so there is one record per CPU
+# capability; the AVX2 one was recorded by running bbb7f40 itself on an AVX2 machine, and the current
+# trainer matched it there.
 BEFORE_REUSE = {
-    "rfo": ("7b8f2e1e7c4a01ea", "f566e9e66c3cb193"),
-    "shac": ("6611317b36a82270", "549a6f644da03aca"),
+    "AVX512": {
+        "rfo": ("7b8f2e1e7c4a01ea", "f566e9e66c3cb193"),
+        "shac": ("6611317b36a82270", "549a6f644da03aca"),
+    },
+    "AVX2": {
+        "rfo": ("1fe60623a4e9635c", "e132cd2734cad102"),
+        "shac": ("4c0b241318a2f057", "de6fd9e3d1ddcbd7"),
+    },
 }
 
 
 @pytest.mark.parametrize("algo", ["rfo", "shac"])
 def test_one_reuse_epoch_is_the_plain_algorithm_bit_for_bit(tmp_path, algo):
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in BEFORE_REUSE:
+        pytest.skip(f"no pre-reuse record for CPU capability {capability}: run bbb7f40 here to record one")
     runner = _runner(tmp_path, f"algo={algo}", *REUSE, "diff.reuse_epochs=1")
     for _ in range(4):
         runner.algo.iterate()
-    assert (_digest(runner.actor), _digest(runner.algo.critic.critic)) == BEFORE_REUSE[algo]
+    assert (_digest(runner.actor), _digest(runner.algo.critic.critic)) == BEFORE_REUSE[capability][algo]
 
 
 @pytest.mark.parametrize("algo", ["rfo", "shac"])

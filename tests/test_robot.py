@@ -41,8 +41,9 @@ def write_robot(tmp_path: Path, tree: dict, name: str = "robot.yaml") -> Path:
 
 
 # --- go1 is today's quadruped ------------------------------------------------------------------------
-def test_go1_robot_file_reproduces_the_hand_written_quadruped_to_the_float():
-    """Same reset draws, commands, observation, every reward term, termination and controls, bit for bit."""
+def test_go1_robot_file_reproduces_the_hand_written_quadruped():
+    """Same reset draws, commands, observation, termination and controls bit for bit; every reward term to
+    within 4 units in the last place."""
     ref = np.load(REFERENCE)
     for task in (make_task("quadruped"), make_task("legged", robot=GO1)):
         n = ref["qpos"].shape[0]
@@ -58,9 +59,12 @@ def test_go1_robot_file_reproduces_the_hand_written_quadruped_to_the_float():
         assert np.array_equal(task.observe(state, action).numpy(), ref["obs"])
         terms = task.reward_terms(state, action, after)
         assert {f"term_{k}" for k in terms} == {k for k in ref.files if k.startswith("term_")}
+        # The tracking and height kernels call exp, whose vector kernel rounds differently from one CPU
+        # capability to the next (AVX2 against AVX-512): a few units in the last place, no more.
+        ulps = dict(rtol=4 * np.finfo(np.float64).eps, atol=4 * np.finfo(np.float64).eps)
         for name, value in terms.items():
-            assert np.array_equal(value.numpy(), ref[f"term_{name}"]), name
-        assert np.array_equal(task.reward(state, action, after).numpy(), ref["reward"])
+            np.testing.assert_allclose(value.numpy(), ref[f"term_{name}"], **ulps, err_msg=name)
+        np.testing.assert_allclose(task.reward(state, action, after).numpy(), ref["reward"], **ulps)
         assert np.array_equal(task.terminated(after).numpy(), ref["terminated"])
         assert ref["terminated"].any() and not ref["terminated"].all()  # the states exercise both
         assert np.array_equal(task.action_to_ctrl(action).numpy(), ref["ctrl"])
