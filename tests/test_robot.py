@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -239,7 +238,10 @@ def test_a_run_carries_its_robot_so_resume_evaluate_and_export_need_no_robot_fil
     from rfo_ros.export import export_onnx
     from rfo_ros.runtime import load_metadata
 
-    robot_copy = shutil.copy(HEXAPOD, tmp_path / "my_hexapod.yaml")
+    robot_copy = tmp_path / "my_hexapod.yaml"
+    description = yaml.safe_load(Path(HEXAPOD).read_text())
+    description["episode"] = {**description.get("episode", {}), "length": 64}  # short evaluations
+    robot_copy.write_text(yaml.safe_dump(description))
     out = tmp_path / "run"
     sets = [*TINY_TRAINING, "algo=rfo", "env.task=legged", f"env.robot={robot_copy}",
             "run.total_env_steps=256", "run.eval_episodes=2", "run.checkpoint_every=1"]  # fmt: skip
