@@ -34,7 +34,10 @@ def run_train(*args, cwd=None):
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        (["env.num_env=8"], "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel"),
+        (
+            ["env.num_env=8"],
+            "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel, fd_centered, fd_eps",
+        ),
         (["diff.horizon=abc"], "diff.horizon = 'abc'"),
         (["algo=sac"], "algo = 'sac'"),
         (["env.task=humanoid"], "unknown task"),
