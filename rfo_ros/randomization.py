@@ -42,6 +42,12 @@ class Randomization(BaseModel):
     )
     push_interval_s: float | None = Field(None, gt=0, description="a base velocity impulse this often")
     push_velocity: float = Field(0.5, ge=0, description="largest impulse per horizontal axis (m/s)")
+    push_ramp_s: float | None = Field(
+        None,
+        gt=0,
+        description="a curriculum: the largest impulse grows linearly from 0 to push_velocity over this "
+        "much simulated time per env (the gait forms before the pushes are at full strength)",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> Randomization:
@@ -58,6 +64,8 @@ class Randomization(BaseModel):
                 raise ValueError(f"{name} = [{low}, {high}]: must be > 0")
             if name in non_negative and low < 0:
                 raise ValueError(f"{name} = [{low}, {high}]: must be >= 0")
+        if self.push_ramp_s is not None and self.push_interval_s is None:
+            raise ValueError("push_ramp_s needs push_interval_s (the ramp grows pushes that are off)")
         negative = {k: v for k, v in self.obs_noise.items() if v < 0}
         if negative:
             raise ValueError(f"obs_noise {negative}: noise amplitudes must be >= 0")

@@ -164,6 +164,21 @@ def test_pushes_change_the_trunk_velocity_at_their_interval():
     env.close()
 
 
+def test_push_ramp_grows_the_largest_push_linearly_to_its_full_size():
+    # dt = 0.01 s: a push every control step, full strength after 10 steps (0.1 s) of simulated time.
+    env = env_of(Randomization(push_interval_s=0.01, push_velocity=0.8, push_ramp_s=0.1), n=64)
+    assert env.dt == pytest.approx(0.01)
+    state = env.state
+    for step in range(1, 16):
+        pushed = env.perturb.push(state)
+        largest = min(1.0, step / 10) * 0.8
+        assert env.perturb.push_velocity == pytest.approx(largest)
+        delta = np.abs((pushed.qvel - state.qvel).numpy()[:, :2])
+        assert delta.max() <= largest + 1e-12
+        assert delta.max() > 0.9 * largest  # 128 uniform draws: the largest is near the bound
+    env.close()
+
+
 def test_no_randomization_is_the_nominal_world_bit_for_bit():
     def rollout(randomization):
         env = env_of(randomization, n=3, seed=5)
@@ -176,7 +191,8 @@ def test_no_randomization_is_the_nominal_world_bit_for_bit():
 
 
 def test_randomised_env_resumes_exactly():
-    r = Randomization(**{**PHYSICS.model_dump(), "latency_steps": (0, 2), "push_interval_s": 0.05})
+    timing = {"latency_steps": (0, 2), "push_interval_s": 0.05, "push_ramp_s": 0.3}
+    r = Randomization(**{**PHYSICS.model_dump(), **timing})
     env = env_of(r, n=3, seed=2)
     for _ in range(7):
         env.step(torch.full((3, 12), 0.1))
@@ -204,6 +220,8 @@ BAD = {
     "env.randomization.latency_steps=[-1, 2]": "must be >= 0",
     "env.randomization.latency_steps=[0.5, 2]": "valid integer",
     "env.randomization.push_interval_s=0": "greater than 0",
+    "env.randomization.push_ramp_s=-1": "greater than 0",
+    "env.randomization.push_ramp_s=100": "push_ramp_s needs push_interval_s",
     "env.randomization.obs_noise={joint_pos: -0.1}": "must be >= 0",
     "env.randomization.gravity=[9, 10]": "unknown key",
 }

@@ -12,7 +12,8 @@
   the delayed commands keep their autograd graph, so the gradient reaches the action that acted.
 - sensor noise: uniform ± noise per observation field, added to the observation (differentiable).
 - pushes: every ``push_interval_s`` each env's trunk gets a random horizontal velocity impulse
-  (added to qvel, so gradients pass through it unchanged).
+  (added to qvel, so gradients pass through it unchanged); with ``push_ramp_s`` their largest size grows
+  linearly from 0 over that much simulated time (the control steps taken since construction).
 - rough ground: the world gains a heightfield (``rfo_ros.envs.terrain``); each env's model holds its own
   terrain, redrawn at reset.
 
@@ -110,6 +111,7 @@ class WorldPerturbations(Perturbations):
         interval = randomization.push_interval_s
         self._push_every = max(1, round(interval / self.dt)) if interval is not None else None
         self._push_clock = np.zeros(num_envs, dtype=np.int64)
+        self._steps_taken = 0  # control steps since construction: the push curriculum's clock
         self.reset(np.ones(num_envs, dtype=bool))
 
     # --- what the hooks do ----------------------------------------------------------------------------
@@ -143,15 +145,23 @@ class WorldPerturbations(Perturbations):
     def push(self, state: SimState) -> SimState:
         if self._push_every is None:
             return state
+        self._steps_taken += 1
         self._push_clock += 1
         due = self._push_clock >= self._push_every
         if not due.any():
             return state
         self._push_clock[due] = 0
-        v = self.cfg.push_velocity
+        v = self.push_velocity
         impulse = np.zeros((self.n, state.qvel.shape[1]))
         impulse[due, 0:2] = self.rng.uniform(-v, v, (int(due.sum()), 2))  # free joint: world-frame linear
         return SimState(state.qpos, state.qvel + torch.from_numpy(impulse), state.act)
+
+    @property
+    def push_velocity(self) -> float:
+        """The largest push now (m/s per horizontal axis): ``push_velocity``, ramped by ``push_ramp_s``."""
+        ramp = self.cfg.push_ramp_s
+        fraction = 1.0 if ramp is None else min(1.0, self._steps_taken * self.dt / ramp)
+        return self.cfg.push_velocity * fraction
 
     def observe(self, obs: torch.Tensor) -> torch.Tensor:
         if self._noise is None:
@@ -169,6 +179,7 @@ class WorldPerturbations(Perturbations):
             "delay": self.delay.copy(),
             "history": [h.detach() for h in self._history],
             "push_clock": self._push_clock.copy(),
+            "steps_taken": self._steps_taken,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -179,6 +190,7 @@ class WorldPerturbations(Perturbations):
                 self._apply_physics(i)
         self.delay, self._push_clock = state["delay"].copy(), state["push_clock"].copy()
         self._history = list(state["history"])
+        self._steps_taken = state.get("steps_taken", 0)  # absent in checkpoints from before the ramp
 
     # --- physics ----------------------------------------------------------------------------------
     def _draw_physics(self, k: int) -> dict[str, np.ndarray]:
