@@ -37,6 +37,12 @@ class EnvConfig(_Section):
         description="legged tasks observe the trunk's linear velocity (false: proprioception and IMU only, "
         "no odometry needed on the robot)",
     )
+    obs_history: int = Field(
+        1,
+        ge=1,
+        description="legged tasks: the policy observes its last K observation frames, oldest first (with "
+        "base_lin_vel: false, past frames let it infer its speed)",
+    )
     randomization: Randomization = Field(
         default_factory=Randomization, description="per-env world perturbations (rfo_ros/randomization.py)"
     )

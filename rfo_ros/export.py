@@ -102,7 +102,7 @@ def observation_layout(task: Task, obs_dim: int) -> dict[str, Any]:
         describe = getattr(sys.modules.get(cls.__module__), "layout_metadata", None)
         if callable(describe):
             layout = getattr(task, "obs_layout", None)
-            return describe(layout) if layout is not None else describe()
+            return describe(layout, task.obs_history) if layout is not None else describe()
     field_ = {
         "name": "state",
         "size": obs_dim,

@@ -90,7 +90,9 @@ class Runner:
         self.device, fallback = resolve_device(cfg.run.device, distributed.local_rank())
         if fallback and self.main:
             tqdm.write(f"warning: {fallback}")
-        self.task = task or task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel)
+        self.task = task or task_from_config(
+            cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history
+        )
         #: What rebuilds the task (a legged task's resolved robot description), for evaluation and export.
         self.task_options = self.task.options()
         fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)

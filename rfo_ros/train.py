@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.env.task not in TASKS:
             raise ConfigError(f"env.task = {cfg.env.task!r}: unknown task; known: {', '.join(sorted(TASKS))}")
         try:  # a wrong robot file fails here, before anything is written
-            task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel)
+            task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history)
         except ValueError as exc:  # RobotError is one
             raise ConfigError(f"env.task = {cfg.env.task!r}, env.robot = {cfg.env.robot!r}: {exc}") from None
         if cfg.env.randomization.active and not hasattr(task, "robot"):

@@ -308,6 +308,44 @@ def test_a_model_without_base_velocity_plans_from_joint_states_and_imu_alone(har
     assert node.missing_inputs == []
 
 
+def test_a_history_model_gets_one_frame_per_control_step_and_a_fresh_history_after_a_hold(harness, tmp_path):
+    """K = 3 frames at C = 2: the node stores a frame at every control step, planned or not, each the
+    task's observation of that step's state with the action before it, as the training env stacks them;
+    after a hold the first fresh frame fills the history again."""
+    frames = 3
+    model = export_untrained_policy(
+        tmp_path / "history.onnx", base_lin_vel=False, obs_history=frames, flow_steps=1, chunk=2
+    )
+    node = make_node(harness, model, tick_source="state", watchdog_timeout_s=0.2)
+    assert node.history_frames == frames and node.metadata.obs_dim == frames * 45
+    task = make_task("quadruped", base_lin_vel=False)
+    task.fixed_command = (1.0, 0.0, 0.0)  # the node's default command
+    harness.connect((Imu, "imu"), (JointState, "joint_states"))
+
+    def step(k: int, last_action: np.ndarray) -> np.ndarray:
+        """Send state k; return the frame the task observes for it with ``last_action``."""
+        qpos, qvel = standing_state(seed=k)
+        imu, _, joints = state_messages(qpos, qvel, JOINT_NAMES, 0.01 * (k + 1))
+        harness.publish("imu", imu)
+        harness.publish("joint_states", joints)
+        assert harness.spin_until(lambda: node.stats.ticks == k + 1, TIMEOUT)
+        state = SimState(torch.from_numpy(qpos)[None], torch.from_numpy(qvel)[None], torch.zeros(1, 0))
+        return task.observe(state, torch.from_numpy(last_action)[None])[0].numpy()
+
+    expected, last_action = [], np.zeros(12)
+    for k in range(4):
+        expected.append(step(k, last_action))
+        last_action = node._last_action.copy()  # what step k executed: step k+1 observes it
+    assert node.stats.plans == 2  # steps 0 and 2; steps 1 and 3 stored their frames without a plan
+    np.testing.assert_allclose(np.stack(node._history.stored), np.stack(expected[1:]), rtol=0, atol=1e-6)
+    assert harness.spin_until(lambda: node.stats.hold_ticks > 0, TIMEOUT)  # no state for 0.2 s: hold
+    resumed = step(4, last_action)
+    np.testing.assert_allclose(
+        np.stack(node._history.stored), np.stack([resumed] * frames), rtol=0, atol=1e-6
+    )
+    assert node.missing_inputs == []
+
+
 def test_a_missing_image_is_named(harness, tmp_path):
     model = export_untrained_policy(tmp_path / "depth.onnx", task="quadruped_depth", flow_steps=1, chunk=1)
     node = make_node(harness, model, tick_source="state")

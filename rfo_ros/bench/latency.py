@@ -90,6 +90,7 @@ def export_untrained_policy(
     task: str = "quadruped",
     robot: str | None = None,
     base_lin_vel: bool = True,
+    obs_history: int = 1,
     flow_steps: int = 8,
     chunk: int = 8,
     seed: int = 0,
@@ -109,10 +110,10 @@ def export_untrained_policy(
     from rfo_ros.nets.actor import Actor
 
     path = Path(path)
-    env_task = task_from_config(task, robot, base_lin_vel)
+    env_task = task_from_config(task, robot, base_lin_vel, obs_history)
     torch.manual_seed(seed)
     kwargs = {
-        "obs_dim": env_task.obs_dim,
+        "obs_dim": env_task.obs_dim * env_task.obs_history,
         "action_dim": env_task.action_dim,
         "chunk": chunk,
         "steps": flow_steps,

@@ -43,11 +43,17 @@ def make_task(name: str, **options) -> Task:
     return getattr(import_module(module_name), class_name).create(**options)
 
 
-def task_from_config(task: str, robot: str | None = None, base_lin_vel: bool = True) -> Task:
-    """The task that ``env.task``, ``env.robot`` and ``env.base_lin_vel`` of a training config name."""
+def task_from_config(
+    task: str, robot: str | None = None, base_lin_vel: bool = True, obs_history: int = 1
+) -> Task:
+    """The task that ``env.task``, ``env.robot``, ``env.base_lin_vel`` and ``env.obs_history`` of a training
+    config name."""
     options = {"robot": robot} if robot is not None else {}
-    if not base_lin_vel:  # only legged tasks take it (the others refuse any option)
+    # Only legged tasks take these (the others refuse any option), so the defaults are left out.
+    if not base_lin_vel:
         options["base_lin_vel"] = False
+    if obs_history != 1:
+        options["obs_history"] = obs_history
     return make_task(task, **options)
 
 

@@ -55,6 +55,8 @@ class Task(ABC):
     substeps: int = 1
     #: Observation fields this task's options left out (sensor noise configured for them is moot).
     omitted_obs_fields: tuple[str, ...] = ()
+    #: Frames the policy observes (``VecEnv`` keeps the past ones): K > 1 is a task option of legged tasks.
+    obs_history: int = 1
 
     @classmethod
     def create(cls, **options: Any) -> Task:

@@ -217,11 +217,13 @@ def _build_observation_torch(values: Sequence[Array], layout: ObsLayout, like: A
     return (obs - torch.tensor(layout.offset, **kind)) * torch.tensor(layout.scale, **kind)
 
 
-def layout_metadata(layout: ObsLayout) -> dict:
+def layout_metadata(layout: ObsLayout, history: int = 1) -> dict:
     """A JSON-able description of ``layout`` for the exported model's metadata.
 
     ``{"size": D, "formula": ..., "fields": [{"name", "size", "start", "scale", "offset", "description"}]}``
-    where ``start`` is the field's index in the observation vector.
+    where ``start`` is the field's index in the observation vector. With ``history`` K > 1 the observation
+    is K such frames, oldest first (``FrameHistory``): ``size`` is K·D, ``frame_size`` D, ``history`` K,
+    and ``start`` indexes a frame.
     """
     out, start = [], 0
     for f in layout.fields:
@@ -236,4 +238,80 @@ def layout_metadata(layout: ObsLayout) -> dict:
             }
         )
         start += f.size
-    return {"size": layout.size, "formula": "obs[start:start+size] = (value - offset) * scale", "fields": out}
+    formula = "obs[start:start+size] = (value - offset) * scale"
+    if history == 1:
+        return {"size": layout.size, "formula": formula, "fields": out}
+    return {
+        "size": history * layout.size,
+        "frame_size": layout.size,
+        "history": history,
+        "formula": f"obs = concat(frame[t-{history - 1}], ..., frame[t]), one frame per control step; "
+        f"frame[start:start+size] = (value - offset) * scale; before {history} steps have passed "
+        "(start, reset, resume after a hold) the first frame fills the older slots",
+        "fields": out,
+    }
+
+
+class FrameHistory:
+    """The last ``frames`` observation frames of a batch (or of one robot), concatenated oldest first.
+
+    The policy of a robot without odometry cannot tell its speed from one instant of joints and IMU; a
+    few past frames let it. The training env (torch, batched, differentiable: stored frames keep their
+    graph until ``detach``) and the policy node (numpy, one frame per control step) share this class, so
+    both build the model's input the same way. Until ``frames`` frames exist, the first one fills the
+    older slots (also for the rows ``restart`` names: an env reset, a node resuming after a hold).
+    """
+
+    def __init__(self, frames: int) -> None:
+        if not (isinstance(frames, int) and frames >= 1):
+            raise ValueError(f"an observation history needs >= 1 frames (an integer), got {frames!r}")
+        self.frames = frames
+        self.stored: list[Array] = []  # the newest ``frames`` frames, oldest first; empty before the first
+
+    def stack(self, frame: Array) -> Array:
+        """The observation if ``frame`` came next, without storing it: (..., frames · D)."""
+        if self.frames == 1:
+            return frame
+        older = self.stored[1:] if self.stored else [frame] * (self.frames - 1)
+        return _concat([*older, frame], like=frame)
+
+    def push(self, frame: Array) -> Array:
+        """Store ``frame`` as the newest (dropping the oldest) and return the observation."""
+        self.stored = self.stored[1:] + [frame] if self.stored else [frame] * self.frames
+        return self.current()
+
+    def restart(self, rows: Array | None, frame: Array) -> Array:
+        """Every slot of the ``rows`` (a (N,) bool mask; None: all) becomes ``frame``; the observation."""
+        if rows is None or not self.stored:
+            self.stored = [frame] * self.frames
+        else:
+            self.stored = [_where(rows, frame, old) for old in self.stored]
+        return self.current()
+
+    def current(self) -> Array:
+        """The stored frames concatenated, oldest first."""
+        return self.stored[0] if self.frames == 1 else _concat(self.stored, like=self.stored[0])
+
+    def clear(self) -> None:
+        """Forget every frame: the next ``push`` fills the history with its frame."""
+        self.stored = []
+
+    def detach(self) -> None:
+        """Cut the autograd graph of the stored (torch) frames: a training window's boundary."""
+        self.stored = [frame.detach() for frame in self.stored]
+
+
+def _concat(parts: Sequence[Array], like: Array) -> Array:
+    if _is_tensor(like):
+        import torch
+
+        return torch.cat(list(parts), dim=-1)
+    return np.concatenate(parts, axis=-1)
+
+
+def _where(rows: Array, new: Array, old: Array) -> Array:
+    if _is_tensor(new):
+        import torch
+
+        return torch.where(rows[:, None], new, old)
+    return np.where(rows[:, None], new, old)

@@ -63,9 +63,12 @@ class LeggedWalk(LeggedTask):
     default_robot: str | None = None
 
     @classmethod
-    def create(cls, robot: RobotSource | None = None, base_lin_vel: bool = True) -> LeggedWalk:
+    def create(
+        cls, robot: RobotSource | None = None, base_lin_vel: bool = True, obs_history: int = 1
+    ) -> LeggedWalk:
         """The task on ``robot`` (a robot file, name, description or ``Robot``), else ``default_robot``;
-        ``base_lin_vel=False`` leaves the trunk's linear velocity out of the observation."""
+        ``base_lin_vel=False`` leaves the trunk's linear velocity out of the observation, and the policy
+        observes the last ``obs_history`` frames of it (``legged_obs.FrameHistory``)."""
         if robot is None:
             robot = cls.default_robot
             if robot is None:
@@ -76,11 +79,14 @@ class LeggedWalk(LeggedTask):
                 f"task {cls.__name__} is the {cls.default_robot} robot, not {robot.name!r}; "
                 "train another robot with env.task: legged"
             )
-        return cls(robot, base_lin_vel=base_lin_vel)
+        return cls(robot, base_lin_vel=base_lin_vel, obs_history=obs_history)
 
-    def __init__(self, robot: Robot, base_lin_vel: bool = True) -> None:
+    def __init__(self, robot: Robot, base_lin_vel: bool = True, obs_history: int = 1) -> None:
         d = self.description = robot.description
         self.base_lin_vel = base_lin_vel
+        if not (isinstance(obs_history, int) and not isinstance(obs_history, bool) and obs_history >= 1):
+            raise ValueError(f"obs_history must be an integer >= 1 (frames observed), got {obs_history!r}")
+        self.obs_history = obs_history
         self.robot = robot
         self.world = d.mjcf
         self.info = TaskInfo(
@@ -230,6 +236,8 @@ class LeggedWalk(LeggedTask):
         options = {"robot": description_tree(self.description)}
         if not self.base_lin_vel:
             options["base_lin_vel"] = False
+        if self.obs_history > 1:
+            options["obs_history"] = self.obs_history
         return options
 
     @property
@@ -239,11 +247,12 @@ class LeggedWalk(LeggedTask):
 
     def robot_spec(self) -> dict:
         """JSON-able robot contract: joints, default pose, action map, limits, gains, dt, obs layout, and
-        the task's other options (``base_lin_vel: false``), which rebuild the training task from a model."""
+        the task's other options (``base_lin_vel: false``, ``obs_history``), which rebuild the training
+        task from a model."""
         others = {k: v for k, v in self.options().items() if k != "robot"}  # the robot is the contract
         return {
             **self.robot.contract(),
-            "observation": layout_metadata(self.obs_layout),
+            "observation": layout_metadata(self.obs_layout, self.obs_history),
             "task_options": others,
         }
 
@@ -273,7 +282,9 @@ class LeggedWalkDepth(LeggedWalk):
     image_shape = (1, 16, 16)
     depth_range = 4.0
 
-    def __init__(self, robot: Robot, base_lin_vel: bool = True) -> None:
+    def __init__(self, robot: Robot, base_lin_vel: bool = True, obs_history: int = 1) -> None:
+        if obs_history != 1:  # K copies of the image would be K times the pixels for one new frame
+            raise ValueError("the depth task observes one frame: obs_history must be 1")
         super().__init__(robot, base_lin_vel)
         if robot.description.camera is None:
             raise ValueError(f"robot {robot.name!r} has no camera: set `camera:` in its robot file")

@@ -4,6 +4,8 @@
 grad; call ``detach()`` at window boundaries to cut the graph. Resets and diverged envs always cut it.
 ``randomization`` perturbs each env's world (``rfo_ros.envs.perturb``); without it the world is nominal.
 ``shaping`` adds reward terms of the previous action (``rfo_ros.envs.shaping``) to the task's reward.
+A task with ``obs_history`` K > 1 observes its last K frames (``legged_obs.FrameHistory``): the env keeps
+them, since a task's ``observe`` sees only the present state.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.base import Task
+from rfo_ros.envs.legged_obs import FrameHistory
 from rfo_ros.envs.perturb import make_perturbations
 from rfo_ros.envs.shaping import StepShaping
 from rfo_ros.randomization import Randomization
@@ -85,26 +88,33 @@ class VecEnv:
         self.episode_step = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.task.resample(np.ones(num_envs, dtype=bool), self.rng)
+        self.history = FrameHistory(task.obs_history)
         self.obs_dim = int(self.observe().shape[1])
 
     @property
     def dt(self) -> float:
         return self.task.dt
 
-    def observe(self) -> torch.Tensor:
+    def observe_frame(self) -> torch.Tensor:
+        """What the sensors report now (N, task.obs_dim): the task's observation, perturbed."""
         # torch's default dtype (float32 unless a float64 gradient check asks for more).
         obs = self.perturb.observe(self.task.observe(self.state, self.last_action))
         return obs.to(torch.get_default_dtype())
 
+    def observe(self) -> torch.Tensor:
+        """The observation of the current state (N, obs_dim), after the stored past frames (none stored)."""
+        return self.history.stack(self.observe_frame())
+
     def reset(self) -> torch.Tensor:
         """Reset every env; returns the first observation (N, obs_dim)."""
         self._reset_where(np.ones(self.num_envs, dtype=bool))
-        return self.observe()
+        return self.history.restart(None, self.observe_frame())
 
     def detach(self) -> None:
         """Cut the autograd graph of the carried state (window boundary)."""
         self.state = self.state.detach()
         self.last_action = self.last_action.detach()
+        self.history.detach()
         self.perturb.detach()
 
     def _reset_where(self, mask: np.ndarray) -> None:
@@ -144,7 +154,7 @@ class VecEnv:
         reward = torch.where(diverged, torch.zeros_like(reward), reward)
         terminated = self.task.terminated(state) & ~diverged
         self.state, self.last_action = state, action
-        final_obs = self.observe()
+        final_obs = self.history.push(self.observe_frame())
 
         self.episode_step += 1
         self.episode_return += reward.detach().numpy()
@@ -157,7 +167,8 @@ class VecEnv:
             self.stats.completed_returns.append(float(self.episode_return[i]))
             self.stats.completed_lengths.append(int(self.episode_step[i]))
         self._reset_where(done)
-        obs = self.observe() if done.any() else final_obs
+        # Reset envs start a fresh history; the others act on the frame just stored.
+        obs = self.history.restart(torch.from_numpy(done), self.observe_frame()) if done.any() else final_obs
         return StepResult(
             obs=obs,
             reward=reward.to(torch.get_default_dtype()),
@@ -179,6 +190,7 @@ class VecEnv:
             "warmstart": self.sim.warmstart(),
             "stats": (self.stats.env_steps, self.stats.divergences),
             "perturb": self.perturb.state_dict(),
+            "history": [frame.detach() for frame in self.history.stored],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -189,6 +201,7 @@ class VecEnv:
         self.sim.set_warmstart(state["warmstart"])
         self.stats.env_steps, self.stats.divergences = state["stats"]
         self.perturb.load_state_dict(state.get("perturb", {}))  # absent in nominal-world checkpoints
+        self.history.stored = list(state.get("history", []))  # absent before histories: the next step fills
 
     def close(self) -> None:
         self.sim.close()

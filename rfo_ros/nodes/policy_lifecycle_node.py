@@ -73,7 +73,7 @@ class PolicyLifecycleNode(PolicyCore, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
-            self._scheduler.reset()  # any plan from before is out of date
+            self.restart_plans()  # any plan and observation history from before is out of date
             self._commanding = True
         self.get_logger().info("active: commanding")
         return TransitionCallbackReturn.SUCCESS

@@ -9,7 +9,9 @@ Outputs (reliable): ``action_chunk`` (JointTrajectory in the model's joint order
 ``diagnostics``.
 
 The observation is built by ``rfo_ros.envs.legged_obs.build_observation`` — the function the training task
-uses — with the layout (field order, scales, offsets) read from the model's metadata.
+uses — with the layout (field order, scales, offsets) read from the model's metadata. A model that
+observes a history of K frames gets one frame per control step, stacked by ``legged_obs.FrameHistory`` as
+in training; it restarts (the first frame fills the older slots) after a hold and on activation.
 
 Control: a steady-clock timer ticks at ``control_rate_hz`` (``tick_source: timer``, a robot) or every
 new ``joint_states`` stamp is one control step (``tick_source: state``, lock-step with a simulator; publish
@@ -48,7 +50,7 @@ from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from rfo_ros.envs.legged_obs import ObsField, ObsLayout, build_observation, projected_gravity
+from rfo_ros.envs.legged_obs import FrameHistory, ObsField, ObsLayout, build_observation, projected_gravity
 from rfo_ros.nodes.input_thread import InputThread, ServedElsewhere
 from rfo_ros.nodes.params import Param, declare_params
 from rfo_ros.nodes.paths import resolve_model_path
@@ -264,10 +266,16 @@ class PolicyCore:
         self.robot_joint_names = tuple(p.robot_joint_names or meta.joint_names)
         self._check_robot(list(self.robot_joint_names))
         self.layout = layout_from_metadata(meta.obs_layout)
-        if self.layout.size != meta.obs_dim:
+        self.history_frames = meta.obs_layout.get("history", 1)
+        if not (type(self.history_frames) is int and self.history_frames >= 1):
             raise PolicyNodeError(
-                f"model {self.model_path}: obs_layout has {self.layout.size} entries, "
-                f"obs_dim is {meta.obs_dim}"
+                f"model {self.model_path}: obs_layout history must be a positive integer of frames, "
+                f"got {self.history_frames!r}"
+            )
+        if self.layout.size * self.history_frames != meta.obs_dim:
+            raise PolicyNodeError(
+                f"model {self.model_path}: obs_layout has {self.layout.size} entries per frame and "
+                f"{self.history_frames} frames, obs_dim is {meta.obs_dim}"
             )
         if p.blend == "realtime" and not meta.inpainting:
             raise PolicyNodeError(
@@ -322,6 +330,8 @@ class PolicyCore:
             "last_action": self._last_action,
         }
         self._needs_odom = "base_lin_vel" in self.layout.names
+        self._history = FrameHistory(self.history_frames)
+        self._frame_step = -1  # the control step whose frame the history holds last
         # Noise: zero-noise models take none; else zeros (deterministic) or None (the policy's seeded rng).
         self._noise = None if meta.zero_noise or not self.params.zero_noise else np.zeros((meta.chunk, m))
         self._scheduler = ChunkScheduler(
@@ -536,6 +546,8 @@ class PolicyCore:
         if self._scheduler.needs_plan(self._step) and not self._plan():
             self._hold(now)
             return
+        if self.history_frames > 1:
+            self._observation()  # every control step's frame enters the history, as in training
         action = self._scheduler.action(self._step)
         if action is None:  # no chunk covers this step (cannot happen after a successful plan)
             self._hold(now)
@@ -548,8 +560,14 @@ class PolicyCore:
     def _resume(self) -> None:
         if self._holding:
             self._holding = False
-            self._scheduler.reset()  # the plan from before the hold is out of date
+            self.restart_plans()
             self.get_logger().info("state is fresh again: resuming the policy")
+
+    def restart_plans(self) -> None:
+        """Forget the plans and the observation history from before a hold or an inactive spell."""
+        self._scheduler.reset()
+        self._history.clear()
+        self._frame_step = -1
 
     def _plan(self) -> bool:
         """Run the model on the current observation, schedule the chunk from this step and publish it."""
@@ -569,8 +587,15 @@ class PolicyCore:
         return True
 
     def _observation(self) -> np.ndarray:
+        """The model input at this control step. With a history, this step's frame is stored once (the
+        first call of the step), so the plan and the step share it."""
         self._fields["projected_gravity"] = projected_gravity(self._in.quat_wxyz)
-        return build_observation(self._fields, self.layout)
+        if self.history_frames == 1:
+            return build_observation(self._fields, self.layout)
+        if self._frame_step == self._step:
+            return self._history.current()
+        self._frame_step = self._step
+        return self._history.push(build_observation(self._fields, self.layout))
 
     def _publish_chunk(self, chunk: np.ndarray) -> None:
         np.minimum(np.maximum(chunk, self._low, out=self._chunk_buf), self._high, out=self._chunk_buf)
