@@ -193,3 +193,28 @@ done
 for d in 0 2 4; do  # how much real-time execution should commit (w = 0.05, R = 4)
   $py -m rfo_ros.bench chunks --model $out/rfo_c8_ar05_inpainting.onnx --seconds 20 --replan-every 4 --committed-steps $d
 done
+
+# 15. Issue 10, continued: three more 30-minute randomised runs, each alone on the machine (a slower AVX2
+#     host: ~750 env steps/s against ~940 for section 10's runs), then one robustness bench of every policy
+#     (alone), with the flow's noise sampled and at zero.
+out=docs/results/robust
+#   a push curriculum at test strength and beyond: 1.0 m/s every 2 s, reached after 250 s of simulated time
+$py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $out/rfo_randomized_pushramp_s0 \
+    --set env.randomization.push_velocity=1.0 --set env.randomization.push_interval_s=2.0 \
+    --set env.randomization.push_ramp_s=250.0
+#   no odometry, with a 5-frame observation history
+$py -m rfo_ros.train --config config/train/quadruped_rfo_randomized_no_odom.yaml --out $out/rfo_randomized_no_odom_h5_s0
+#   stronger pushes at the training interval: 0.8 m/s every 4 s, reached after 150 s
+$py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $out/rfo_randomized_push08_s0 \
+    --set env.randomization.push_velocity=0.8 --set env.randomization.push_ramp_s=150.0
+for run in pushramp no_odom_h5 push08; do
+  $py -m rfo_ros.export $out/rfo_randomized_${run}_s0/checkpoints/last.pt -o $out/quadruped_randomized_$run.onnx
+done
+policies=models/quadruped.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx
+policies=$policies,$out/quadruped_randomized_pushramp.onnx,$out/quadruped_randomized_no_odom_h5.onnx
+policies=$policies,$out/quadruped_randomized_push08.onnx
+labels=nominal,randomised,randomised_no_odom,push_ramp_1.0,no_odom_history5,push_ramp_0.8
+$py -m rfo_ros.bench robust --episodes 32 --command 1.0 --policies $policies --labels $labels \
+    --json $out/robust_v3.json | tee $out/robust_v3.md
+$py -m rfo_ros.bench robust --episodes 32 --command 1.0 --policies $policies --labels $labels --zero-noise \
+    --json $out/robust_v3_zero_noise.json | tee $out/robust_v3_zero_noise.md

@@ -130,7 +130,7 @@ def test_an_exported_history_model_carries_its_frames_and_is_evaluated_with_them
     assert options["obs_history"] == K and options["base_lin_vel"] is False
     out = tmp_path / "rows.json"
     args = argparse.Namespace(policies=str(model), labels="history", sets="nominal,sensor_noise", episodes=2,
-                              command=1.0, seed=0, json=str(out))  # fmt: skip
+                              command=1.0, seed=0, json=str(out), zero_noise=True)  # fmt: skip
     assert robust.run(args) == 0
     assert [row["set"] for row in json.loads(out.read_text())] == ["nominal", "sensor_noise"]
 

@@ -2,8 +2,8 @@
 
 Every policy (an exported ONNX model or a training checkpoint) in every named perturbation set of
 ``rfo_ros.randomization.PERTURBATION_SETS`` (friction low/high, payload, weak motors, latency, sensor
-noise, pushes): ``--episodes`` episodes at a fixed forward command, with the noise sampled as the policies
-were trained. One table: mean forward speed, falls, tracking error, and speed as a fraction of the
+noise, pushes): ``--episodes`` episodes at a fixed forward command, with the flow's noise sampled as the
+policies were trained, or (``--zero-noise``) at zero, as the policy node runs them by default. One table: mean forward speed, falls, tracking error, and speed as a fraction of the
 policy's own nominal speed.
 """
 
@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=32)
     p.add_argument("--command", type=float, default=1.0, help="forward velocity command (m/s)")
     p.add_argument("--seed", type=int, default=123)
+    p.add_argument(
+        "--zero-noise", action="store_true", help="deterministic flow (noise 0), the policy node's default"
+    )
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
 
 
@@ -84,25 +87,27 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         for name in sets:
             result = evaluate(
-                actor, task, args.episodes, args.seed, deterministic=False, command=(args.command, 0.0, 0.0),
+                actor, task, args.episodes, args.seed, deterministic=args.zero_noise,
+                command=(args.command, 0.0, 0.0),
                 task_options=options, randomization=PERTURBATION_SETS[name],
             )  # fmt: skip
             rows.append({"policy": label, "set": name, **result})
             print(f"  {label:<24} {name:<14} speed {result['forward_speed_mean']:.2f} m/s, "
                   f"falls {result['falls']}/{args.episodes}", flush=True)  # fmt: skip
-    print(table(rows, args.episodes, args.command))
+    print(table(rows, args.episodes, args.command, args.zero_noise))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
-def table(rows: list[dict], episodes: int, command: float) -> str:
+def table(rows: list[dict], episodes: int, command: float, zero_noise: bool = False) -> str:
     """Markdown: one row per perturbation set, per policy speed (share of its nominal), falls, tracking."""
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     sets = list(dict.fromkeys(r["set"] for r in rows))
     by = {(r["policy"], r["set"]): r for r in rows}
     columns = " | ".join(f"{p}: speed (× nominal), falls/{episodes}, track err" for p in policies)
-    lines = [f"command {command:g} m/s, {episodes} episodes per cell, sampled noise", "",
+    noise = "zero noise (the policy node's default)" if zero_noise else "sampled noise"
+    lines = [f"command {command:g} m/s, {episodes} episodes per cell, {noise}", "",
              f"| set | {columns} |", "|---|" + "---|" * len(policies)]  # fmt: skip
     for s in sets:
         cells = []
