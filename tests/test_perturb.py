@@ -277,8 +277,8 @@ def test_bench_robust_runs_an_onnx_model_and_a_checkpoint_in_named_sets(tmp_path
     assert actions.shape == (3, 2, 12) and actions.abs().max() <= 1.0
     out = tmp_path / "rows.json"
     sets = "nominal,weak_motors,rough_ground"
-    args = argparse.Namespace(policies=str(model), labels="untrained", sets=sets, episodes=2, command=1.0, zero_noise=False,
-                              seed=0, json=str(out))  # fmt: skip
+    args = argparse.Namespace(policies=str(model), labels="untrained", sets=sets, episodes=2, command=1.0,
+                              seed=0, zero_noise=False, json=str(out))  # fmt: skip
     assert robust.run(args) == 0
     rows = json.loads(out.read_text())
     assert [r["set"] for r in rows] == ["nominal", "weak_motors", "rough_ground"]
@@ -299,8 +299,8 @@ def test_a_model_without_base_velocity_is_evaluated_in_its_own_observation(tmp_p
     _, name, options = robust.load_policy(str(model))
     assert options["base_lin_vel"] is False and make_task(name, **options).obs_dim == 45
     out = tmp_path / "rows.json"
-    args = argparse.Namespace(policies=str(model), labels="imu", sets="sensor_noise", episodes=2, command=1.0, zero_noise=False,
-                              seed=0, json=str(out))  # fmt: skip
+    args = argparse.Namespace(policies=str(model), labels="imu", sets="sensor_noise", episodes=2, command=1.0,
+                              seed=0, zero_noise=False, json=str(out))  # fmt: skip
     assert robust.run(args) == 0
     assert json.loads(out.read_text())[0]["set"] == "sensor_noise"
     with pytest.raises(ValueError, match=r"no observation fields \['base_height'\]"):

@@ -3,8 +3,8 @@
 Every policy (an exported ONNX model or a training checkpoint) in every named perturbation set of
 ``rfo_ros.randomization.PERTURBATION_SETS`` (friction low/high, payload, weak motors, latency, sensor
 noise, pushes): ``--episodes`` episodes at a fixed forward command, with the flow's noise sampled as the
-policies were trained, or (``--zero-noise``) at zero, as the policy node runs them by default. One table: mean forward speed, falls, tracking error, and speed as a fraction of the
-policy's own nominal speed.
+policies were trained, or (``--zero-noise``) at zero, as the policy node runs them by default. One table:
+mean forward speed, falls, tracking error, and speed as a fraction of the policy's own nominal speed.
 """
 
 from __future__ import annotations
