@@ -346,6 +346,29 @@ def test_a_history_model_gets_one_frame_per_control_step_and_a_fresh_history_aft
     assert node.missing_inputs == []
 
 
+@pytest.mark.parametrize(
+    ("history", "match"),
+    [(2, "45 entries per frame and 2 frames, obs_dim is 135"), ("3", "history must be a positive integer")],
+)
+def test_a_model_whose_history_contradicts_its_input_is_refused(harness, tmp_path, history, match):
+    import json
+
+    import onnx
+
+    model = export_untrained_policy(
+        tmp_path / "h.onnx", base_lin_vel=False, obs_history=3, flow_steps=1, chunk=1
+    )
+    proto = onnx.load(str(model))
+    props = {p.key: p.value for p in proto.metadata_props}
+    layout = json.loads(props["obs_layout"])
+    layout["history"] = history
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**props, "obs_layout": json.dumps(layout)})
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(PolicyNodeError, match=match):
+        make_node(harness, tmp_path / "bad.onnx")
+
+
 def test_a_missing_image_is_named(harness, tmp_path):
     model = export_untrained_policy(tmp_path / "depth.onnx", task="quadruped_depth", flow_steps=1, chunk=1)
     node = make_node(harness, model, tick_source="state")
