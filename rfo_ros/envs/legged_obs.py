@@ -252,6 +252,13 @@ def layout_metadata(layout: ObsLayout, history: int = 1) -> dict:
     }
 
 
+def check_frames(value: object, name: str = "frames") -> int:
+    """``value`` as a history length: an integer >= 1 (bools refused), else a ValueError naming ``name``."""
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{name} must be a positive integer (frames observed), got {value!r}")
+    return value
+
+
 class FrameHistory:
     """The last ``frames`` observation frames of a batch (or of one robot), concatenated oldest first.
 
@@ -263,9 +270,7 @@ class FrameHistory:
     """
 
     def __init__(self, frames: int) -> None:
-        if not (isinstance(frames, int) and frames >= 1):
-            raise ValueError(f"an observation history needs >= 1 frames (an integer), got {frames!r}")
-        self.frames = frames
+        self.frames = check_frames(frames)
         self.stored: list[Array] = []  # the newest ``frames`` frames, oldest first; empty before the first
 
     def stack(self, frame: Array) -> Array:

@@ -28,7 +28,7 @@ from rfo_ros.envs.legged import (
     exp_tracking,
     projected_gravity,
 )
-from rfo_ros.envs.legged_obs import build_observation, layout_metadata, legged_obs_layout
+from rfo_ros.envs.legged_obs import build_observation, check_frames, layout_metadata, legged_obs_layout
 from rfo_ros.robot import Robot, RobotDescription, description_tree
 from rfo_ros.sim.autograd import SimState
 
@@ -84,9 +84,7 @@ class LeggedWalk(LeggedTask):
     def __init__(self, robot: Robot, base_lin_vel: bool = True, obs_history: int = 1) -> None:
         d = self.description = robot.description
         self.base_lin_vel = base_lin_vel
-        if not (isinstance(obs_history, int) and not isinstance(obs_history, bool) and obs_history >= 1):
-            raise ValueError(f"obs_history must be an integer >= 1 (frames observed), got {obs_history!r}")
-        self.obs_history = obs_history
+        self.obs_history = check_frames(obs_history, "obs_history")
         self.robot = robot
         self.world = d.mjcf
         self.info = TaskInfo(

@@ -50,7 +50,14 @@ from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from rfo_ros.envs.legged_obs import FrameHistory, ObsField, ObsLayout, build_observation, projected_gravity
+from rfo_ros.envs.legged_obs import (
+    FrameHistory,
+    ObsField,
+    ObsLayout,
+    build_observation,
+    check_frames,
+    projected_gravity,
+)
 from rfo_ros.nodes.input_thread import InputThread, ServedElsewhere
 from rfo_ros.nodes.params import Param, declare_params
 from rfo_ros.nodes.paths import resolve_model_path
@@ -266,12 +273,10 @@ class PolicyCore:
         self.robot_joint_names = tuple(p.robot_joint_names or meta.joint_names)
         self._check_robot(list(self.robot_joint_names))
         self.layout = layout_from_metadata(meta.obs_layout)
-        self.history_frames = meta.obs_layout.get("history", 1)
-        if not (type(self.history_frames) is int and self.history_frames >= 1):
-            raise PolicyNodeError(
-                f"model {self.model_path}: obs_layout history must be a positive integer of frames, "
-                f"got {self.history_frames!r}"
-            )
+        try:
+            self.history_frames = check_frames(meta.obs_layout.get("history", 1), "obs_layout history")
+        except ValueError as exc:
+            raise PolicyNodeError(f"model {self.model_path}: {exc}") from None
         if self.layout.size * self.history_frames != meta.obs_dim:
             raise PolicyNodeError(
                 f"model {self.model_path}: obs_layout has {self.layout.size} entries per frame and "
@@ -589,11 +594,11 @@ class PolicyCore:
     def _observation(self) -> np.ndarray:
         """The model input at this control step. With a history, this step's frame is stored once (the
         first call of the step), so the plan and the step share it."""
+        if self.history_frames > 1 and self._frame_step == self._step:
+            return self._history.current()  # stored already: nothing to build
         self._fields["projected_gravity"] = projected_gravity(self._in.quat_wxyz)
         if self.history_frames == 1:
             return build_observation(self._fields, self.layout)
-        if self._frame_step == self._step:
-            return self._history.current()
         self._frame_step = self._step
         return self._history.push(build_observation(self._fields, self.layout))
 
