@@ -1,8 +1,6 @@
 """Sample reuse (rfo_ros/algos/reuse.py): the adjoint surrogate's gradient is BPTT's, stored noise
 regenerates the executed latents, and ``reuse_epochs: 1`` is the plain algorithm bit for bit."""
 
-import hashlib
-
 import pytest
 import torch
 from training_settings import TINY_TRAINING
@@ -73,40 +71,47 @@ def test_regenerating_from_stored_noise_reproduces_the_executed_latent(tmp_path)
     assert torch.allclose(torch.cat(latents).detach(), samples.z, rtol=0, atol=0)
 
 
-def _digest(module: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for value in module.state_dict().values():
-        h.update(value.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+class PlainBPTT:
+    """The window's update as it was before sample reuse existed: one clipped step on -J + Σ extras.
 
+    Written here, apart from ``SampleReuse``, so that it cannot drift with it: the reference of the
+    bit-for-bit test below, run in the same process as the trainer it checks (no recorded digests,
+    which would hold only on the machine that recorded them).
+    """
 
-# Recorded with the trainer before sample reuse existed (commit bbb7f40): cart-pole, the TINY
-# settings, 4 iterations, actor and critic weights. ``reuse_epochs: 1`` must reproduce them exactly,
-# whatever the other reuse settings say. The bits depend on the vector kernels torch dispatches to
-# (its exp and tanh round differently under AVX2 and AVX-512), so there is one record per CPU
-# capability; the AVX2 one was recorded by running bbb7f40 itself on an AVX2 machine, and the current
-# trainer matched it there.
-BEFORE_REUSE = {
-    "AVX512": {
-        "rfo": ("7b8f2e1e7c4a01ea", "f566e9e66c3cb193"),
-        "shac": ("6611317b36a82270", "549a6f644da03aca"),
-    },
-    "AVX2": {
-        "rfo": ("1fe60623a4e9635c", "e132cd2734cad102"),
-        "shac": ("4c0b241318a2f057", "de6fd9e3d1ddcbd7"),
-    },
-}
+    def __init__(self, optim) -> None:
+        self.optim = optim
+
+    def first_step(self, objective, extras, latents, samples) -> tuple[float, bool]:
+        loss = -objective
+        for extra in extras:
+            loss = loss + extra
+        return self.optim.step(loss)
+
+    def reuse(self, samples, terms, lr_factor: float) -> dict[str, float]:
+        return {}
 
 
 @pytest.mark.parametrize("algo", ["rfo", "shac"])
 def test_one_reuse_epoch_is_the_plain_algorithm_bit_for_bit(tmp_path, algo):
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in BEFORE_REUSE:
-        pytest.skip(f"no pre-reuse record for CPU capability {capability}: run bbb7f40 here to record one")
-    runner = _runner(tmp_path, f"algo={algo}", *REUSE, "diff.reuse_epochs=1")
-    for _ in range(4):
-        runner.algo.iterate()
-    assert (_digest(runner.actor), _digest(runner.algo.critic.critic)) == BEFORE_REUSE[capability][algo]
+    """``reuse_epochs: 1`` takes exactly the plain update, whatever the other reuse settings say: the
+    same weights after 4 iterations as the trainer with the reuse piece replaced by ``PlainBPTT``."""
+    # One runner at a time: a runner seeds the global generators its sampling draws from.
+    def weights_after(runner: Runner, iterations: int) -> list[dict[str, torch.Tensor]]:
+        for _ in range(iterations):
+            runner.algo.iterate()
+        return [runner.actor.state_dict(), runner.algo.critic.critic.state_dict()]
+
+    reused = weights_after(_runner(tmp_path / "reuse", f"algo={algo}", *REUSE, "diff.reuse_epochs=1"), 4)
+    plain = _runner(tmp_path / "plain", f"algo={algo}")
+    plain.algo.update = PlainBPTT(plain.algo.optim)
+    reference = weights_after(plain, 4)
+    initial = weights_after(_runner(tmp_path / "initial", f"algo={algo}"), 0)
+    for ours, ref, start in zip(reused, reference, initial, strict=True):
+        assert ours.keys() == ref.keys()
+        for key in ours:
+            assert torch.equal(ours[key], ref[key]), key
+        assert any(not torch.equal(ref[k], start[k]) for k in ref)  # the updates did move the weights
 
 
 @pytest.mark.parametrize("algo", ["rfo", "shac"])
