@@ -140,6 +140,30 @@ class OnPolicyConfig(_Section):
     fpo_clip: float = Field(0.05, gt=0, description="FPO's ratio clip (PPO uses ``clip``)")
 
 
+class RslConfig(_Section):
+    """rsl_rl's PPO (``algo: rsl_ppo``, ``rfo_ros/algos/rsl_ppo.py``), named as rsl_rl and Isaac Lab name
+    them. Defaults: the legged-locomotion settings legged_gym, Isaac Lab and mjlab train with."""
+
+    actor_hidden_dims: tuple[int, ...] = (512, 256, 128)
+    critic_hidden_dims: tuple[int, ...] = (512, 256, 128)
+    activation: Literal["elu", "relu", "tanh", "selu", "lrelu"] = "elu"
+    init_noise_std: float = Field(1.0, gt=0, description="initial std of the Gaussian, in action units")
+    num_steps_per_env: int = Field(24, ge=1)
+    num_learning_epochs: int = Field(5, ge=1)
+    num_mini_batches: int = Field(4, ge=1)
+    clip_param: float = Field(0.2, gt=0)
+    entropy_coef: float = Field(0.01, ge=0)
+    value_loss_coef: float = Field(1.0, ge=0)
+    use_clipped_value_loss: bool = True
+    learning_rate: float = Field(1e-3, gt=0)
+    schedule: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="adaptive: lr /1.5 or x1.5 to hold the KL near desired_kl"
+    )
+    desired_kl: float = Field(0.01, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (gamma is the top-level gamma)")
+
+
 class RunConfig(_Section):
     seed: int = 0
     total_env_steps: int = Field(200_000, ge=1)
@@ -157,7 +181,7 @@ class RunConfig(_Section):
 
 
 class TrainConfig(_Section):
-    algo: Literal["rfo", "shac", "sapo", "fpo", "ppo"] = "rfo"
+    algo: Literal["rfo", "shac", "sapo", "fpo", "ppo", "rsl_ppo"] = "rfo"
     gamma: float = Field(0.99, gt=0, le=1)
     td_lambda: float = Field(0.95, ge=0, le=1)
     env: EnvConfig = EnvConfig()
@@ -166,6 +190,7 @@ class TrainConfig(_Section):
     diff: DiffConfig = DiffConfig()
     sapo: SapoConfig = SapoConfig()
     onpolicy: OnPolicyConfig = OnPolicyConfig()
+    rsl: RslConfig = RslConfig()
     run: RunConfig = RunConfig()
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,6 +55,10 @@ def build_actor(cfg: TrainConfig, obs_dim: int, action_dim: int, image_shape) ->
     if kind == "flow":
         chunk = p.chunk if cfg.algo == "rfo" else 1  # on-policy FPO acts one step at a time
         kwargs |= {"chunk": chunk, "steps": p.flow_steps, "solver": p.solver}
+    elif kind == "rsl_gaussian":  # rsl_rl's own network settings (config section rsl), not ours
+        r = cfg.rsl
+        kwargs |= {"hidden": list(r.actor_hidden_dims), "activation": r.activation}
+        kwargs |= {"init_std": r.init_noise_std}
     else:
         kwargs |= {"init_log_std": p.init_log_std}
     return Actor(kind, kwargs)

@@ -1,4 +1,5 @@
-"""Algorithms: RFO, SHAC and SAPO (short-horizon gradients through the simulator), FPO and PPO (on-policy)."""
+"""Algorithms: RFO, SHAC and SAPO (short-horizon gradients through the simulator), FPO and PPO (on-policy),
+and rsl_rl's PPO (``rsl_ppo``, an optional benchmark dependency) beside ours."""
 
 from __future__ import annotations
 
@@ -9,11 +10,38 @@ from rfo_ros.algos.ppo import make_ppo
 from rfo_ros.algos.rfo import make_rfo
 from rfo_ros.algos.sapo import make_sapo
 from rfo_ros.algos.shac import make_shac
+from rfo_ros.config import TrainConfig
+from rfo_ros.envs.vec_env import VecEnv
+from rfo_ros.nets.actor import Actor
+from rfo_ros.nets.rsl import require_rsl_rl
 
-BUILDERS = {"rfo": make_rfo, "shac": make_shac, "sapo": make_sapo, "fpo": make_fpo, "ppo": make_ppo}
+
+def make_rsl_ppo(cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner) -> Algorithm:
+    """rsl_rl's PPO; ``critic`` goes unused (rsl_rl trains its own). rsl_rl is imported only here."""
+    require_rsl_rl()  # a clear message saying how to install it, before the module's imports fail
+    from rfo_ros.algos.rsl_ppo import RslPPO
+
+    return RslPPO(cfg, env, actor)
+
+
+BUILDERS = {
+    "rfo": make_rfo,
+    "shac": make_shac,
+    "sapo": make_sapo,
+    "fpo": make_fpo,
+    "ppo": make_ppo,
+    "rsl_ppo": make_rsl_ppo,
+}
 #: Which policy family each algorithm trains.
-POLICY_KIND = {"rfo": "flow", "shac": "gaussian", "sapo": "gaussian", "fpo": "flow", "ppo": "gaussian"}
+POLICY_KIND = {
+    "rfo": "flow",
+    "shac": "gaussian",
+    "sapo": "gaussian",
+    "fpo": "flow",
+    "ppo": "gaussian",
+    "rsl_ppo": "rsl_gaussian",
+}
 #: Whether the algorithm differentiates through the simulator (needs FD Jacobians).
-DIFFERENTIABLE = {"rfo": True, "shac": True, "sapo": True, "fpo": False, "ppo": False}
+DIFFERENTIABLE = {"rfo": True, "shac": True, "sapo": True, "fpo": False, "ppo": False, "rsl_ppo": False}
 
 __all__ = ["BUILDERS", "DIFFERENTIABLE", "POLICY_KIND", "Algorithm", "CriticLearner"]

@@ -10,8 +10,13 @@ from torch import nn
 from rfo_ros.nets.flow import FlowPolicy
 from rfo_ros.nets.gaussian import TanhGaussianPolicy
 from rfo_ros.nets.normalizer import ObsNormalizer
+from rfo_ros.nets.rsl import RslGaussianPolicy
 
-POLICY_KINDS: dict[str, type[nn.Module]] = {"flow": FlowPolicy, "gaussian": TanhGaussianPolicy}
+POLICY_KINDS: dict[str, type[nn.Module]] = {
+    "flow": FlowPolicy,
+    "gaussian": TanhGaussianPolicy,
+    "rsl_gaussian": RslGaussianPolicy,  # needs the optional rsl_rl (requirements/bench.txt)
+}
 
 
 class Actor(nn.Module):
