@@ -61,6 +61,11 @@ class EnvConfig(_Section):
     fd_overlap: bool = Field(
         True, description="compute Jacobians in background threads while the networks run (same result)"
     )
+    jacobians: Literal["fd", "hybrid"] = Field(
+        "fd",
+        description="step Jacobians: fd (mjd_transitionFD, every column) or hybrid (velocity and control "
+        "columns exact, position columns by finite differences; rfo_ros/sim/jacobians.py)",
+    )
 
 
 class PolicyConfig(_Section):

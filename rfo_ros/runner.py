@@ -99,7 +99,8 @@ class Runner:
         )
         #: What rebuilds the task (a legged task's resolved robot description), for evaluation and export.
         self.task_options = self.task.options()
-        fd = FDConfig(cfg.env.fd_eps, cfg.env.fd_centered, overlap=cfg.env.fd_overlap)
+        e = cfg.env
+        fd = FDConfig(e.fd_eps, e.fd_centered, overlap=e.fd_overlap, method=e.jacobians)
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
         sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,

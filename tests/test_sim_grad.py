@@ -281,6 +281,7 @@ def check_whole_rollout(
     action_scale: float,
     label: str,
     settle: int = 0,
+    hybrid: bool = False,
 ):
     # Draw rollouts until one keeps every contact >= 2 FD eps from switching (see contact_clearance): a
     # perturbation moves geoms by <= ~eps. ~1 quadruped draw in 12 comes closer; skipped seeds are printed.
@@ -300,16 +301,23 @@ def check_whole_rollout(
     coords = choose_coords(task, n, rng, max_actions)
     g_fd = fd_gradients(task, state0, actions, coords)
     errs = {}
-    for name, fd in (("centered", FDConfig(1e-6, True)), ("forward", FDConfig(1e-6, False))):
-        g = pick(*autograd_gradients(task, state0, actions, fd, seed), coords)
-        errs[name] = rel_err(g, g_fd)
+    # The hybrid Jacobians (exact velocity and control columns) must give the same gradient as FD ones.
+    methods = ("fd", "hybrid") if hybrid else ("fd",)
+    for method in methods:
+        for name, centered in (("centered", True), ("forward", False)):
+            fd = FDConfig(1e-6, centered, method=method)
+            g = pick(*autograd_gradients(task, state0, actions, fd, seed), coords)
+            errs[f"{method} {name}"] = rel_err(g, g_fd)
     print(
         f"\n[grad] {label}: H={H}, {len(coords)} coords, max ncon {max_ncon}, "
-        f"|g_fd|max {np.abs(g_fd).max():.3g}; rel err centered {errs['centered']:.2e}, "
-        f"forward {errs['forward']:.2e} (FD eps 1e-6)" + (f"; passed over {skipped}" if skipped else "")
+        f"|g_fd|max {np.abs(g_fd).max():.3g}; rel err "
+        + ", ".join(f"{k} {e:.2e}" for k, e in errs.items())
+        + " (FD eps 1e-6)"
+        + (f"; passed over {skipped}" if skipped else "")
     )
-    assert errs["centered"] <= CENTERED_TOL, errs
-    assert errs["forward"] <= FORWARD_TOL, errs
+    for method in methods:
+        assert errs[f"{method} centered"] <= CENTERED_TOL, errs
+        assert errs[f"{method} forward"] <= FORWARD_TOL, errs
     return max_ncon
 
 
@@ -333,7 +341,7 @@ def test_grad_quadruped_in_contact_matches_whole_rollout_fd():
     # constraints at once (from the raw drop, 1 seed in 10 failed, 2e2, with every contact > 1e-5 m
     # from switching: a pyramid facet turning on/off within eps, which contact_clearance cannot see).
     max_ncon = check_whole_rollout(
-        task, n=1, first_seed=2, max_actions=16, action_scale=1.0, label="quadruped", settle=50
+        task, n=1, first_seed=2, max_actions=16, action_scale=1.0, label="quadruped", settle=50, hybrid=True
     )
     assert max_ncon > 0, "the quadruped must touch the ground during the rollout"
 

@@ -4,7 +4,10 @@ Measures, on one task's ``VecEnv`` (random actions in [-1, 1]):
 
 - ``plain_steps_per_s``: env steps/s of a no-grad rollout (what PPO/FPO pay);
 - ``grad_steps_per_s``: env steps/s of a gradient rollout — ``horizon`` steps with actions that require
-  grad, then ``backward`` of the summed reward (what RFO/SHAC pay);
+  grad, then ``backward`` of the summed reward (what RFO/SHAC pay) — with ``mjd_transitionFD``
+  Jacobians; ``<method>_steps_per_s`` and ``<method>_cost_in_plain_steps`` (plain rate / gradient rate)
+  for each of ``--jacobians`` (``fd``, and ``hybrid``: exact velocity and control columns, see
+  ``rfo_ros.sim.jacobians``), measured side by side in the same repeats;
 - ``floor_ms``: one bare ``mjd_transitionFD`` + one bare ``mj_step``, single-threaded, on the states
   (and solver warm-starts) the gradient rollout visited;
 - ``fd_floor_ratio`` = (gradient rollout wall time per env step) / (floor / threads): 1.0 would mean
@@ -25,6 +28,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import mujoco
 import numpy as np
@@ -48,6 +52,7 @@ RESULT_KEYS = (
     "bare_threaded_ratio",
     "parts_ms",
     "repeats",
+    "jacobians",
 )
 
 
@@ -62,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=float, default=FDConfig.eps, help="FD perturbation")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is reported)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--jacobians", default="fd,hybrid", help="Jacobian methods timed side by side (comma list)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
 
 
@@ -69,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("envs", "horizon", "threads", "repeats"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
+    methods = tuple(m.strip() for m in args.jacobians.split(",") if m.strip())
+    if not methods or any(m not in ("fd", "hybrid") for m in methods):
+        raise SystemExit(f"--jacobians takes fd and/or hybrid, got {args.jacobians!r}")
     result = bench_sim(
         args.task,
+        methods=methods,
         envs=args.envs,
         horizon=args.horizon,
         threads=args.threads,
@@ -90,17 +102,31 @@ def bench_sim(
     fd: FDConfig | None = None,
     repeats: int = 5,
     seed: int = 0,
+    methods: tuple[str, ...] = ("fd",),
 ) -> dict:
-    """Run the measurements described in the module docstring; returns a JSON-able dict."""
+    """Run the measurements described in the module docstring; returns a JSON-able dict.
+
+    ``fd`` is the finite-difference setting of every method; the ``mjd_transitionFD`` floor is always
+    measured, on the states that the ``fd`` rollout (or the first method's) visited.
+    """
     fd = fd or FDConfig()
-    env = VecEnv(make_task(task_name), envs, seed=seed, threads=threads, fd=fd)
+    methods = tuple(sorted(methods, key=lambda m: m != "fd"))  # the floor and grad_steps_per_s: fd's
+    task = make_task(task_name)
+    sims = {m: VecEnv(task, envs, seed=seed, threads=threads, fd=replace(fd, method=m)) for m in methods}
+    env = sims[methods[0]]
     rng = torch.Generator().manual_seed(seed)
     env_steps, plain_times, pairs = envs * horizon, [], []
+    grad_times: dict[str, list[float]] = {m: [] for m in methods}
     try:
-        _grad_rollout(env, horizon, rng)  # warm-up: thread pool, allocator, first contacts
+        for other in sims.values():
+            _grad_rollout(other, horizon, rng)  # warm-up: thread pool, allocator, first contacts
         for _ in range(repeats):
             plain_times.append(_plain_rollout(env, horizon, rng))
+            for method, other in list(sims.items())[1:]:
+                timed = _grad_rollout(other, horizon, rng)
+                grad_times[method].append(timed["forward"] + timed["backward"])
             run = _grad_rollout(env, horizon, rng)
+            grad_times[methods[0]].append(run["forward"] + run["backward"])
             items = _bare_items(env, run.pop("visited"))
             run["floor"] = _bare(env.sim.model, items, fd, threads=1)
             run["bare_threaded"] = _bare(env.sim.model, items, fd, threads=env.sim.threads)
@@ -108,7 +134,8 @@ def bench_sim(
             run["ratio"] = grad_per_step / (run["floor"] / env.sim.threads)
             pairs.append(run)
     finally:
-        env.close()
+        for other in sims.values():
+            other.close()
     best = min(pairs, key=lambda r: r["ratio"])
     parts = {k: 1e3 * best[k] for k in ("forward", "backward", "sim_fd", "sim_step")}
     parts["forward_other"] = parts["forward"] - parts["sim_fd"] - parts["sim_step"]
@@ -127,6 +154,11 @@ def bench_sim(
         "bare_threaded_ratio": best["bare_threaded"] / (best["floor"] / env.sim.threads),
         "parts_ms": {k: round(v, 3) for k, v in parts.items()},
         "repeats": repeats,
+        "jacobians": {
+            m: {"fallback": other.sim.hybrid_fallback} if m == "hybrid" else {} for m, other in sims.items()
+        },
+        **{f"{m}_steps_per_s": env_steps / min(t) for m, t in grad_times.items()},
+        **{f"{m}_cost_in_plain_steps": min(t) / min(plain_times) for m, t in grad_times.items()},
     }
 
 
@@ -209,6 +241,11 @@ def _bare(model: mujoco.MjModel, items: list[tuple], fd: FDConfig, threads: int)
         return (time.perf_counter() - t0) / len(items)
 
 
+def _method_row(r: dict, method: str) -> str:
+    cost = r[f"{method}_cost_in_plain_steps"]
+    return f"{r[f'{method}_steps_per_s']:,.0f} steps/s: one costs {cost:.2f} plain steps"
+
+
 def format_table(r: dict) -> str:
     fd = r["fd"]
     rows = [
@@ -216,6 +253,10 @@ def format_table(r: dict) -> str:
         ("FD", f"eps {fd['eps']:g}, {'centered' if fd['centered'] else 'forward'}"),
         ("plain steps/s", f"{r['plain_steps_per_s']:,.0f}"),
         ("gradient steps/s", f"{r['grad_steps_per_s']:,.0f}  (forward + backward)"),
+        *(
+            (f"{m} Jacobians", _method_row(r, m))
+            for m in r["jacobians"]
+        ),
         ("floor (FD + step)", f"{r['floor_ms']:.3f} ms single-threaded, / {r['threads']} threads"),
         ("fd_floor_ratio", f"{r['fd_floor_ratio']:.3f}  (median {r['fd_floor_ratio_median']:.3f})"),
         ("bare_threaded_ratio", f"{r['bare_threaded_ratio']:.3f}  (bare threads, no wrapper)"),

@@ -16,6 +16,7 @@ networks.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -23,9 +24,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import mujoco
 import numpy as np
+
+from rfo_ros.sim.jacobians import Capture, HybridJacobians, hybrid_unsupported
+
+log = logging.getLogger(__name__)
 
 # Warnings that mean the step cannot be trusted (MuJoCo may also silently reset the data on BADQACC).
 # BADCTRL: a NaN/huge ctrl that MuJoCo silently replaced by zeros, so the step is not the one asked for.
@@ -40,16 +46,24 @@ _FATAL_INDEX = np.array([int(w) for w in _FATAL_WARNINGS])
 
 @dataclass(frozen=True)
 class FDConfig:
-    """Finite-difference settings for ``mjd_transitionFD``.
+    """How step Jacobians are computed.
 
-    eps 1e-6 with centered differences matched whole-rollout finite differences to ~1e-7 relative
-    on a contact-rich legged model; forward differences at the same eps only to ~1e-3 (see DESIGN §3).
+    ``method``: ``"fd"``, every column by ``mjd_transitionFD``; ``"hybrid"``, the velocity and control
+    columns exactly and the position columns by finite differences (``rfo_ros.sim.jacobians``; a model
+    it does not cover falls back to ``"fd"`` with one log line). ``eps``/``centered`` set the finite
+    differences: eps 1e-6 with centered differences matched whole-rollout finite differences to ~1e-7
+    relative on a contact-rich legged model; forward differences at the same eps only to ~1e-3.
     """
 
     eps: float = 1e-6
     centered: bool = True
     #: Compute Jacobians in background threads, overlapped with the caller's work (see module doc).
     overlap: bool = False
+    method: Literal["fd", "hybrid"] = "fd"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("fd", "hybrid"):
+            raise ValueError(f"FDConfig.method must be 'fd' or 'hybrid', got {self.method!r}")
 
 
 @dataclass
@@ -142,6 +156,16 @@ class BatchedSim:
         #: Seconds spent in mj_step and in mjd_transitionFD (summed over threads / threads, ≈ wall when
         #: inline; overlapped, "fd" is background work) and blocked waiting for overlapped Jacobians.
         self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
+        #: The hybrid Jacobians, or None for ``mjd_transitionFD`` (asked for, or the model needs it).
+        self.hybrid: HybridJacobians | None = None
+        #: Why ``fd.method: hybrid`` fell back to finite differences (None when it did not).
+        self.hybrid_fallback: str | None = None
+        if fd.method == "hybrid":
+            self.hybrid_fallback = hybrid_unsupported(model)
+            if self.hybrid_fallback is None:
+                self.hybrid = HybridJacobians(self.models, fd.eps, fd.centered)
+            else:
+                log.warning("hybrid Jacobians: %s, so this model uses mjd_transitionFD", self.hybrid_fallback)
 
     def warmstart(self) -> np.ndarray:
         """Each env's solver warm-start (N, nv): part of the state for bit-exact resumption."""
@@ -164,6 +188,52 @@ class BatchedSim:
         with self._timing_lock:
             self.timing[key] += seconds
 
+    def _ensure_fd_pool(self) -> int:
+        """Start the background Jacobian threads (and their scratch MjData) once; returns their count."""
+        workers = max(1, self.threads - 1)
+        if self._fd_pool is None:
+            self._fd_pool = ThreadPoolExecutor(workers, thread_name_prefix="rfo_fd")
+            for _ in range(workers + 1):  # one scratch MjData per worker, one for the caller
+                self._scratch.put(mujoco.MjData(self.models[0]))  # every env's model has its sizes
+        return workers
+
+    def _hybrid_jacobians(self, jac: Jacobians, cap: Capture, background: bool) -> None:
+        """The hybrid Jacobians of every env, in chunks of envs that the threads draw from one iterator:
+        in the background (the caller joins in ``jac.result()``), or here, on every thread."""
+        hybrid = self.hybrid
+        chunk = max(1, -(-self.num_envs // (4 * self.threads)))
+        chunks = iter([np.arange(s, min(s + chunk, self.num_envs)) for s in range(0, self.num_envs, chunk)])
+        workers = self._ensure_fd_pool()
+        workers = workers if background else self.threads - 1
+        lock, remaining = threading.Lock(), [self.num_envs]
+        jac.done = threading.Event() if background else None
+
+        def work(_indices=None) -> None:
+            d = self._scratch.get()
+            try:
+                t0 = time.perf_counter()
+                for envs in chunks:
+                    try:
+                        hybrid.compute(cap, envs, jac.A, jac.B, d)
+                    except Exception:  # envs we could not differentiate pass no gradient
+                        jac.A[envs] = jac.B[envs] = np.nan
+                    with lock:
+                        remaining[0] -= len(envs)
+                        if remaining[0] == 0 and jac.done is not None:
+                            jac.done.set()
+                self._add_time("fd", (time.perf_counter() - t0) / (workers + 1))
+            finally:
+                self._scratch.put(d)
+
+        if background:
+            for _ in range(workers):
+                self._fd_pool.submit(work)
+            jac.help = work
+        else:
+            t0 = time.perf_counter()
+            self._map(work)
+            self._add_time("fd_wait", time.perf_counter() - t0)
+
     def _submit_jacobians(self, jac: Jacobians, states: tuple[np.ndarray, ...]) -> None:
         """Queue ``mjd_transitionFD`` of every env at the recorded pre-step ``states``.
 
@@ -171,11 +241,7 @@ class BatchedSim:
         env indices from one iterator: while the caller runs the networks the workers use the spare
         core(s) without oversubscribing, and once the caller needs the Jacobians it joins in.
         """
-        workers = max(1, self.threads - 1)
-        if self._fd_pool is None:
-            self._fd_pool = ThreadPoolExecutor(workers, thread_name_prefix="rfo_fd")
-            for _ in range(workers + 1):  # one scratch MjData per worker, one for the caller
-                self._scratch.put(mujoco.MjData(self.models[0]))  # every env's model has its sizes
+        workers = self._ensure_fd_pool()
         models, eps, centered, na = self.models, self.fd.eps, self.fd.centered, self.na
         qpos, qvel, act, ctrl, warm = states
         indices = iter(range(self.num_envs))  # ``next`` on it is atomic under the GIL
@@ -239,8 +305,10 @@ class BatchedSim:
             act=np.empty((n, self.na)),
             diverged=np.zeros(n, dtype=bool),
         )
-        overlap = jacobians and self.fd.overlap
-        inline = jacobians and not overlap
+        hybrid = self.hybrid if jacobians else None
+        cap = hybrid.new_capture(n) if hybrid is not None else None
+        overlap = jacobians and self.fd.overlap and hybrid is None
+        inline = jacobians and not overlap and hybrid is None
         if jacobians:
             out.jacobians = Jacobians(
                 np.empty((n, self.state_dim, self.state_dim)),
@@ -271,9 +339,14 @@ class BatchedSim:
                     fd_call(m, d, eps, centered, A[i], B[i], None, None)
                 elif overlap:
                     warm[i] = d.qacc_warmstart
+                elif cap is not None:
+                    hybrid.before_step(cap, i, m, d)
                 t1 = perf_counter()
                 step_call(m, d)
                 t2 = perf_counter()
+                if cap is not None:
+                    hybrid.capture(cap, i, m, d)
+                    t_fd += perf_counter() - t2
                 t_fd += t1 - t0
                 t_step += t2 - t1
                 out.qpos[i] = d_qpos
@@ -285,7 +358,8 @@ class BatchedSim:
 
         # Overlapped, the spare cores are computing Jacobians: stepping on the caller's thread alone
         # does not fight them for the cores (measured: 17 -> 54 ms per iteration when it did).
-        times = [work(iter(range(n)))] if overlap else self._map(work)
+        alone = overlap or (cap is not None and self.fd.overlap)
+        times = [work(iter(range(n)))] if alone else self._map(work)
         fd_inline = sum(t[0] for t in times) / len(times)
         self._add_time("fd", fd_inline)
         self._add_time("fd_wait", fd_inline)  # inline Jacobians block the caller for all their time
@@ -295,4 +369,6 @@ class BatchedSim:
         out.diverged |= ~finite | exploding
         if overlap:
             self._submit_jacobians(out.jacobians, (qpos, qvel, act, ctrl, warm))
+        elif cap is not None:
+            self._hybrid_jacobians(out.jacobians, cap, background=self.fd.overlap)
         return out

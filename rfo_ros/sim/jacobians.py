@@ -1,0 +1,453 @@
+"""Hybrid step Jacobians: exact velocity and control columns, finite-difference position columns.
+
+``BatchedSim`` fills MuJoCo's tangent-space transition Jacobians ``A`` (N, 2nv+na, 2nv+na) and ``B``
+(N, 2nv+na, nu), the layout of ``mjd_transitionFD``, either by finite differences of whole steps or, with
+``FDConfig.method = "hybrid"``, with this module.
+
+**Velocity and control columns, exactly.** With the constraint solver's active rows fixed (the map that a
+small finite-difference perturbation sees), the Newton optimum solves
+``H·qacc = M·qacc_smooth + Jqᵀ·Dq·aref_q`` with ``H = M + Jqᵀ·Dq·Jq``, so the constrained generalised force
+``F = qfrc_smooth + qfrc_constraint = M·qacc`` moves as
+
+    dF = M·H⁻¹·(dqfrc_smooth + Jqᵀ·Dq·daref_q),     daref/dqvel = −diag(b)·J   (b = efc_KBIP[:, 1]),
+
+and implicitfast's update ``qvel' = qvel + h·(M − h·qDeriv)⁻¹·F``, ``qpos' = qpos ⊕ h·qvel'`` carries it
+to the next state. The active rows come from the sign of ``J·qacc − aref`` (``efc_state`` can disagree
+with the final forces), frictionloss rows inside their bound, and equality rows. ``dqfrc_smooth/dctrl``
+is each actuator's gain through its moment arm; ``dqfrc_smooth/dqvel`` is the actuators' velocity terms
+plus ``d(qfrc_passive − qfrc_bias)/dqvel``, which MuJoCo computes analytically (``mjd_smooth_vel``, not
+in the Python bindings) for its ``implicit`` integrator: a twin model with that integrator and no
+actuation runs ``mj_implicit`` on the env's own just-stepped data, whose state is then put back. A
+clamped control or actuator force passes no derivative.
+
+**Position columns.** They change the whole pipeline (kinematics, collisions, the constraint set), so
+they stay finite differences of whole steps, run in C by ``mujoco.rollout`` (no per-column Python),
+except the horizontal translation of a lone free-floating robot over horizontal planes, on which the
+dynamics do not depend (identity columns).
+
+Each env's capture (``capture``) happens in the stepping thread right after its ``mj_step``, from the
+quantities of that step's forward pass; ``compute`` does the maths for a chunk of envs at once. Models
+with features this derivation does not cover (``hybrid_unsupported``) are refused by ``BatchedSim``,
+which then uses ``mjd_transitionFD`` and logs why once.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+
+_CNSTR = mujoco.mjtConstraint
+_STATE = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
+# Row kinds whose cost is quadratic exactly when J·qacc − aref < 0 (one-sided rows).
+_ONE_SIDED = np.zeros(max(int(v) for v in _CNSTR.__members__.values()) + 1, dtype=bool)
+for _kind in ("LIMIT_JOINT", "CONTACT_FRICTIONLESS", "CONTACT_PYRAMIDAL"):
+    _ONE_SIDED[int(getattr(_CNSTR, f"mjCNSTR_{_kind}"))] = True
+_FRICTION = int(_CNSTR.mjCNSTR_FRICTION_DOF)
+_EQUALITY = int(_CNSTR.mjCNSTR_EQUALITY)
+
+
+def hybrid_unsupported(m: mujoco.MjModel) -> str | None:
+    """Why the hybrid Jacobians cannot differentiate ``m`` exactly (None when they can)."""
+    opt = m.opt
+    checks = (
+        (opt.integrator != mujoco.mjtIntegrator.mjINT_IMPLICITFAST, "the integrator is not implicitfast"),
+        (opt.solver != mujoco.mjtSolver.mjSOL_NEWTON, "the constraint solver is not Newton"),
+        (opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL, "friction cones are elliptic"),
+        (m.na > 0, "actuators have activation states"),
+        (m.ntendon > 0, "the model has tendons"),
+        (m.nflex > 0, "the model has flex bodies"),
+        (m.neq > 0, "the model has equality constraints"),
+        (opt.density > 0 or opt.viscosity > 0, "fluid forces are on"),
+        (bool(opt.enableflags & mujoco.mjtEnableBit.mjENBL_SLEEP), "sleeping is on"),
+        (opt.noslip_iterations > 0, "noslip is on"),
+        (bool(np.any(m.jnt_actfrclimited)), "joints limit their actuator force"),
+        (bool(np.any(m.body_gravcomp)), "bodies have gravity compensation"),
+        (m.nplugin > 0, "the model has plugins"),
+    )
+    for failed, why in checks:
+        if failed:
+            return why
+    if not np.all(m.actuator_trntype == int(mujoco.mjtTrn.mjTRN_JOINT)):
+        return "an actuator does not act on a joint"
+    gains = (int(mujoco.mjtGain.mjGAIN_FIXED), int(mujoco.mjtGain.mjGAIN_AFFINE))
+    biases = (int(mujoco.mjtBias.mjBIAS_NONE), int(mujoco.mjtBias.mjBIAS_AFFINE))
+    if not (np.isin(m.actuator_gaintype, gains).all() and np.isin(m.actuator_biastype, biases).all()):
+        return "an actuator's gain or bias is neither fixed nor affine"
+    if np.any((m.actuator_gaintype == gains[1]) & (m.actuator_gainprm[:, 2] != 0)):
+        return "an actuator's gain depends on velocity"
+    return None
+
+
+def _translation_invariant_dofs(m: mujoco.MjModel) -> list[int]:
+    """The free joint's horizontal translation dofs when nothing in the world depends on them: one
+    free-floating robot (the only free joint, on a child of the world) over a world holding only
+    horizontal planes (no other bodies, height fields, equality constraints or mocap bodies)."""
+    free = [j for j in range(m.njnt) if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+    if len(free) != 1 or m.body_parentid[m.jnt_bodyid[free[0]]] != 0:
+        return []
+    root = m.jnt_bodyid[free[0]]
+    if np.any(m.body_rootid[1:] != root) or m.neq > 0 or m.nmocap > 0 or m.nhfield > 0:
+        return []
+    for g in np.flatnonzero(m.geom_bodyid == 0):
+        frame = np.zeros(9)
+        mujoco.mju_quat2Mat(frame, m.geom_quat[g])
+        if m.geom_type[g] != mujoco.mjtGeom.mjGEOM_PLANE or abs(frame[8] - 1.0) > 1e-12:
+            return []
+    if np.any(m.opt.gravity[:2] != 0) or np.any(m.opt.wind != 0):
+        return []
+    da = m.jnt_dofadr[free[0]]
+    return [da, da + 1]
+
+
+@dataclass
+class _Layout:
+    """Tangent bookkeeping of one model, shared by every env (their models differ only in values)."""
+
+    nq: int
+    nv: int
+    nu: int
+    scalar_q: np.ndarray
+    scalar_v: np.ndarray
+    quats: list[tuple[int, int]]  # (qpos address, dof address) of each quaternion
+    exact_cols: list[int]  # position columns known exactly (identity)
+    fd_cols: np.ndarray  # position columns by finite differences
+    fd_scalar: tuple[np.ndarray, np.ndarray]  # (row among fd_cols, qpos index)
+    fd_quat: list[tuple[int, int, int]]  # (row among fd_cols, quaternion qpos address, axis)
+
+    @classmethod
+    def of(cls, m: mujoco.MjModel) -> _Layout:
+        scalar_q, scalar_v, quats = [], [], []
+        for j in range(m.njnt):
+            qa, da, jtype = int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]), m.jnt_type[j]
+            if jtype == mujoco.mjtJoint.mjJNT_FREE:
+                scalar_q += range(qa, qa + 3)
+                scalar_v += range(da, da + 3)
+                quats.append((qa + 3, da + 3))
+            elif jtype == mujoco.mjtJoint.mjJNT_BALL:
+                quats.append((qa, da))
+            else:
+                scalar_q.append(qa)
+                scalar_v.append(da)
+        exact = _translation_invariant_dofs(m)
+        fd_cols = [c for c in range(m.nv) if c not in exact]
+        v_to_q = dict(zip(scalar_v, scalar_q, strict=True))
+        fd_scalar = (
+            np.array([r for r, c in enumerate(fd_cols) if c in v_to_q], int),
+            np.array([v_to_q[c] for c in fd_cols if c in v_to_q], int),
+        )
+        fd_quat = [(r, qa, c - da) for r, c in enumerate(fd_cols) for qa, da in quats if da <= c < da + 3]
+        return cls(m.nq, m.nv, m.nu, np.array(scalar_q, int), np.array(scalar_v, int), quats, exact,
+                   np.array(fd_cols, int), fd_scalar, fd_quat)  # fmt: skip
+
+
+@dataclass
+class Capture:
+    """What one step's forward pass leaves behind, per env, for its Jacobians (filled by ``capture``)."""
+
+    pre: np.ndarray  # (N, nstate) full physics state before the step
+    warmstart: np.ndarray  # (N, nv) solver warm-start before the step
+    ctrl: np.ndarray  # (N, nu)
+    M: np.ndarray  # (N, nv, nv) mass matrix
+    qderiv: np.ndarray  # (N, nv, nv) implicitfast's d(actuator + passive force)/dqvel
+    smooth_dv: np.ndarray  # (N, nv, nv) d(qfrc_passive - qfrc_bias)/dqvel
+    moment: np.ndarray  # (N, nu, nv)
+    length: np.ndarray  # (N, nu) actuator lengths
+    velocity: np.ndarray  # (N, nu) actuator velocities
+    qpos_next: np.ndarray  # (N, nq)
+    qvel_next: np.ndarray  # (N, nv)
+    solution: np.ndarray  # (N, nv) the step's own qacc: the warm start of the position columns' steps
+    minv_qderiv_t: np.ndarray  # (N, nv, nv) (M⁻¹·qDeriv)ᵀ
+    #: Actuator constants of every env's model, (N, nu, ...): read once per step (randomisation may
+    #: rewrite them between steps, never during one).
+    gainprm: np.ndarray
+    biasprm: np.ndarray
+    ctrlrange: np.ndarray
+    forcerange: np.ndarray
+    #: Per env: (J (nefc, nv), J·qacc − aref, efc_D, efc_KBIP[:, 1], efc_type, efc_frictionloss).
+    efc: list = field(default_factory=list)
+
+
+class HybridJacobians:
+    """Hybrid Jacobians of ``models`` (one per env, of one structure): see the module doc.
+
+    ``eps`` and ``centered`` set the position columns' differences. ``capture`` runs in the stepping
+    thread of each env; ``compute`` on any thread, for a chunk of envs.
+    """
+
+    def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
+        m = models[0]
+        self.unsupported = hybrid_unsupported(m)
+        self.models, self.eps, self.centered = models, eps, centered
+        self.layout = _Layout.of(m)
+        self.nstate = mujoco.mj_stateSize(m, _STATE)
+        self.affine_gain = m.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_AFFINE)
+        self.affine_bias = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
+        self.ctrl_limited = m.actuator_ctrllimited.astype(bool)
+        self.force_limited = m.actuator_forcelimited.astype(bool)
+        # One twin per distinct model. The twin's integrator is implicit, whose qDeriv includes
+        # d(-qfrc_bias)/dqvel; without actuation it is d(qfrc_passive - qfrc_bias)/dqvel alone.
+        twins: dict[int, mujoco.MjModel] = {}
+        for model in models:
+            if id(model) not in twins:
+                twin = copy.copy(model)
+                twin.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICIT
+                twin.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+                twins[id(model)] = twin
+        self.twins = [twins[id(model)] for model in models]
+        # A model of one env only may be rewritten by domain randomisation: its twin re-reads the
+        # damping (the one value the twin's derivative takes from the model) at every capture.
+        self.resync = len(twins) == len(models) and len(models) > 1
+        self._local = threading.local()
+
+    def _rollout(self) -> rollout.Rollout:
+        """This thread's rollout runner (no thread pool of its own: the caller's threads share the work)."""
+        runner = getattr(self._local, "rollout", None)
+        if runner is None:
+            runner = self._local.rollout = rollout.Rollout(nthread=0)
+        return runner
+
+    def new_capture(self, n: int) -> Capture:
+        L = self.layout
+        return Capture(
+            pre=np.empty((n, self.nstate)),
+            warmstart=np.empty((n, L.nv)),
+            ctrl=np.empty((n, L.nu)),
+            M=np.empty((n, L.nv, L.nv)),
+            qderiv=np.zeros((n, L.nv, L.nv)),
+            smooth_dv=np.zeros((n, L.nv, L.nv)),
+            moment=np.zeros((n, L.nu, L.nv)),
+            length=np.empty((n, L.nu)),
+            velocity=np.empty((n, L.nu)),
+            qpos_next=np.empty((n, L.nq)),
+            qvel_next=np.empty((n, L.nv)),
+            solution=np.empty((n, L.nv)),
+            minv_qderiv_t=np.empty((n, L.nv, L.nv)),
+            **self._actuator_constants(n),
+            efc=[None] * n,
+        )
+
+    def _actuator_constants(self, n: int) -> dict[str, np.ndarray]:
+        names = ("gainprm", "biasprm", "ctrlrange", "forcerange")
+        if self.models.count(self.models[0]) == len(self.models):  # one shared model: broadcast it
+            shared = {k: getattr(self.models[0], f"actuator_{k}") for k in names}
+            return {k: np.broadcast_to(v, (n, *v.shape)) for k, v in shared.items()}
+        return {k: np.stack([getattr(m, f"actuator_{k}") for m in self.models]) for k in names}
+
+    def before_step(self, cap: Capture, i: int, m: mujoco.MjModel, d: mujoco.MjData) -> None:
+        """Record env ``i``'s state before its ``mj_step``."""
+        mujoco.mj_getState(m, d, cap.pre[i], _STATE)
+        cap.warmstart[i] = d.qacc_warmstart
+        cap.ctrl[i] = d.ctrl
+
+    def capture(self, cap: Capture, i: int, m: mujoco.MjModel, d: mujoco.MjData) -> None:
+        """Record what env ``i``'s Jacobians need from ``d``, just stepped; ``d`` is left as found."""
+        L = self.layout
+        mujoco.mj_fullM(m, d, cap.M[i])
+        mujoco.mju_sparse2dense(cap.qderiv[i], d.qDeriv, m.D_rownnz, m.D_rowadr, m.D_colind)
+        mujoco.mju_sparse2dense(
+            cap.moment[i], d.actuator_moment, d.moment_rownnz, d.moment_rowadr, d.moment_colind
+        )
+        cap.length[i] = d.actuator_length
+        cap.velocity[i] = d.actuator_velocity
+        cap.qpos_next[i] = d.qpos
+        cap.qvel_next[i] = d.qvel
+        cap.solution[i] = d.qacc_warmstart
+        # Row k of the result is M⁻¹ times row k of qDeriv, i.e. (qDeriv symmetric) (M⁻¹·qDeriv)ᵀ.
+        mujoco.mj_solveM(m, d, cap.minv_qderiv_t[i], cap.qderiv[i])
+        if d.nefc:
+            J = _dense_constraint_jacobian(m, d)
+            cap.efc[i] = (J, J @ d.qacc - d.efc_aref, d.efc_D.copy(), d.efc_KBIP[:, 1].copy(),
+                          d.efc_type.copy(), d.efc_frictionloss.copy())  # fmt: skip
+        # The twin's implicit integrator on this data: its qDeriv from the pre-step kinematics, at the
+        # pre-step velocity; then it integrates, which is undone.
+        twin = self.twins[i]
+        if self.resync:
+            twin.dof_damping[:] = m.dof_damping
+        d.qvel[:] = cap.pre[i, 1 + L.nq : 1 + L.nq + L.nv]
+        warmstart = d.qacc_warmstart.copy()
+        time = d.time
+        mujoco.mj_implicit(twin, d)
+        mujoco.mju_sparse2dense(cap.smooth_dv[i], d.qDeriv, m.D_rownnz, m.D_rowadr, m.D_colind)
+        d.qpos[:] = cap.qpos_next[i]
+        d.qvel[:] = cap.qvel_next[i]
+        d.qacc_warmstart[:] = warmstart
+        d.time = time
+
+    def compute(
+        self, cap: Capture, envs: np.ndarray, A: np.ndarray, B: np.ndarray, data: mujoco.MjData
+    ) -> None:
+        """Fill ``A[envs]``, ``B[envs]``; ``data`` is this thread's scratch ``MjData`` for the rollout."""
+        L = self.layout
+        nv = L.nv
+        dv = self._velocity_and_control(cap, envs)  # (n, nv, nv + nu)
+        P = self._position_rows(cap.qvel_next[envs])
+        dq = P @ dv
+        a = np.zeros((len(envs), A.shape[1], A.shape[2]))
+        a[:, nv : 2 * nv, nv : 2 * nv] = dv[:, :, :nv]
+        a[:, :nv, nv : 2 * nv] = dq[:, :, :nv]
+        for c in L.exact_cols:
+            a[:, c, c] = 1.0
+        a[:, : 2 * nv, L.fd_cols] = self._position_columns(cap, envs, data)
+        A[envs] = a
+        B[envs, nv : 2 * nv] = dv[:, :, nv:]
+        B[envs, :nv] = dq[:, :, nv:]
+
+    # --- the pieces ------------------------------------------------------------------------------
+    def _velocity_and_control(self, cap: Capture, envs: np.ndarray) -> np.ndarray:
+        """[d qvel'/d qvel, d qvel'/d ctrl] (n, nv, nv + nu) of ``envs``."""
+        L, n = self.layout, len(envs)
+        nv = L.nv
+        M = cap.M[envs]
+        H = M.copy()
+        rhs = np.empty((n, nv, nv + L.nu))
+        rhs[:, :, :nv] = cap.smooth_dv[envs]
+        for k, i in enumerate(envs):
+            if cap.efc[i] is None:
+                continue
+            J, residual, D, b, kind, frictionloss = cap.efc[i]
+            active = _ONE_SIDED[kind] & (residual < 0)
+            active |= (kind == _FRICTION) & (np.abs(D * residual) < frictionloss)
+            active |= kind == _EQUALITY
+            Jq = J[active]
+            DJ = D[active, None] * Jq
+            H[k] += Jq.T @ DJ
+            rhs[k, :, :nv] -= Jq.T @ (b[active, None] * DJ)  # Jqᵀ·Dq·diag(b)·Jq: through aref
+        gainprm, biasprm = cap.gainprm[envs], cap.biasprm[envs]
+        ctrlrange, forcerange = cap.ctrlrange[envs], cap.forcerange[envs]
+        length, velocity, ctrl = cap.length[envs], cap.velocity[envs], cap.ctrl[envs]
+        gain = gainprm[..., 0] + self.affine_gain * gainprm[..., 1] * length
+        inside = (ctrl > ctrlrange[..., 0]) & (ctrl < ctrlrange[..., 1])
+        ctrl_free = ~self.ctrl_limited | inside
+        ctrl = np.where(self.ctrl_limited, np.clip(ctrl, ctrlrange[..., 0], ctrlrange[..., 1]), ctrl)
+        bias = self.affine_bias * (biasprm[..., 0] + biasprm[..., 1] * length + biasprm[..., 2] * velocity)
+        raw = gain * ctrl + bias
+        force_free = ~self.force_limited | ((raw > forcerange[..., 0]) & (raw < forcerange[..., 1]))
+        moment = cap.moment[envs]
+        moment_t = np.swapaxes(moment, 1, 2)
+        dforce_dvel = self.affine_bias * biasprm[..., 2] * force_free
+        rhs[:, :, :nv] += moment_t @ (dforce_dvel[..., None] * moment)
+        rhs[:, :, nv:] = moment_t * (gain * (ctrl_free & force_free))[:, None, :]
+        # dqvel' = h·(M − h·qDeriv)⁻¹·M·H⁻¹·rhs = h·(H·(I − h·M⁻¹·qDeriv))⁻¹·rhs: one solve
+        h = self.models[envs[0]].opt.timestep
+        dv = h * np.linalg.solve(H - h * (H @ np.swapaxes(cap.minv_qderiv_t[envs], 1, 2)), rhs)
+        dv[:, :, :nv] += np.eye(nv)
+        return dv
+
+    def _position_rows(self, qvel_next: np.ndarray) -> np.ndarray:
+        """d(qpos' in the tangent space)/d qvel' (n, nv, nv): h, or h·Jr(h·ω') for a quaternion, the
+        right Jacobian of q' = q ⊗ exp(h·ω') (what ``mjd_quatIntegrate`` gives)."""
+        L, n = self.layout, qvel_next.shape[0]
+        h = self.models[0].opt.timestep
+        P = np.zeros((n, L.nv, L.nv))
+        P[:, L.scalar_v, L.scalar_v] = h
+        for _qa, da in L.quats:
+            P[:, da : da + 3, da : da + 3] = h * _right_jacobian(h * qvel_next[:, da : da + 3])
+        return P
+
+    def _position_columns(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData) -> np.ndarray:
+        """Finite differences of whole steps over the non-exact position columns: (n, 2nv, columns)."""
+        L, n, eps = self.layout, len(envs), self.eps
+        cols = len(L.fd_cols)
+        signs = (1.0, -1.0) if self.centered else (1.0,)
+        rows = cols * len(signs)  # per env
+        starts = np.repeat(cap.pre[envs], rows, axis=0).reshape(n, len(signs), cols, -1)
+        qpos = starts[..., 1 : 1 + L.nq]
+        for s, sign in enumerate(signs):
+            _perturb(qpos[:, s], sign * eps, L)
+        total = n * rows
+        out = np.empty((total, 1, self.nstate))
+        self._rollout().rollout(
+            [self.models[i] for i in envs for _ in range(rows)],
+            [data],
+            starts.reshape(total, -1),
+            np.repeat(cap.ctrl[envs], rows, axis=0)[:, None, :],
+            # From the step's own solution the perturbed solves converge in fewer Newton iterations, to
+            # the same optimum (a converged solve does not depend on where it started).
+            initial_warmstart=np.repeat(cap.solution[envs], rows, axis=0),
+            nstep=1,
+            skip_checks=True,  # shapes are right by construction; the checks cost more than the steps
+            state=out,
+            sensordata=np.empty((total, 1, self.models[0].nsensordata)),
+        )
+        out = out[:, 0]
+        diff = _tangent_difference(
+            out.reshape(n, len(signs), cols, -1), cap.qpos_next[envs], cap.qvel_next[envs], L
+        )  # (n, signs, cols, 2nv)
+        delta = (diff[:, 0] - diff[:, 1]) / (2 * eps) if self.centered else diff[:, 0] / eps
+        return np.swapaxes(delta, 1, 2)
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of quaternions (..., 4), broadcast."""
+    aw, ax, ay, az = (a[..., k] for k in range(4))
+    bw, bx, by, bz = (b[..., k] for k in range(4))
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        -1,
+    )
+
+
+def _perturb(qpos: np.ndarray, step: float, L: _Layout) -> None:
+    """``qpos`` (n, columns, nq): row r of every env moves by ``step`` along the r-th finite-difference
+    column, as ``mj_integratePos`` moves it (a quaternion: q ⊗ exp(step·e_k), local frame)."""
+    rows, index = L.fd_scalar
+    qpos[:, rows, index] += step
+    for r, qa, axis in L.fd_quat:
+        rotation = np.zeros(4)
+        rotation[0], rotation[1 + axis] = np.cos(0.5 * step), np.sin(0.5 * step)
+        qpos[:, r, qa : qa + 4] = _quat_mul(qpos[:, r, qa : qa + 4], rotation)
+
+
+def _tangent_difference(states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, L: _Layout) -> np.ndarray:
+    """(qpos, qvel) of ``states`` (n, ..., nstate) minus the reference (n, nq), (n, nv) in the tangent
+    space, as ``mj_differentiatePos`` measures it (a quaternion in the reference's local frame)."""
+    extra = states.ndim - 2
+    expand = (slice(None), *([None] * extra))
+    q = states[..., 1 : 1 + L.nq]
+    out = np.empty((*states.shape[:-1], 2 * L.nv))
+    out[..., L.scalar_v] = q[..., L.scalar_q] - qpos[expand][..., L.scalar_q]
+    for qa, da in L.quats:
+        inverse = qpos[:, qa : qa + 4] * np.array([1.0, -1.0, -1.0, -1.0])
+        rel = _quat_mul(inverse[expand], q[..., qa : qa + 4])
+        sin_half = np.linalg.norm(rel[..., 1:], axis=-1, keepdims=True)
+        angle = 2.0 * np.arctan2(sin_half, rel[..., :1])
+        angle = np.where(angle > np.pi, angle - 2.0 * np.pi, angle)
+        scale = np.where(sin_half > 0, angle / np.where(sin_half > 0, sin_half, 1.0), 2.0)
+        out[..., da : da + 3] = rel[..., 1:] * scale
+    out[..., L.nv :] = states[..., 1 + L.nq : 1 + L.nq + L.nv] - qvel[expand]
+    return out
+
+
+def _right_jacobian(phi: np.ndarray) -> np.ndarray:
+    """Jr(φ) (n, 3, 3) of SO(3): Exp(φ + δ) = Exp(φ)·Exp(Jr(φ)·δ) to first order."""
+    theta2 = np.sum(phi * phi, axis=-1)
+    theta = np.sqrt(theta2)
+    small = theta < 1e-4
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 0.5 - theta2 / 24.0, (1.0 - np.cos(safe)) / safe**2)
+    b = np.where(small, 1.0 / 6.0 - theta2 / 120.0, (safe - np.sin(safe)) / safe**3)
+    x, y, z = phi[:, 0], phi[:, 1], phi[:, 2]
+    zero = np.zeros_like(x)
+    rows = ([zero, -z, y], [z, zero, -x], [-y, x, zero])
+    skew = np.stack([np.stack(row, -1) for row in rows], -2)
+    return np.eye(3) - a[:, None, None] * skew + b[:, None, None] * (skew @ skew)
+
+
+def _dense_constraint_jacobian(m: mujoco.MjModel, d: mujoco.MjData) -> np.ndarray:
+    """The constraint Jacobian (nefc, nv), dense whatever MuJoCo stored."""
+    nefc, nv = d.nefc, m.nv
+    if mujoco.mj_isSparse(m):
+        J = np.zeros((nefc, nv))
+        mujoco.mju_sparse2dense(J, d.efc_J, d.efc_J_rownnz, d.efc_J_rowadr, d.efc_J_colind)
+        return J
+    return d.efc_J[: nefc * nv].reshape(nefc, nv).copy()

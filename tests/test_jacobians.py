@@ -1,0 +1,191 @@
+"""Hybrid step Jacobians (rfo_ros/sim/jacobians.py): exact velocity and control columns, finite-difference
+position columns, against ``mjd_transitionFD`` (centered, eps 1e-6) block by block."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+from rfo_ros.sim import BatchedSim, FDConfig
+from rfo_ros.sim.jacobians import hybrid_unsupported
+
+SIM = Path(__file__).resolve().parents[1] / "sim"
+WORLDS = sorted(p.stem for p in SIM.glob("*.xml"))
+CENTERED = FDConfig(1e-6, True)
+HYBRID = FDConfig(1e-6, True, method="hybrid")
+TOL = 1e-5  # relative, per block; measured here: <= 4e-8 on every world
+
+
+def _states(m: mujoco.MjModel, n: int, seed: int, flight: bool) -> tuple[np.ndarray, ...]:
+    """``n`` states of random joint targets held for a while; ``flight`` lifts free bodies 1 m up."""
+    rng = np.random.default_rng(seed)
+    d = mujoco.MjData(m)
+    if m.nkey:
+        mujoco.mj_resetDataKeyframe(m, d, 0)
+    lo, hi = m.actuator_ctrlrange.T
+    out = []
+    for _ in range(n):
+        for t in range(30):
+            if t % 10 == 0:
+                d.ctrl[:] = lo + (hi - lo) * rng.random(m.nu)
+            mujoco.mj_step(m, d)
+        qpos = d.qpos.copy()
+        if flight:
+            for j in np.flatnonzero(m.jnt_type == mujoco.mjtJoint.mjJNT_FREE):
+                qpos[m.jnt_qposadr[j] + 2] += 1.0
+        out.append((qpos, d.qvel.copy(), d.act.copy(), d.ctrl.copy()))
+    return tuple(np.stack(x) for x in zip(*out, strict=True))
+
+
+def _jacobians(m, fd: FDConfig, states, models=None) -> tuple[np.ndarray, ...]:
+    n = states[0].shape[0]
+    sim = BatchedSim(m, n, threads=2, fd=fd, models=models)
+    try:
+        out = sim.step(*states, jacobians=True)
+        A, B = out.jacobians.result()
+        return A.copy(), B.copy(), out.qpos, out.qvel, sim
+    finally:
+        sim.close()
+
+
+def _block_errors(A, B, A_ref, B_ref, nv: int) -> dict[str, float]:
+    """Largest relative (Frobenius) error per block over envs; a block that is zero in the reference is
+    measured against the whole Jacobian's norm."""
+    p, v = slice(0, nv), slice(nv, 2 * nv)
+    blocks = {
+        "dpos/dpos": (A, A_ref, p, p),
+        "dvel/dpos": (A, A_ref, v, p),
+        "dpos/dvel": (A, A_ref, p, v),
+        "dvel/dvel": (A, A_ref, v, v),
+        "dpos/dctrl": (B, B_ref, p, slice(None)),
+        "dvel/dctrl": (B, B_ref, v, slice(None)),
+    }
+    errors = {}
+    for name, (X, R, rows, cols) in blocks.items():
+        worst = 0.0
+        for i in range(X.shape[0]):
+            scale = np.linalg.norm(R[i][rows, cols]) or np.linalg.norm(R[i]) or 1.0
+            worst = max(worst, np.linalg.norm(X[i][rows, cols] - R[i][rows, cols]) / scale)
+        errors[name] = worst
+    return errors
+
+
+def _check(m, states, models=None, label="") -> dict[str, float]:
+    A, B, qpos, qvel, sim = _jacobians(m, HYBRID, states, models)
+    assert sim.hybrid is not None, f"{label}: the hybrid path fell back: {sim.hybrid_fallback}"
+    A_ref, B_ref, qpos_ref, qvel_ref, _ = _jacobians(m, CENTERED, states, models)
+    assert np.array_equal(qpos, qpos_ref) and np.array_equal(qvel, qvel_ref)  # the step itself is untouched
+    errors = _block_errors(A, B, A_ref, B_ref, m.nv)
+    print(f"\n[hybrid] {label}: " + ", ".join(f"{k} {e:.1e}" for k, e in errors.items()))
+    assert max(errors.values()) <= TOL, errors
+    return errors
+
+
+@pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.parametrize("flight", [False, True], ids=["contact", "flight"])
+def test_hybrid_equals_fd_on_every_world(world, flight):
+    m = mujoco.MjModel.from_xml_path(str(SIM / f"{world}.xml"))
+    if flight and not np.any(m.jnt_type == mujoco.mjtJoint.mjJNT_FREE):
+        pytest.skip(f"{world} has no free body to lift")
+    states = _states(m, 6, seed=3, flight=flight)
+    _check(m, states, label=f"{world} {'flight' if flight else 'contact'}")
+    d = mujoco.MjData(m)
+    d.qpos[:], d.qvel[:] = states[0][0], states[1][0]
+    mujoco.mj_forward(m, d)
+    if flight:
+        assert not any(m.geom_bodyid[d.contact.geom[k]].min() != 0 for k in range(d.ncon))
+    elif world in ("quadruped", "hexapod", "ant", "soft_quadruped"):
+        assert d.ncon > 0, "the contact case must touch the ground"
+
+
+def test_hybrid_equals_fd_on_randomised_models_with_saturated_actuators():
+    """Per-env models with frictionloss (its own constraint rows), damping, armature and kp/kd changed,
+    and weak motors whose force limit binds: a clamped actuator passes no derivative."""
+    base = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(base, 6, seed=5, flight=False)
+    rng = np.random.default_rng(0)
+    models = []
+    for _ in range(6):
+        m = copy.copy(base)
+        joints = np.arange(6, m.nv)
+        m.dof_frictionloss[joints] = rng.uniform(0.05, 0.3)
+        m.dof_damping[joints] = base.dof_damping[joints] * rng.uniform(0.5, 2.0) + 0.05
+        m.dof_armature[joints] = base.dof_armature[joints] * rng.uniform(0.5, 2.0) + 0.001
+        kp = -base.actuator_biasprm[:, 1] * rng.uniform(0.8, 1.2)
+        m.actuator_gainprm[:, 0], m.actuator_biasprm[:, 1] = kp, -kp
+        m.actuator_biasprm[:, 2] = base.actuator_biasprm[:, 2] * rng.uniform(0.8, 1.2)
+        m.actuator_forcerange[:] = base.actuator_forcerange * 0.3  # weak motors: many at their limit
+        mujoco.mj_setConst(m, mujoco.MjData(m))
+        models.append(m)
+    # Some actuators must saturate and some frictionloss rows must be in their linear zone.
+    saturated = 0
+    for m, qpos, qvel, ctrl in zip(models, states[0], states[1], states[3], strict=True):
+        d = mujoco.MjData(m)
+        d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, ctrl
+        mujoco.mj_forward(m, d)
+        saturated += int(np.sum(np.isclose(np.abs(d.actuator_force), m.actuator_forcerange[:, 1])))
+        assert np.any(d.efc_type == int(mujoco.mjtConstraint.mjCNSTR_FRICTION_DOF))
+    assert saturated > 0
+    _check(base, states, models=models, label="randomised quadruped")
+
+
+def test_hybrid_forward_differences_stay_close_to_centered():
+    """Training uses forward differences: the exact columns are the same, the position ones move a little."""
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(m, 4, seed=7, flight=False)
+    A, B, *_ = _jacobians(m, FDConfig(1e-6, False, method="hybrid"), states)
+    A_ref, B_ref, *_ = _jacobians(m, CENTERED, states)
+    errors = _block_errors(A, B, A_ref, B_ref, m.nv)
+    assert errors["dvel/dvel"] <= TOL and errors["dvel/dctrl"] <= TOL
+    assert max(errors.values()) <= 1e-2, errors
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda m: setattr(m.opt, "cone", mujoco.mjtCone.mjCONE_ELLIPTIC), "friction cones are elliptic"),
+        (lambda m: setattr(m.opt, "integrator", mujoco.mjtIntegrator.mjINT_EULER), "not implicitfast"),
+        (lambda m: setattr(m.opt, "solver", mujoco.mjtSolver.mjSOL_CG), "solver is not Newton"),
+    ],
+)
+def test_the_fallback_fires_and_says_why(edit, reason, caplog):
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    edit(m)
+    assert reason in hybrid_unsupported(m)
+    states = _states(m, 2, seed=1, flight=False)
+    with caplog.at_level(logging.WARNING, logger="rfo_ros.sim.batched"):
+        A, B, _, _, sim = _jacobians(m, HYBRID, states)
+    assert sim.hybrid is None and reason in sim.hybrid_fallback
+    assert any(reason in r.getMessage() and "mjd_transitionFD" in r.getMessage() for r in caplog.records)
+    A_ref, B_ref, *_ = _jacobians(m, CENTERED, states)
+    assert np.array_equal(A, A_ref) and np.array_equal(B, B_ref)  # it is plain mjd_transitionFD
+
+
+def test_a_model_with_tendons_falls_back():
+    m = mujoco.MjModel.from_xml_string(
+        """<mujoco><option integrator="implicitfast"/>
+        <worldbody><body><joint name="a" type="hinge"/><geom size="0.1"/>
+        <body pos="0 0 0.3"><joint name="b" type="hinge"/><geom size="0.1"/></body></body></worldbody>
+        <tendon><fixed name="t"><joint joint="a" coef="1"/><joint joint="b" coef="-1"/></fixed></tendon>
+        <actuator><motor tendon="t"/></actuator></mujoco>"""
+    )
+    assert hybrid_unsupported(m) == "the model has tendons"
+
+
+def test_an_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="'fd' or 'hybrid'"):
+        FDConfig(method="exact")
+
+
+def test_overlapped_hybrid_jacobians_equal_inline_ones():
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(m, 5, seed=2, flight=False)
+    inline = _jacobians(m, HYBRID, states)
+    overlapped = _jacobians(m, FDConfig(1e-6, True, overlap=True, method="hybrid"), states)
+    for a, b in zip(inline[:4], overlapped[:4], strict=True):
+        assert np.array_equal(a, b)
