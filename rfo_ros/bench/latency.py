@@ -25,8 +25,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the tasks load MuJoCo: only the functions that build one import them
+    from rfo_ros.envs import Task
 
 #: The targets the node is held to on a development CPU (issue: ROS node latency).
 GOAL_NODE_P99_MS = 2.0
@@ -102,14 +106,39 @@ def export_untrained_policy(
     What a trained model looks like to the runtime (same graph, sizes, metadata), without training: for
     latency benchmarks, plumbing tests and demos run before a trained model exists.
     """
+    from rfo_ros.export import export_onnx
+
+    path = Path(path)
+    checkpoint, env_task = untrained_checkpoint(
+        path.with_suffix(".untrained.pt"), task, robot, base_lin_vel, obs_history, flow_steps, chunk, seed
+    )
+    try:
+        export_onnx(checkpoint, path, zero_noise=True, task=env_task, inpainting=inpainting)
+    finally:
+        checkpoint.unlink(missing_ok=True)
+    return path
+
+
+def untrained_checkpoint(
+    path: str | os.PathLike,
+    task: str = "quadruped",
+    robot: str | None = None,
+    base_lin_vel: bool = True,
+    obs_history: int = 1,
+    flow_steps: int = 8,
+    chunk: int = 8,
+    seed: int = 0,
+    hidden: list[int] | None = None,
+    solver: str = "euler",
+) -> tuple[Path, Task]:
+    """Write a checkpoint of a randomly initialised flow actor (``hidden`` layers, the actor's default if
+    None) for ``task`` to ``path``: what ``TorchPolicy`` and export load. Returns ``(path, the task)``."""
     import torch
 
     from rfo_ros.checkpoint import save_checkpoint
     from rfo_ros.envs import task_from_config
-    from rfo_ros.export import export_onnx
     from rfo_ros.nets.actor import Actor
 
-    path = Path(path)
     env_task = task_from_config(task, robot, base_lin_vel, obs_history)
     torch.manual_seed(seed)
     kwargs = {
@@ -117,11 +146,12 @@ def export_untrained_policy(
         "action_dim": env_task.action_dim,
         "chunk": chunk,
         "steps": flow_steps,
+        "solver": solver,
+        **({"hidden": list(hidden)} if hidden else {}),
     }
     if getattr(env_task, "image_shape", None):  # image tasks: pixels flattened after the proprioception
         kwargs["image_shape"] = tuple(env_task.image_shape)
     actor = Actor("flow", kwargs)
-    checkpoint = path.with_suffix(".untrained.pt")
     payload = {
         "task": task,
         "task_options": env_task.options(),
@@ -132,12 +162,8 @@ def export_untrained_policy(
         "iteration": 0,
         "env_steps": 0,
     }
-    save_checkpoint(checkpoint, payload)
-    try:
-        export_onnx(checkpoint, path, zero_noise=True, task=env_task, inpainting=inpainting)
-    finally:
-        checkpoint.unlink(missing_ok=True)
-    return path
+    save_checkpoint(Path(path), payload)
+    return Path(path), env_task
 
 
 def resolve_model(model: str | None, steps: int, chunk: int, tmp: Path) -> tuple[Path, bool]:

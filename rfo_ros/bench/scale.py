@@ -55,8 +55,10 @@ def _train_command(args: argparse.Namespace, out: Path, ranks: int, parts: int, 
     return cmd
 
 
-def _one_layout(args: argparse.Namespace, layout: str, folder: Path) -> float:
-    """Env steps/s of one run of ``layout``, all its processes together (started at once)."""
+def layout_rate(args: argparse.Namespace, layout: str, folder: Path) -> float:
+    """Env steps/s of one run of ``layout`` (``args.procs`` ranks or processes, ``args.envs`` envs and
+    ``args.threads`` threads in all; ``args.config``, ``args.set``, ``args.seconds``), all its processes
+    together (started at once). A failed run raises ``SystemExit`` with its stderr's tail."""
     P = args.procs
     runs = {  # layout -> [(out folder, torchrun ranks, seed)], each run with 1/parts of envs and threads
         "single": [(folder, 1, 0)],
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rfo_bench_scale_") as tmp:
         for r in range(args.rounds):
             for layout in LAYOUTS:
-                rates[layout].append(_one_layout(args, layout, Path(tmp) / f"{layout}_r{r}"))
+                rates[layout].append(layout_rate(args, layout, Path(tmp) / f"{layout}_r{r}"))
     mean = {layout: float(np.mean(v)) for layout, v in rates.items()}
     per = max(1, args.threads // args.procs)
     names = {

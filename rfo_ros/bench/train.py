@@ -37,16 +37,36 @@ def run(args: argparse.Namespace) -> int:
 
 
 def bench_train(config: str, overrides: list[str], iterations: int, warmup: int) -> dict:
-    """Time ``iterations`` training iterations per mode (interleaved); returns a JSON-able dict."""
-    modes = {"inline": "false", "overlap": "true"}
+    """Time ``iterations`` training iterations with Jacobians inline and overlapped (interleaved); returns a
+    JSON-able dict."""
+    modes = {"inline": ["env.fd_overlap=false"], "overlap": ["env.fd_overlap=true"]}
+    result = time_modes(config, overrides, modes, iterations, warmup)
+    rates = result["steps_per_s"]
+    return {
+        "config": config,
+        "overrides": overrides,
+        **result,
+        "overlap_speedup": rates["overlap"] / rates["inline"],
+    }
+
+
+def time_modes(
+    config: str, overrides: list[str], modes: dict[str, list[str]], iterations: int, warmup: int
+) -> dict:
+    """One trainer per mode (``config`` + ``overrides`` + the mode's own overrides), warmed up, then
+    ``iterations`` single iterations of each in turn, so all modes see the same machine load.
+
+    Returns task, algo, envs, horizon, threads, iterations, and per mode the networks' ``device``,
+    ``steps_per_s`` and ``ms_per_iteration`` (wall and ``split_time`` parts).
+    """
     runners: dict[str, Runner] = {}
     with tempfile.TemporaryDirectory(prefix="rfo_bench_train_") as tmp:
-        for mode, flag in modes.items():
-            cfg = load_config(config, [*overrides, f"env.fd_overlap={flag}"])
-            if not DIFFERENTIABLE[cfg.algo]:
-                raise SystemExit(f"bench train needs an rfo, shac or sapo config, got algo {cfg.algo!r}")
-            runners[mode] = Runner(cfg, f"{tmp}/{mode}", progress=False)
         try:
+            for mode, sets in modes.items():
+                cfg = load_config(config, [*overrides, *sets])
+                if not DIFFERENTIABLE[cfg.algo]:
+                    raise SystemExit(f"bench train needs an rfo, shac or sapo config, got algo {cfg.algo!r}")
+                runners[mode] = Runner(cfg, f"{tmp}/{mode}", progress=False)
             for runner in runners.values():
                 for _ in range(warmup):
                     runner.algo.iterate()
@@ -62,20 +82,18 @@ def bench_train(config: str, overrides: list[str], iterations: int, warmup: int)
         finally:
             for runner in runners.values():
                 runner.env.close()
-    cfg = runners["inline"].cfg
+    first = next(iter(runners.values()))
+    cfg = first.cfg
     steps = cfg.env.num_envs * cfg.diff.horizon * iterations
-    threads = runners["inline"].env.sim.threads
     return {
-        "config": config,
-        "overrides": overrides,
         "task": cfg.env.task,
         "algo": cfg.algo,
         "envs": cfg.env.num_envs,
         "horizon": cfg.diff.horizon,
-        "threads": threads,
+        "threads": first.env.sim.threads,
         "iterations": iterations,
+        "device": {mode: str(runner.device) for mode, runner in runners.items()},
         "steps_per_s": {mode: steps / wall[mode] for mode in modes},
-        "overlap_speedup": wall["inline"] / wall["overlap"],
         "ms_per_iteration": {
             mode: {k: round(1e3 * v / iterations, 1) for k, v in (("wall", wall[mode]), *parts[mode].items())}
             for mode in modes
