@@ -27,6 +27,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class GradientModelConfig(_Section):
+    """The world the differentiable methods' Jacobians are taken on (rfo_ros/sim/gradient_model.py);
+    the simulation itself never changes. Off (margin 0, scale 1) by default."""
+
+    margin: float = Field(0.0, ge=0, description="contact forces act from this distance (m)")
+    timeconst_scale: float = Field(1.0, gt=0, description="factor on each contact time constant (>1: softer)")
+
+
 class EnvConfig(_Section):
     task: str = "cartpole"
     robot: str | None = Field(
@@ -60,6 +68,10 @@ class EnvConfig(_Section):
     fd_centered: bool = False
     fd_overlap: bool = Field(
         True, description="compute Jacobians in background threads while the networks run (same result)"
+    )
+    gradient_model: GradientModelConfig = Field(
+        default_factory=GradientModelConfig,
+        description="contacts that act from a distance, for the Jacobians only (RFO, SHAC, SAPO)",
     )
     jacobians: Literal["fd", "hybrid"] = Field(
         "fd",

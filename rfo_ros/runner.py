@@ -27,6 +27,7 @@ from rfo_ros.nets.critic import make_critic
 from rfo_ros.plots import learning_curve
 from rfo_ros.robot import ROBOT_RUN_FILE
 from rfo_ros.sim.batched import FDConfig
+from rfo_ros.sim.gradient_model import GradientModel
 
 
 def git_commit() -> str:
@@ -105,6 +106,7 @@ class Runner:
         sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
             randomization=cfg.env.randomization, shaping=make_shaping(cfg.env.action_rate),
+            gradient=GradientModel(e.gradient_model.margin, e.gradient_model.timeconst_scale),
         )  # fmt: skip
         self.env = on_device(sim_env, self.device)
         image_shape = getattr(self.task, "image_shape", None)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rfo_ros.sim import BatchedSim, FDConfig
+from rfo_ros.sim.gradient_model import GradientModel
 from rfo_ros.sim.jacobians import hybrid_unsupported
 
 SIM = Path(__file__).resolve().parents[1] / "sim"
@@ -189,3 +190,99 @@ def test_overlapped_hybrid_jacobians_equal_inline_ones():
     overlapped = _jacobians(m, FDConfig(1e-6, True, overlap=True, method="hybrid"), states)
     for a, b in zip(inline[:4], overlapped[:4], strict=True):
         assert np.array_equal(a, b)
+
+
+# --- the gradient model: contacts that act from a distance, for the Jacobians only -----------------
+GRADIENT = GradientModel(margin=0.02, timeconst_scale=2.0)
+
+
+@pytest.mark.parametrize("method", ["fd", "hybrid"])
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlap"])
+def test_the_gradient_model_changes_the_jacobians_and_nothing_else(method, overlap):
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(m, 4, seed=4, flight=False)
+    fd = FDConfig(1e-6, False, overlap=overlap, method=method)
+    outs = []
+    for gradient in (None, GRADIENT):
+        sim = BatchedSim(m, 4, threads=2, fd=fd, gradient=gradient)
+        out = sim.step(*states, jacobians=True)
+        outs.append((out.qpos, out.qvel, *(x.copy() for x in out.jacobians.result()), sim.warmstart()))
+        sim.close()
+    (q0, v0, A0, B0, w0), (q1, v1, A1, B1, w1) = outs
+    assert np.array_equal(q0, q1) and np.array_equal(v0, v1) and np.array_equal(w0, w1)
+    assert not np.allclose(A0, A1) and not np.allclose(B0, B1)
+
+
+def test_the_gradient_model_sees_a_contact_coming():
+    """The feet 1 cm above the ground: in the exact Jacobian the joint targets cannot move the centre of
+    mass (only internal forces act in flight), in the gradient model's (2 cm margin) they push it up."""
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    d = mujoco.MjData(m)
+    mujoco.mj_resetDataKeyframe(m, d, 0)
+    mujoco.mj_forward(m, d)
+    sphere = mujoco.mjtGeom.mjGEOM_SPHERE
+    feet = [g for g in range(m.ngeom) if m.geom_bodyid[g] > 0 and m.geom_type[g] == sphere]
+    lowest = min(d.geom_xpos[g, 2] - m.geom_size[g, 0] for g in feet)
+    qpos = d.qpos.copy()
+    qpos[2] += 0.01 - lowest
+    states = (qpos[None], np.zeros((1, m.nv)), np.zeros((1, 0)), d.ctrl[None].copy())
+    d.qpos[:] = qpos
+    mujoco.mj_forward(m, d)
+    jac_com = np.zeros((3, m.nv))
+    mujoco.mj_jacSubtreeCom(m, d, jac_com, 1)
+    com_z = jac_com[2]  # vertical velocity of the centre of mass per unit of qvel
+    sensitivity = []
+    for gradient in (None, GradientModel(margin=0.02)):
+        sim = BatchedSim(m, 1, threads=1, fd=HYBRID, gradient=gradient)
+        out = sim.step(*states, jacobians=True)
+        B = out.jacobians.result()[1]
+        sim.close()
+        sensitivity.append(np.abs(com_z @ B[0, m.nv : 2 * m.nv]).max())
+    exact, distant = sensitivity
+    print(f"\n[gradient model] d(com vz)/d(ctrl) max: exact {exact:.1e}, 2 cm margin {distant:.1e}")
+    assert exact < 1e-3 * distant, sensitivity
+
+
+def test_randomised_envs_take_their_own_gradient_models_after_a_reset():
+    from rfo_ros.envs import VecEnv, make_task
+    from rfo_ros.randomization import Randomization
+
+    env = VecEnv(
+        make_task("quadruped"), 3, seed=0, threads=1, fd=FDConfig(method="hybrid"),
+        randomization=Randomization(friction=(0.4, 1.2)), gradient=GRADIENT,
+    )  # fmt: skip
+    env.reset()
+    sim = env.sim
+    for i in range(3):
+        model, jac = sim.models[i], sim.jacobian_models[i]
+        assert jac is not model and sim.hybrid.models[i] is jac
+        assert np.array_equal(jac.geom_friction, model.geom_friction)
+        assert np.allclose(jac.geom_margin, model.geom_margin + 0.02)
+    assert len({float(m.geom_friction[0, 0]) for m in sim.jacobian_models}) == 3
+    env.close()
+
+
+def test_bad_gradient_models_are_refused():
+    with pytest.raises(ValueError, match="margin"):
+        GradientModel(margin=-0.01)
+    with pytest.raises(ValueError, match="timeconst_scale"):
+        GradientModel(timeconst_scale=0.0)
+    from rfo_ros.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="gradient_model"):
+        load_config(None, ["env.gradient_model.margin=-1"])
+    with pytest.raises(ConfigError, match="gradient_model"):
+        load_config(None, ["env.gradient_model.margn=0.01"])
+
+
+def test_a_nan_state_passes_no_gradient_through_hybrid_jacobians():
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    qpos, qvel, act, ctrl = _states(m, 3, seed=6, flight=False)
+    qvel[1, 3] = np.nan
+    sim = BatchedSim(m, 3, threads=2, fd=HYBRID)
+    out = sim.step(qpos, qvel, act, ctrl, jacobians=True)
+    A, B = out.jacobians.result()
+    sim.close()
+    assert out.diverged.tolist() == [False, True, False]
+    assert out.jacobians.nonfinite.tolist() == [False, True, False]
+    assert not A[1].any() and not B[1].any() and np.isfinite(A).all() and A[0].any()

@@ -23,6 +23,7 @@ from rfo_ros.envs.shaping import StepShaping
 from rfo_ros.randomization import Randomization
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
 from rfo_ros.sim.batched import BatchedSim, FDConfig
+from rfo_ros.sim.gradient_model import GradientModel
 from rfo_ros.sim.tangent import TangentMap
 
 
@@ -71,13 +72,15 @@ class VecEnv:
         fd: FDConfig | None = None,
         randomization: Randomization | None = None,
         shaping: Sequence[StepShaping] = (),
+        gradient: GradientModel | None = None,
     ) -> None:
         self.task = task
         self.shaping = tuple(shaping)
         self.num_envs = num_envs
         self.perturb = make_perturbations(task, num_envs, randomization, seed)
         self.sim = BatchedSim(
-            task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=self.perturb.models
+            task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=self.perturb.models,
+            gradient=gradient,
         )
         self.tmap = TangentMap(task.model)
         self.rng = np.random.default_rng(seed)
@@ -126,6 +129,7 @@ class VecEnv:
         self.last_action = torch.where(mask_t[:, None], torch.zeros_like(self.last_action), self.last_action)
         self.task.resample(mask, self.rng)
         self.perturb.reset(mask)
+        self.sim.models_changed(mask)
         self.episode_step[mask] = 0
         self.episode_return[mask] = 0.0
 
@@ -201,6 +205,7 @@ class VecEnv:
         self.sim.set_warmstart(state["warmstart"])
         self.stats.env_steps, self.stats.divergences = state["stats"]
         self.perturb.load_state_dict(state.get("perturb", {}))  # absent in nominal-world checkpoints
+        self.sim.models_changed(np.ones(self.num_envs, dtype=bool))
         self.history.stored = list(state.get("history", []))  # absent before histories: the next step fills
 
     def close(self) -> None:

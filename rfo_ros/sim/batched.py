@@ -29,6 +29,7 @@ from typing import Literal
 import mujoco
 import numpy as np
 
+from rfo_ros.sim.gradient_model import GradientModel
 from rfo_ros.sim.jacobians import Capture, HybridJacobians, hybrid_unsupported
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,10 @@ class BatchedSim:
     """Steps ``num_envs`` copies of one model in a thread pool, optionally with FD Jacobians.
 
     ``models`` (one per env, all of ``model``'s sizes) gives each env its own physics constants (domain
-    randomisation writes into them); each env's step and Jacobians then use its own model.
+    randomisation writes into them); each env's step and Jacobians then use its own model. Whoever
+    changes a model's values calls ``models_changed``. ``gradient`` (``rfo_ros.sim.gradient_model``)
+    takes the Jacobians on a copy of each model with contacts that act from a distance; the steps stay
+    on the models themselves.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class BatchedSim:
         fd: FDConfig = FDConfig(),
         max_qvel: float = 1e3,
         models: list[mujoco.MjModel] | None = None,
+        gradient: GradientModel | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -140,6 +145,9 @@ class BatchedSim:
         #: The model each env steps and is differentiated with.
         self.models = list(models) if models is not None else [model] * num_envs
         self.num_envs = num_envs
+        self.gradient = gradient if gradient is not None and gradient.active else None
+        #: The model each env's Jacobians are taken on: its own, or its gradient model.
+        self.jacobian_models = self._gradient_models(self.models) if self.gradient else self.models
         self.fd = fd
         self.max_qvel = max_qvel
         self.threads = max(1, min(threads or os.cpu_count() or 1, num_envs))
@@ -156,6 +164,11 @@ class BatchedSim:
         #: Seconds spent in mj_step and in mjd_transitionFD (summed over threads / threads, ≈ wall when
         #: inline; overlapped, "fd" is background work) and blocked waiting for overlapped Jacobians.
         self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
+        # Per stepping thread, where a gradient model's step is taken for the hybrid Jacobians.
+        self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
+        if self.gradient is not None:
+            for _ in range(self.threads):
+                self._step_scratch.put(mujoco.MjData(model))
         #: The hybrid Jacobians, or None for ``mjd_transitionFD`` (asked for, or the model needs it).
         self.hybrid: HybridJacobians | None = None
         #: Why ``fd.method: hybrid`` fell back to finite differences (None when it did not).
@@ -163,9 +176,28 @@ class BatchedSim:
         if fd.method == "hybrid":
             self.hybrid_fallback = hybrid_unsupported(model)
             if self.hybrid_fallback is None:
-                self.hybrid = HybridJacobians(self.models, fd.eps, fd.centered)
+                self.hybrid = HybridJacobians(self.jacobian_models, fd.eps, fd.centered)
             else:
                 log.warning("hybrid Jacobians: %s, so this model uses mjd_transitionFD", self.hybrid_fallback)
+
+    def _gradient_models(self, models: list[mujoco.MjModel]) -> list[mujoco.MjModel]:
+        copies: dict[int, mujoco.MjModel] = {}
+        for m in models:
+            if id(m) not in copies:
+                copies[id(m)] = self.gradient.apply(m)
+        return [copies[id(m)] for m in models]
+
+    def models_changed(self, mask: np.ndarray) -> None:
+        """The values of the envs' models under ``mask`` (N,) were rewritten: refresh what derives from
+        them (gradient-model copies, the hybrid Jacobians' twins)."""
+        distinct = len({id(m) for m in self.models}) == len(self.models)
+        if not distinct or not (self.gradient is not None or self.hybrid is not None):
+            return
+        for i in np.flatnonzero(mask):
+            if self.gradient is not None:
+                self.jacobian_models[i] = self.gradient.apply(self.models[i])
+            if self.hybrid is not None:
+                self.hybrid.set_model(i, self.jacobian_models[i])
 
     def warmstart(self) -> np.ndarray:
         """Each env's solver warm-start (N, nv): part of the state for bit-exact resumption."""
@@ -242,7 +274,7 @@ class BatchedSim:
         core(s) without oversubscribing, and once the caller needs the Jacobians it joins in.
         """
         workers = self._ensure_fd_pool()
-        models, eps, centered, na = self.models, self.fd.eps, self.fd.centered, self.na
+        models, eps, centered, na = self.jacobian_models, self.fd.eps, self.fd.centered, self.na
         qpos, qvel, act, ctrl, warm = states
         indices = iter(range(self.num_envs))  # ``next`` on it is atomic under the GIL
         jac.done, lock, remaining = threading.Event(), threading.Lock(), [self.num_envs]
@@ -320,10 +352,19 @@ class BatchedSim:
             qpos, qvel, act, ctrl = (np.array(x, dtype=np.float64) for x in (qpos, qvel, act, ctrl))
             warm = np.empty((n, self.nv))
         eps, centered = self.fd.eps, self.fd.centered
-        datas, views, na = self.datas, self._views, self.na
+        datas, views, na, jacobian_models = self.datas, self._views, self.na, self.jacobian_models
+        own_step = self.gradient is None  # the hybrid capture reads the simulated step itself
         perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 
         def work(indices) -> tuple[float, float]:
+            scratch = None if own_step or cap is None else self._step_scratch.get()
+            try:
+                return steps(indices, scratch)
+            finally:
+                if scratch is not None:
+                    self._step_scratch.put(scratch)
+
+        def steps(indices, scratch) -> tuple[float, float]:
             t_fd = t_step = 0.0
             for i in indices:
                 d, m = datas[i], models[i]
@@ -335,8 +376,8 @@ class BatchedSim:
                 d_ctrl[:] = ctrl[i]
                 warnings_before = warning[_FATAL_INDEX].sum()
                 t0 = perf_counter()
-                if inline:
-                    fd_call(m, d, eps, centered, A[i], B[i], None, None)
+                if inline:  # mjd_transitionFD restores d's state, warm-start included
+                    fd_call(jacobian_models[i], d, eps, centered, A[i], B[i], None, None)
                 elif overlap:
                     warm[i] = d.qacc_warmstart
                 elif cap is not None:
@@ -345,7 +386,10 @@ class BatchedSim:
                 step_call(m, d)
                 t2 = perf_counter()
                 if cap is not None:
-                    hybrid.capture(cap, i, m, d)
+                    if own_step:
+                        hybrid.capture(cap, i, m, d)
+                    else:
+                        hybrid.step_and_capture(cap, i, scratch)
                     t_fd += perf_counter() - t2
                 t_fd += t1 - t0
                 t_step += t2 - t1

@@ -83,6 +83,15 @@ def hybrid_unsupported(m: mujoco.MjModel) -> str | None:
     return None
 
 
+def _twin(model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of ``model`` whose ``mj_implicit`` leaves d(qfrc_passive − qfrc_bias)/dqvel in qDeriv: the
+    implicit integrator's qDeriv includes d(−qfrc_bias)/dqvel, and without actuation that is all."""
+    twin = copy.copy(model)
+    twin.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICIT
+    twin.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+    return twin
+
+
 def _translation_invariant_dofs(m: mujoco.MjModel) -> list[int]:
     """The free joint's horizontal translation dofs when nothing in the world depends on them: one
     free-floating robot (the only free joint, on a child of the world) over a world holding only
@@ -170,6 +179,8 @@ class Capture:
     forcerange: np.ndarray
     #: Per env: (J (nefc, nv), J·qacc − aref, efc_D, efc_KBIP[:, 1], efc_type, efc_frictionloss).
     efc: list = field(default_factory=list)
+    #: Each env's Jacobian model when the step was taken (a reset may swap it before ``compute`` runs).
+    models: list = field(default_factory=list)
 
 
 class HybridJacobians:
@@ -182,27 +193,27 @@ class HybridJacobians:
     def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
         m = models[0]
         self.unsupported = hybrid_unsupported(m)
-        self.models, self.eps, self.centered = models, eps, centered
+        self.models, self.eps, self.centered = list(models), eps, centered
         self.layout = _Layout.of(m)
         self.nstate = mujoco.mj_stateSize(m, _STATE)
         self.affine_gain = m.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_AFFINE)
         self.affine_bias = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
         self.ctrl_limited = m.actuator_ctrllimited.astype(bool)
         self.force_limited = m.actuator_forcelimited.astype(bool)
-        # One twin per distinct model. The twin's integrator is implicit, whose qDeriv includes
-        # d(-qfrc_bias)/dqvel; without actuation it is d(qfrc_passive - qfrc_bias)/dqvel alone.
+        # One twin per distinct model (see ``_twin``).
         twins: dict[int, mujoco.MjModel] = {}
         for model in models:
             if id(model) not in twins:
-                twin = copy.copy(model)
-                twin.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICIT
-                twin.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
-                twins[id(model)] = twin
+                twins[id(model)] = _twin(model)
         self.twins = [twins[id(model)] for model in models]
         # A model of one env only may be rewritten by domain randomisation: its twin re-reads the
         # damping (the one value the twin's derivative takes from the model) at every capture.
         self.resync = len(twins) == len(models) and len(models) > 1
         self._local = threading.local()
+
+    def set_model(self, i: int, model: mujoco.MjModel) -> None:
+        """Env ``i`` is differentiated with ``model`` (of the same structure) from its next step on."""
+        self.models[i], self.twins[i] = model, _twin(model)
 
     def _rollout(self) -> rollout.Rollout:
         """This thread's rollout runner (no thread pool of its own: the caller's threads share the work)."""
@@ -229,6 +240,7 @@ class HybridJacobians:
             minv_qderiv_t=np.empty((n, L.nv, L.nv)),
             **self._actuator_constants(n),
             efc=[None] * n,
+            models=list(self.models),
         )
 
     def _actuator_constants(self, n: int) -> dict[str, np.ndarray]:
@@ -244,8 +256,19 @@ class HybridJacobians:
         cap.warmstart[i] = d.qacc_warmstart
         cap.ctrl[i] = d.ctrl
 
+    def step_and_capture(self, cap: Capture, i: int, scratch: mujoco.MjData) -> None:
+        """Step env ``i``'s recorded pre-step state with its own Jacobian model (a gradient model, not
+        the simulated one) in ``scratch``, and capture that step."""
+        m = self.models[i]
+        mujoco.mj_setState(m, scratch, cap.pre[i], _STATE)
+        scratch.qacc_warmstart[:] = cap.warmstart[i]
+        scratch.ctrl[:] = cap.ctrl[i]
+        mujoco.mj_step(m, scratch)
+        self.capture(cap, i, m, scratch)
+
     def capture(self, cap: Capture, i: int, m: mujoco.MjModel, d: mujoco.MjData) -> None:
-        """Record what env ``i``'s Jacobians need from ``d``, just stepped; ``d`` is left as found."""
+        """Record what env ``i``'s Jacobians need from ``d``, just stepped with ``m`` (env ``i``'s Jacobian
+        model); ``d`` is left as found."""
         L = self.layout
         mujoco.mj_fullM(m, d, cap.M[i])
         mujoco.mju_sparse2dense(cap.qderiv[i], d.qDeriv, m.D_rownnz, m.D_rowadr, m.D_colind)
@@ -333,7 +356,7 @@ class HybridJacobians:
         rhs[:, :, :nv] += moment_t @ (dforce_dvel[..., None] * moment)
         rhs[:, :, nv:] = moment_t * (gain * (ctrl_free & force_free))[:, None, :]
         # dqvel' = h·(M − h·qDeriv)⁻¹·M·H⁻¹·rhs = h·(H·(I − h·M⁻¹·qDeriv))⁻¹·rhs: one solve
-        h = self.models[envs[0]].opt.timestep
+        h = cap.models[envs[0]].opt.timestep
         dv = h * np.linalg.solve(H - h * (H @ np.swapaxes(cap.minv_qderiv_t[envs], 1, 2)), rhs)
         dv[:, :, :nv] += np.eye(nv)
         return dv
@@ -362,7 +385,7 @@ class HybridJacobians:
         total = n * rows
         out = np.empty((total, 1, self.nstate))
         self._rollout().rollout(
-            [self.models[i] for i in envs for _ in range(rows)],
+            [cap.models[i] for i in envs for _ in range(rows)],
             [data],
             starts.reshape(total, -1),
             np.repeat(cap.ctrl[envs], rows, axis=0)[:, None, :],
