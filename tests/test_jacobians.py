@@ -286,3 +286,18 @@ def test_a_nan_state_passes_no_gradient_through_hybrid_jacobians():
     assert out.diverged.tolist() == [False, True, False]
     assert out.jacobians.nonfinite.tolist() == [False, True, False]
     assert not A[1].any() and not B[1].any() and np.isfinite(A).all() and A[0].any()
+
+
+def test_more_constraint_rows_than_room_pass_no_gradient_once_then_fit():
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(m, 2, seed=8, flight=False)
+    sim = BatchedSim(m, 2, threads=1, fd=HYBRID)
+    sim.hybrid.max_rows = 1  # a standing quadruped has more rows than that
+    first = sim.step(*states, jacobians=True).jacobians
+    first.result()
+    assert first.nonfinite.all()
+    second = sim.step(*states, jacobians=True).jacobians
+    A, _ = second.result()
+    sim.close()
+    assert not second.nonfinite.any() and sim.hybrid.max_rows > 1
+    np.testing.assert_allclose(A, _jacobians(m, HYBRID, states)[0], rtol=1e-6, atol=1e-9)  # other warm-start

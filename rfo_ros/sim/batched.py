@@ -85,6 +85,8 @@ class Jacobians:
     nonfinite: np.ndarray | None = None
     #: Called with the seconds ``result()`` took (the sim's ``fd_wait`` timer).
     on_wait: Callable[[float], None] | None = None
+    #: Completes A and B once every env's part is done (the hybrid Jacobians' batched maths).
+    finish: Callable[[], None] | None = None
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.nonfinite is None:
@@ -94,6 +96,9 @@ class Jacobians:
                 self.help = None
             if self.done is not None:
                 self.done.wait()  # not the futures: a queued task may start after this step is done
+            if self.finish is not None:
+                self.finish()
+                self.finish = None
             if self.on_wait is not None:
                 self.on_wait(time.perf_counter() - t0)
             self.nonfinite = ~(np.isfinite(self.A).all((1, 2)) & np.isfinite(self.B).all((1, 2)))
@@ -166,7 +171,7 @@ class BatchedSim:
         self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
         # Per stepping thread, where a gradient model's step is taken for the hybrid Jacobians.
         self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
-        if self.gradient is not None:
+        if self.gradient is not None and not fd.overlap:
             for _ in range(self.threads):
                 self._step_scratch.put(mujoco.MjData(model))
         #: The hybrid Jacobians, or None for ``mjd_transitionFD`` (asked for, or the model needs it).
@@ -230,10 +235,12 @@ class BatchedSim:
         return workers
 
     def _hybrid_jacobians(self, jac: Jacobians, cap: Capture, background: bool) -> None:
-        """The hybrid Jacobians of every env, in chunks of envs that the threads draw from one iterator:
-        in the background (the caller joins in ``jac.result()``), or here, on every thread."""
+        """The hybrid Jacobians of every env: their perturbed steps in chunks of envs that the threads
+        draw from one iterator (in the background, retaking and capturing each step first, and the
+        caller joins in ``jac.result()``; or here, on every thread), then the maths, batched, on the
+        thread that needs them (so the Python of it never competes with the caller for the GIL)."""
         hybrid = self.hybrid
-        chunk = max(1, -(-self.num_envs // (4 * self.threads)))
+        chunk = max(1, -(-self.num_envs // (2 * self.threads)))
         chunks = iter([np.arange(s, min(s + chunk, self.num_envs)) for s in range(0, self.num_envs, chunk)])
         workers = self._ensure_fd_pool()
         workers = workers if background else self.threads - 1
@@ -245,10 +252,7 @@ class BatchedSim:
             try:
                 t0 = time.perf_counter()
                 for envs in chunks:
-                    try:
-                        hybrid.compute(cap, envs, jac.A, jac.B, d)
-                    except Exception:  # envs we could not differentiate pass no gradient
-                        jac.A[envs] = jac.B[envs] = np.nan
+                    hybrid.simulate(cap, envs, d, capture=background)
                     with lock:
                         remaining[0] -= len(envs)
                         if remaining[0] == 0 and jac.done is not None:
@@ -257,13 +261,19 @@ class BatchedSim:
             finally:
                 self._scratch.put(d)
 
+        def finish() -> None:
+            t0 = time.perf_counter()
+            hybrid.finish(cap, jac.A, jac.B)
+            self._add_time("fd", time.perf_counter() - t0)
+
         if background:
             for _ in range(workers):
                 self._fd_pool.submit(work)
-            jac.help = work
+            jac.help, jac.finish = work, finish
         else:
             t0 = time.perf_counter()
             self._map(work)
+            finish()
             self._add_time("fd_wait", time.perf_counter() - t0)
 
     def _submit_jacobians(self, jac: Jacobians, states: tuple[np.ndarray, ...]) -> None:
@@ -353,11 +363,14 @@ class BatchedSim:
             warm = np.empty((n, self.nv))
         eps, centered = self.fd.eps, self.fd.centered
         datas, views, na, jacobian_models = self.datas, self._views, self.na, self.jacobian_models
-        own_step = self.gradient is None  # the hybrid capture reads the simulated step itself
+        # Inline, the hybrid capture reads the simulated step itself (or retakes it with the gradient
+        # model); overlapped, the background threads retake and capture every step.
+        capture_here = cap is not None and not self.fd.overlap
+        own_step = self.gradient is None
         perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 
         def work(indices) -> tuple[float, float]:
-            scratch = None if own_step or cap is None else self._step_scratch.get()
+            scratch = self._step_scratch.get() if capture_here and not own_step else None
             try:
                 return steps(indices, scratch)
             finally:
@@ -385,7 +398,7 @@ class BatchedSim:
                 t1 = perf_counter()
                 step_call(m, d)
                 t2 = perf_counter()
-                if cap is not None:
+                if capture_here:
                     if own_step:
                         hybrid.capture(cap, i, m, d)
                     else:

@@ -44,7 +44,7 @@ from mujoco import rollout
 _CNSTR = mujoco.mjtConstraint
 _STATE = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 # Row kinds whose cost is quadratic exactly when J·qacc − aref < 0 (one-sided rows).
-_ONE_SIDED = np.zeros(max(int(v) for v in _CNSTR.__members__.values()) + 1, dtype=bool)
+_ONE_SIDED = np.zeros(max(int(v) for v in _CNSTR.__members__.values()) + 2, dtype=bool)  # [-1]: padding
 for _kind in ("LIMIT_JOINT", "CONTACT_FRICTIONLESS", "CONTACT_PYRAMIDAL"):
     _ONE_SIDED[int(getattr(_CNSTR, f"mjCNSTR_{_kind}"))] = True
 _FRICTION = int(_CNSTR.mjCNSTR_FRICTION_DOF)
@@ -156,7 +156,7 @@ class _Layout:
 
 @dataclass
 class Capture:
-    """What one step's forward pass leaves behind, per env, for its Jacobians (filled by ``capture``)."""
+    """What one step leaves behind, per env, for its Jacobians (filled by ``capture`` and ``simulate``)."""
 
     pre: np.ndarray  # (N, nstate) full physics state before the step
     warmstart: np.ndarray  # (N, nv) solver warm-start before the step
@@ -177,17 +177,29 @@ class Capture:
     biasprm: np.ndarray
     ctrlrange: np.ndarray
     forcerange: np.ndarray
-    #: Per env: (J (nefc, nv), J·qacc − aref, efc_D, efc_KBIP[:, 1], efc_type, efc_frictionloss).
-    efc: list = field(default_factory=list)
-    #: Each env's Jacobian model when the step was taken (a reset may swap it before ``compute`` runs).
+    #: Constraint rows, padded to E rows per env (kind -1: no row): J (N, E, nv), J·qacc − aref, efc_D,
+    #: efc_KBIP[:, 1], efc_type, efc_frictionloss (N, E).
+    J: np.ndarray
+    residual: np.ndarray
+    D: np.ndarray
+    b: np.ndarray
+    kind: np.ndarray
+    frictionloss: np.ndarray
+    #: The next states of the position columns' perturbed steps (N, rows, nstate).
+    perturbed: np.ndarray
+    #: Envs whose capture or rollout failed (they pass no gradient).
+    failed: np.ndarray
+    #: Each env's Jacobian model when the step was taken (a reset may swap it before ``finish`` runs).
     models: list = field(default_factory=list)
 
 
 class HybridJacobians:
     """Hybrid Jacobians of ``models`` (one per env, of one structure): see the module doc.
 
-    ``eps`` and ``centered`` set the position columns' differences. ``capture`` runs in the stepping
-    thread of each env; ``compute`` on any thread, for a chunk of envs.
+    ``eps`` and ``centered`` set the position columns' differences. Per step: ``new_capture``; per env,
+    ``before_step`` and then ``capture`` (in the thread that stepped it) or ``step_and_capture`` (in
+    any thread); ``simulate`` for chunks of envs on any threads (mostly in C, without the GIL); then
+    ``finish`` once, batched over every env, on the thread that needs the Jacobians.
     """
 
     def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
@@ -196,6 +208,8 @@ class HybridJacobians:
         self.models, self.eps, self.centered = list(models), eps, centered
         self.layout = _Layout.of(m)
         self.nstate = mujoco.mj_stateSize(m, _STATE)
+        self.rows = len(self.layout.fd_cols) * (2 if centered else 1)  # perturbed steps per env
+        self.max_rows = max(64, 8 * m.nv)  # constraint rows kept per env (grows when a step has more)
         self.affine_gain = m.actuator_gaintype == int(mujoco.mjtGain.mjGAIN_AFFINE)
         self.affine_bias = m.actuator_biastype == int(mujoco.mjtBias.mjBIAS_AFFINE)
         self.ctrl_limited = m.actuator_ctrllimited.astype(bool)
@@ -223,7 +237,7 @@ class HybridJacobians:
         return runner
 
     def new_capture(self, n: int) -> Capture:
-        L = self.layout
+        L, E = self.layout, self.max_rows
         return Capture(
             pre=np.empty((n, self.nstate)),
             warmstart=np.empty((n, L.nv)),
@@ -239,7 +253,14 @@ class HybridJacobians:
             solution=np.empty((n, L.nv)),
             minv_qderiv_t=np.empty((n, L.nv, L.nv)),
             **self._actuator_constants(n),
-            efc=[None] * n,
+            J=np.zeros((n, E, L.nv)),
+            residual=np.zeros((n, E)),
+            D=np.zeros((n, E)),
+            b=np.zeros((n, E)),
+            kind=np.full((n, E), -1, dtype=np.int32),
+            frictionloss=np.zeros((n, E)),
+            perturbed=np.empty((n, self.rows, self.nstate)),
+            failed=np.zeros(n, dtype=bool),
             models=list(self.models),
         )
 
@@ -257,9 +278,9 @@ class HybridJacobians:
         cap.ctrl[i] = d.ctrl
 
     def step_and_capture(self, cap: Capture, i: int, scratch: mujoco.MjData) -> None:
-        """Step env ``i``'s recorded pre-step state with its own Jacobian model (a gradient model, not
-        the simulated one) in ``scratch``, and capture that step."""
-        m = self.models[i]
+        """Retake env ``i``'s recorded step with its Jacobian model in ``scratch``, and capture it: for
+        a gradient model, or a thread that runs after the simulation's own data has moved on."""
+        m = cap.models[i]
         mujoco.mj_setState(m, scratch, cap.pre[i], _STATE)
         scratch.qacc_warmstart[:] = cap.warmstart[i]
         scratch.ctrl[:] = cap.ctrl[i]
@@ -282,10 +303,20 @@ class HybridJacobians:
         cap.solution[i] = d.qacc_warmstart
         # Row k of the result is M⁻¹ times row k of qDeriv, i.e. (qDeriv symmetric) (M⁻¹·qDeriv)ᵀ.
         mujoco.mj_solveM(m, d, cap.minv_qderiv_t[i], cap.qderiv[i])
-        if d.nefc:
-            J = _dense_constraint_jacobian(m, d)
-            cap.efc[i] = (J, J @ d.qacc - d.efc_aref, d.efc_D.copy(), d.efc_KBIP[:, 1].copy(),
-                          d.efc_type.copy(), d.efc_frictionloss.copy())  # fmt: skip
+        nefc = d.nefc
+        if nefc > cap.J.shape[1]:
+            # More constraint rows than this step has room for: this env-step passes no gradient, and
+            # the next steps make room (rare: the room starts at several times a standing robot's rows).
+            self.max_rows = max(self.max_rows, 2 * nefc)
+            cap.failed[i] = True
+        elif nefc:
+            J = cap.J[i, :nefc]
+            J[:] = _dense_constraint_jacobian(m, d)
+            cap.residual[i, :nefc] = J @ d.qacc - d.efc_aref
+            cap.D[i, :nefc] = d.efc_D
+            cap.b[i, :nefc] = d.efc_KBIP[:, 1]
+            cap.kind[i, :nefc] = d.efc_type
+            cap.frictionloss[i, :nefc] = d.efc_frictionloss
         # The twin's implicit integrator on this data: its qDeriv from the pre-step kinematics, at the
         # pre-step velocity; then it integrates, which is undone.
         twin = self.twins[i]
@@ -301,48 +332,53 @@ class HybridJacobians:
         d.qacc_warmstart[:] = warmstart
         d.time = time
 
-    def compute(
-        self, cap: Capture, envs: np.ndarray, A: np.ndarray, B: np.ndarray, data: mujoco.MjData
-    ) -> None:
-        """Fill ``A[envs]``, ``B[envs]``; ``data`` is this thread's scratch ``MjData`` for the rollout."""
-        L = self.layout
-        nv = L.nv
-        dv = self._velocity_and_control(cap, envs)  # (n, nv, nv + nu)
-        P = self._position_rows(cap.qvel_next[envs])
-        dq = P @ dv
-        a = np.zeros((len(envs), A.shape[1], A.shape[2]))
-        a[:, nv : 2 * nv, nv : 2 * nv] = dv[:, :, :nv]
-        a[:, :nv, nv : 2 * nv] = dq[:, :, :nv]
-        for c in L.exact_cols:
-            a[:, c, c] = 1.0
-        a[:, : 2 * nv, L.fd_cols] = self._position_columns(cap, envs, data)
-        A[envs] = a
-        B[envs, nv : 2 * nv] = dv[:, :, nv:]
-        B[envs, :nv] = dq[:, :, nv:]
+    def simulate(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData, capture: bool = False) -> None:
+        """The perturbed steps of ``envs``' position columns (one ``rollout`` call, in C), after retaking
+        and capturing their steps when ``capture`` (``step_and_capture``, in ``data``)."""
+        try:
+            if capture:
+                for i in envs:
+                    self.step_and_capture(cap, i, data)
+            self._position_steps(cap, envs, data)
+        except Exception:  # these envs pass no gradient; the others are not held up
+            cap.failed[envs] = True
+
+    def finish(self, cap: Capture, A: np.ndarray, B: np.ndarray) -> None:
+        """Fill ``A`` and ``B`` of every env from the capture, batched."""
+        nv = self.layout.nv
+        dv = self._velocity_and_control(cap)  # (N, nv, nv + nu)
+        dq = self._position_rows(cap) @ dv
+        A[:] = 0.0
+        A[:, nv : 2 * nv, nv : 2 * nv] = dv[:, :, :nv]
+        A[:, :nv, nv : 2 * nv] = dq[:, :, :nv]
+        for c in self.layout.exact_cols:
+            A[:, c, c] = 1.0
+        A[:, : 2 * nv, self.layout.fd_cols] = self._position_columns(cap)
+        B[:, nv : 2 * nv] = dv[:, :, nv:]
+        B[:, :nv] = dq[:, :, nv:]
+        A[cap.failed] = np.nan
+        B[cap.failed] = np.nan
 
     # --- the pieces ------------------------------------------------------------------------------
-    def _velocity_and_control(self, cap: Capture, envs: np.ndarray) -> np.ndarray:
-        """[d qvel'/d qvel, d qvel'/d ctrl] (n, nv, nv + nu) of ``envs``."""
-        L, n = self.layout, len(envs)
+    def _velocity_and_control(self, cap: Capture) -> np.ndarray:
+        """[d qvel'/d qvel, d qvel'/d ctrl] (N, nv, nv + nu)."""
+        L, n = self.layout, cap.M.shape[0]
         nv = L.nv
-        M = cap.M[envs]
-        H = M.copy()
+        # The rows whose cost is quadratic at the optimum: the sign of J·qacc − aref (efc_state can
+        # disagree with the final forces), frictionloss rows inside their bound, equality rows always.
+        kind, residual, D = cap.kind, cap.residual, cap.D
+        active = _ONE_SIDED[kind] & (residual < 0)  # kind -1 (padding) reads the table's last entry
+        active |= (kind == _FRICTION) & (np.abs(D * residual) < cap.frictionloss)
+        active |= kind == _EQUALITY
+        J = cap.J
+        DJ = (D * active)[..., None] * J
+        J_t = np.swapaxes(J, 1, 2)
+        H = cap.M + J_t @ DJ
         rhs = np.empty((n, nv, nv + L.nu))
-        rhs[:, :, :nv] = cap.smooth_dv[envs]
-        for k, i in enumerate(envs):
-            if cap.efc[i] is None:
-                continue
-            J, residual, D, b, kind, frictionloss = cap.efc[i]
-            active = _ONE_SIDED[kind] & (residual < 0)
-            active |= (kind == _FRICTION) & (np.abs(D * residual) < frictionloss)
-            active |= kind == _EQUALITY
-            Jq = J[active]
-            DJ = D[active, None] * Jq
-            H[k] += Jq.T @ DJ
-            rhs[k, :, :nv] -= Jq.T @ (b[active, None] * DJ)  # Jqᵀ·Dq·diag(b)·Jq: through aref
-        gainprm, biasprm = cap.gainprm[envs], cap.biasprm[envs]
-        ctrlrange, forcerange = cap.ctrlrange[envs], cap.forcerange[envs]
-        length, velocity, ctrl = cap.length[envs], cap.velocity[envs], cap.ctrl[envs]
+        rhs[:, :, :nv] = cap.smooth_dv - J_t @ (cap.b[..., None] * DJ)  # aref moves with qvel: −b·J
+        gainprm, biasprm, ctrlrange, forcerange = cap.gainprm, cap.biasprm, cap.ctrlrange, cap.forcerange
+        length, velocity, ctrl = cap.length, cap.velocity, cap.ctrl
+        # Actuator force = gain·ctrl + bias; a clamped control or force passes no derivative.
         gain = gainprm[..., 0] + self.affine_gain * gainprm[..., 1] * length
         inside = (ctrl > ctrlrange[..., 0]) & (ctrl < ctrlrange[..., 1])
         ctrl_free = ~self.ctrl_limited | inside
@@ -350,38 +386,40 @@ class HybridJacobians:
         bias = self.affine_bias * (biasprm[..., 0] + biasprm[..., 1] * length + biasprm[..., 2] * velocity)
         raw = gain * ctrl + bias
         force_free = ~self.force_limited | ((raw > forcerange[..., 0]) & (raw < forcerange[..., 1]))
-        moment = cap.moment[envs]
+        moment = cap.moment
         moment_t = np.swapaxes(moment, 1, 2)
         dforce_dvel = self.affine_bias * biasprm[..., 2] * force_free
         rhs[:, :, :nv] += moment_t @ (dforce_dvel[..., None] * moment)
         rhs[:, :, nv:] = moment_t * (gain * (ctrl_free & force_free))[:, None, :]
         # dqvel' = h·(M − h·qDeriv)⁻¹·M·H⁻¹·rhs = h·(H·(I − h·M⁻¹·qDeriv))⁻¹·rhs: one solve
-        h = cap.models[envs[0]].opt.timestep
-        dv = h * np.linalg.solve(H - h * (H @ np.swapaxes(cap.minv_qderiv_t[envs], 1, 2)), rhs)
+        h = cap.models[0].opt.timestep
+        system = H - h * (H @ np.swapaxes(cap.minv_qderiv_t, 1, 2))
+        system[cap.failed] = np.eye(nv)  # a failed capture may hold anything: keep the solve well-posed
+        dv = h * np.linalg.solve(system, rhs)
         dv[:, :, :nv] += np.eye(nv)
         return dv
 
-    def _position_rows(self, qvel_next: np.ndarray) -> np.ndarray:
-        """d(qpos' in the tangent space)/d qvel' (n, nv, nv): h, or h·Jr(h·ω') for a quaternion, the
+    def _position_rows(self, cap: Capture) -> np.ndarray:
+        """d(qpos' in the tangent space)/d qvel' (N, nv, nv): h, or h·Jr(h·ω') for a quaternion, the
         right Jacobian of q' = q ⊗ exp(h·ω') (what ``mjd_quatIntegrate`` gives)."""
-        L, n = self.layout, qvel_next.shape[0]
-        h = self.models[0].opt.timestep
-        P = np.zeros((n, L.nv, L.nv))
+        L, qvel_next = self.layout, cap.qvel_next
+        h = cap.models[0].opt.timestep
+        P = np.zeros((qvel_next.shape[0], L.nv, L.nv))
         P[:, L.scalar_v, L.scalar_v] = h
         for _qa, da in L.quats:
             P[:, da : da + 3, da : da + 3] = h * _right_jacobian(h * qvel_next[:, da : da + 3])
         return P
 
-    def _position_columns(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData) -> np.ndarray:
-        """Finite differences of whole steps over the non-exact position columns: (n, 2nv, columns)."""
-        L, n, eps = self.layout, len(envs), self.eps
-        cols = len(L.fd_cols)
+    def _position_steps(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData) -> None:
+        """Whole steps from ``envs``' pre-step states moved along each non-exact position column, in
+        one ``rollout`` call, into ``cap.perturbed[envs]``."""
+        L, n, rows = self.layout, len(envs), self.rows
         signs = (1.0, -1.0) if self.centered else (1.0,)
-        rows = cols * len(signs)  # per env
+        cols = len(L.fd_cols)
         starts = np.repeat(cap.pre[envs], rows, axis=0).reshape(n, len(signs), cols, -1)
         qpos = starts[..., 1 : 1 + L.nq]
         for s, sign in enumerate(signs):
-            _perturb(qpos[:, s], sign * eps, L)
+            _perturb(qpos[:, s], sign * self.eps, L)
         total = n * rows
         out = np.empty((total, 1, self.nstate))
         self._rollout().rollout(
@@ -395,12 +433,18 @@ class HybridJacobians:
             nstep=1,
             skip_checks=True,  # shapes are right by construction; the checks cost more than the steps
             state=out,
-            sensordata=np.empty((total, 1, self.models[0].nsensordata)),
+            sensordata=np.empty((total, 1, cap.models[0].nsensordata)),
         )
-        out = out[:, 0]
+        cap.perturbed[envs] = out.reshape(n, rows, -1)
+
+    def _position_columns(self, cap: Capture) -> np.ndarray:
+        """The non-exact position columns by finite differences (N, 2nv, columns)."""
+        L, eps = self.layout, self.eps
+        signs = 2 if self.centered else 1
+        n, cols = cap.perturbed.shape[0], len(L.fd_cols)
         diff = _tangent_difference(
-            out.reshape(n, len(signs), cols, -1), cap.qpos_next[envs], cap.qvel_next[envs], L
-        )  # (n, signs, cols, 2nv)
+            cap.perturbed.reshape(n, signs, cols, -1), cap.qpos_next, cap.qvel_next, L
+        )  # (N, signs, cols, 2nv)
         delta = (diff[:, 0] - diff[:, 1]) / (2 * eps) if self.centered else diff[:, 0] / eps
         return np.swapaxes(delta, 1, 2)
 
