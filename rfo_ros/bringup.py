@@ -46,8 +46,8 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: headless offscreen rendering
 
 from rfo_ros.demo_report import DemoReport  # noqa: E402
-from rfo_ros.nodes.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
 from rfo_ros.nodes.spin import isolated_ros_env  # noqa: E402
+from rfo_ros.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
 
 #: Demo names accepted as the positional argument, and the robot file each brings up.
 DEMOS = {"quadruped": "go1"}
@@ -136,11 +136,11 @@ def run_bringup(
             executors[-1].add_node(node)
         timeout = wall_timeout or _default_wall_timeout(duration, sim)
         complete, wall = _spin_until(executors, sim, duration, timeout)
-        stats, sim_report = policy.stats, sim.report()
-        meta = policy.metadata
+        stats, sim_report = policy.ports.stats, sim.report()
+        meta = policy.ports.metadata
         report = DemoReport(
             robot=robot_name,
-            model_path=str(policy.model_path),
+            model_path=str(policy.ports.model_path),
             task=meta.task,
             flow_steps=meta.flow_steps,
             chunk=meta.chunk,

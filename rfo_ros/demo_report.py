@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from rfo_ros.nodes.stats import LatencySummary
+from rfo_ros.runtime.stats import LatencySummary
 
 
 @dataclass(frozen=True)

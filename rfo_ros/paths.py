@@ -1,4 +1,8 @@
-"""Finding the package's data files: the source tree first, then the installed share directory."""
+"""Finding the package's data files: the source tree first, then the installed share directory.
+
+No ROS import: ``ament_index_python`` is tried only when the source tree lacks a file (an installed
+package), so training, export and the runtime can use it without ROS.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 from pathlib import Path
 
 PACKAGE = "rfo_ros"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "models/quadruped.onnx"
 DEFAULT_PARAMS = "config/quadruped.yaml"
 

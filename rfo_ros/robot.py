@@ -24,6 +24,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rfo_ros.paths import package_file
+
 #: A training run folder's copy of its resolved robot description (``--resume`` reads it).
 ROBOT_RUN_FILE = "robot.yaml"
 #: Where robot files live (source tree, else the installed share dir); ``go1`` names ``go1.yaml`` there.
@@ -183,8 +185,6 @@ class RobotDescription(_Section):
 
 def robot_file(name_or_path: str | os.PathLike) -> Path:
     """A robot YAML path, or a name in ``config/robots`` (``go1`` -> ``config/robots/go1.yaml``)."""
-    from rfo_ros.nodes.paths import package_file
-
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = Path(ROBOTS_DIR) / f"{path}.yaml"

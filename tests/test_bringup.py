@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.bringup import main, run_bringup  # noqa: E402
 from rfo_ros.demo_report import DemoReport  # noqa: E402
-from rfo_ros.nodes.paths import resolve_model_path  # noqa: E402
+from rfo_ros.paths import resolve_model_path  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[1]

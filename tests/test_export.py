@@ -235,8 +235,8 @@ def test_quadruped_export_carries_the_robot_contract(tmp_path):
     meta = report.metadata
     assert report.parity_max_abs_error <= 1e-5
     assert meta.joint_names == tuple(task.robot_spec()["joint_names"])
-    assert meta.obs_layout["size"] == task.obs_dim == meta.obs_dim
-    assert [f["name"] for f in meta.obs_layout["fields"]][0] == "base_lin_vel"
+    assert meta.obs_layout.size == task.obs_dim == meta.obs_dim
+    assert meta.obs_layout.names[0] == "base_lin_vel"
 
 
 def test_inpainting_by_hand_on_a_constant_field():

@@ -121,7 +121,8 @@ def test_an_exported_history_model_carries_its_frames_and_is_evaluated_with_them
     )
     meta = load_metadata(model)
     assert meta.obs_dim == K * 45
-    assert (meta.obs_layout["size"], meta.obs_layout["frame_size"], meta.obs_layout["history"]) == (
+    written = json.loads(meta.extra["obs_layout"])
+    assert (written["size"], written["frame_size"], written["history"]) == (
         135,
         45,
         K,
@@ -159,4 +160,5 @@ def test_both_training_paths_train_export_and_resume_a_history_policy(tmp_path, 
     assert [f.shape for f in resumed.env.history.stored] == [(4, 45)] * K
     export_onnx(tmp_path / "run" / "checkpoints" / "last.pt", tmp_path / "h.onnx", zero_noise=True)
     meta = load_metadata(tmp_path / "h.onnx")
-    assert meta.obs_layout["history"] == K and meta.obs_dim == K * 45
+    assert meta.obs_history == K and meta.obs_dim == K * 45
+    assert meta.obs_layout.size == 45

@@ -92,16 +92,16 @@ def test_observation_is_the_tasks_observation(harness, model_path):
     node = make_node(harness, model_path, tick_source="state", default_cmd_vx=0.7, default_cmd_yaw_rate=0.2)
     qpos, qvel = standing_state()
     send_state(harness, qpos, qvel)
-    assert harness.spin_until(lambda: node.stats.plans == 1, TIMEOUT)
+    assert harness.spin_until(lambda: node.ports.stats.plans == 1, TIMEOUT)
     task = make_task("quadruped")
     task.fixed_command = (0.7, 0.0, 0.2)
     state = SimState(
         torch.from_numpy(qpos)[None], torch.from_numpy(qvel)[None], torch.zeros(1, 0, dtype=torch.float64)
     )
     # The plan used last_action = 0; the node has since executed one step, so compare with zero last action.
-    node._last_action[:] = 0.0
+    node.ports.controller.last_action[:] = 0.0
     expected = task.observe(state, torch.zeros(1, 12, dtype=torch.float64))[0].numpy()
-    np.testing.assert_allclose(node._observation(), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(node.ports.controller.observation(), expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("input_thread", [True, False], ids=["input_thread", "executor"])
@@ -109,7 +109,7 @@ def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(
     harness, model_path, input_thread
 ):
     node = make_node(harness, model_path, tick_source="state", input_thread=input_thread)
-    assert (node._input_thread is not None) == input_thread
+    assert (node.ports.input_thread is not None) == input_thread
     chunks = harness.record(JointTrajectory, "action_chunk")
     meta = load_metadata(model_path)
     qpos, qvel = standing_state(1)
@@ -126,10 +126,12 @@ def test_action_chunk_has_c_points_the_observation_stamp_and_the_models_values(
     positions = np.array([p.positions for p in chunk.points])
     assert (positions >= meta.action_low - 1e-12).all() and (positions <= meta.action_high + 1e-12).all()
     # The executed step feeds back as the "last_action" field in policy units, as in training.
-    assert harness.spin_until(lambda: node.stats.ticks == 1, TIMEOUT)
-    np.testing.assert_allclose(node._last_action, (positions[0] - meta.action_offset) / meta.action_scale)
-    node._last_action[:] = 0.0  # the plan was made before the first step was executed
-    expected = make_policy(model_path, provider="cpu").infer(node._observation())
+    assert harness.spin_until(lambda: node.ports.stats.ticks == 1, TIMEOUT)
+    np.testing.assert_allclose(
+        node.ports.controller.last_action, (positions[0] - meta.action_offset) / meta.action_scale
+    )
+    node.ports.controller.last_action[:] = 0.0  # the plan was made before the first step was executed
+    expected = make_policy(model_path, provider="cpu").infer(node.ports.controller.observation())
     np.testing.assert_allclose(positions, expected, atol=1e-6)
 
 
@@ -151,9 +153,9 @@ def test_malformed_joint_states_are_dropped_and_counted(harness, model_path):
     no_velocity = JointState(name=list(JOINT_NAMES), position=list(good.position))
     for msg in (wrong_names, short, no_velocity):
         harness.publish("joint_states", msg)
-    assert harness.spin_until(lambda: node.stats.dropped.get("joint_states/malformed", 0) == 3, TIMEOUT)
+    assert harness.spin_until(lambda: node.ports.stats.dropped.get("joint_states/malformed", 0) == 3, TIMEOUT)
     harness.spin_for(0.1)
-    assert not chunks and node.stats.plans == 0
+    assert not chunks and node.ports.stats.plans == 0
     # A well-formed message (extra joints and another order are fine) is still used afterwards.
     order = list(reversed(range(12)))
     shuffled = JointState(
@@ -165,7 +167,7 @@ def test_malformed_joint_states_are_dropped_and_counted(harness, model_path):
     harness.publish("odom", odom)
     harness.publish("joint_states", shuffled)
     assert harness.spin_until(lambda: chunks, TIMEOUT)
-    np.testing.assert_allclose(node._in.joint_pos, qpos[7:])
+    np.testing.assert_allclose(node.ports.controller.inputs.joint_pos, qpos[7:])
 
 
 def test_nonfinite_inputs_are_dropped_and_counted(harness, model_path):
@@ -192,9 +194,12 @@ def test_nonfinite_inputs_are_dropped_and_counted(harness, model_path):
     harness.publish("imu", zero_imu)
     harness.publish("cmd_vel", bad_cmd)
     expected = {"joint_states/nonfinite": 2, "imu/nonfinite": 1, "imu/malformed": 1, "cmd_vel/nonfinite": 1}
-    assert harness.spin_until(lambda: node.stats.dropped == expected, TIMEOUT), node.stats.dropped
-    assert node.stats.plans == 0
-    assert np.isfinite(node._in.joint_pos).all() and node._in.command[0] == node.params.default_cmd_vx
+    assert harness.spin_until(lambda: node.ports.stats.dropped == expected, TIMEOUT), node.ports.stats.dropped
+    assert node.ports.stats.plans == 0
+    assert (
+        np.isfinite(node.ports.controller.inputs.joint_pos).all()
+        and node.ports.controller.inputs.command[0] == node.params.default_cmd_vx
+    )
 
 
 def test_cmd_vel_sets_the_command_until_its_timeout(harness, model_path):
@@ -202,9 +207,13 @@ def test_cmd_vel_sets_the_command_until_its_timeout(harness, model_path):
     twist = Twist()
     twist.linear.x, twist.linear.y, twist.angular.z = 0.4, -0.1, 0.3
     harness.publish("cmd_vel", twist)
-    assert harness.spin_until(lambda: list(node._in.command) == [0.4, -0.1, 0.3], TIMEOUT)
-    assert node._observation()[node.layout.slice("command")] == pytest.approx([0.8, -0.2, 0.075])  # scaled
-    assert harness.spin_until(lambda: list(node._in.command) == [0.8, 0.0, 0.0], TIMEOUT)  # back to default
+    assert harness.spin_until(lambda: list(node.ports.controller.inputs.command) == [0.4, -0.1, 0.3], TIMEOUT)
+    assert node.ports.controller.observation()[
+        node.ports.controller.layout.slice("command")
+    ] == pytest.approx([0.8, -0.2, 0.075])  # scaled
+    assert harness.spin_until(
+        lambda: list(node.ports.controller.inputs.command) == [0.8, 0.0, 0.0], TIMEOUT
+    )  # back to default
 
 
 # --- safety on the output ---------------------------------------------------------------------------------
@@ -226,8 +235,8 @@ def test_joint_commands_are_clamped_rate_limited_and_in_robot_order(harness, mod
     measured = np.clip(qpos[7:][::-1], low, high)
     steps = np.abs(np.diff(np.vstack([measured, values]), axis=0))
     assert steps.max() <= 0.02 + 1e-9
-    assert node.stats.rate_limited_steps > 0
-    np.testing.assert_allclose(node.last_command, values[-1])
+    assert node.ports.stats.rate_limited_steps > 0
+    np.testing.assert_allclose(node.ports.last_command, values[-1])
 
 
 def test_stale_state_holds_the_last_command_within_the_watchdog_timeout(harness, model_path):
@@ -239,20 +248,20 @@ def test_stale_state_holds_the_last_command_within_the_watchdog_timeout(harness,
         send_state(harness, qpos, qvel, stamp_s=0.01 * i)
         harness.spin_for(0.01)
     last_state = time.monotonic()
-    assert node.stats.ticks > 0 and node.stats.hold_ticks == 0, node.stats
-    assert harness.spin_until(lambda: node.stats.hold_ticks > 0, TIMEOUT)
+    assert node.ports.stats.ticks > 0 and node.ports.stats.hold_ticks == 0, node.ports.stats
+    assert harness.spin_until(lambda: node.ports.stats.hold_ticks > 0, TIMEOUT)
     assert time.monotonic() - last_state <= timeout + 0.25  # one watchdog timeout plus scheduling slack
-    assert node.stats.watchdog == "stale"
+    assert node.ports.stats.watchdog == "stale"
     n = len(commands)
     assert harness.spin_until(lambda: len(commands) >= n + 5, TIMEOUT)
     held = np.array([c.data for c in commands[n - 1 :]])
     assert (held == held[0]).all()  # the last command before the hold, repeated
-    np.testing.assert_array_equal(held[0], node.last_command)
-    diag = node.diagnostics_message().status[0]
+    np.testing.assert_array_equal(held[0], node.ports.last_command)
+    diag = node.ports.diagnostics_message().status[0]
     assert {kv.key: kv.value for kv in diag.values}["watchdog"] == "stale"
-    plans = node.stats.plans  # fresh state again: the node plans again
+    plans = node.ports.stats.plans  # fresh state again: the node plans again
     send_state(harness, qpos, qvel, stamp_s=1.0)
-    assert harness.spin_until(lambda: node.stats.plans > plans, TIMEOUT)
+    assert harness.spin_until(lambda: node.ports.stats.plans > plans, TIMEOUT)
 
 
 def test_hold_without_any_command_is_the_default_pose(harness, model_path):
@@ -261,12 +270,12 @@ def test_hold_without_any_command_is_the_default_pose(harness, model_path):
     joints = JointState(name=list(JOINT_NAMES), position=list(DEFAULT_JOINT_POS), velocity=[0.0] * 12)
     harness.publish("joint_states", joints)  # no imu: never fresh, so never planned
     assert harness.spin_until(lambda: len(commands) >= 3, TIMEOUT)
-    assert node.stats.plans == 0 and node.stats.watchdog == "stale"
+    assert node.ports.stats.plans == 0 and node.ports.stats.watchdog == "stale"
     np.testing.assert_allclose(commands[-1].data, DEFAULT_JOINT_POS)
 
 
 def _diagnostic(node: PolicyNode) -> tuple[str, dict[str, str]]:
-    status = node.diagnostics_message().status[0]
+    status = node.ports.diagnostics_message().status[0]
     return status.message, {kv.key: kv.value for kv in status.values}
 
 
@@ -282,7 +291,7 @@ def test_a_required_input_that_never_arrived_is_named(harness, model_path):
         harness.publish("joint_states", joints)
         harness.spin_for(0.02)
     assert harness.spin_until(lambda: len(commands) >= 3, TIMEOUT)  # holding the default pose
-    assert node.stats.plans == 0 and node.missing_inputs == ["odom"]
+    assert node.ports.stats.plans == 0 and node.ports.missing_inputs == ["odom"]
     message, values = _diagnostic(node)
     assert (
         message
@@ -291,21 +300,21 @@ def test_a_required_input_that_never_arrived_is_named(harness, model_path):
     assert values["missing_inputs"] == "odom"
     harness.connect((Odometry, "odom"))
     send_state(harness, *standing_state(), stamp_s=0.1)  # odom arrives: the node plans
-    assert harness.spin_until(lambda: node.stats.plans > 0, TIMEOUT)
-    assert node.missing_inputs == [] and _diagnostic(node)[1]["missing_inputs"] == ""
+    assert harness.spin_until(lambda: node.ports.stats.plans > 0, TIMEOUT)
+    assert node.ports.missing_inputs == [] and _diagnostic(node)[1]["missing_inputs"] == ""
 
 
 def test_a_model_without_base_velocity_plans_from_joint_states_and_imu_alone(harness, tmp_path):
     """A model trained with ``env.base_lin_vel: false`` needs no odometry: joint_states + imu suffice."""
     model = export_untrained_policy(tmp_path / "imu.onnx", base_lin_vel=False, flow_steps=1, chunk=1)
     node = make_node(harness, model, tick_source="state")
-    assert "base_lin_vel" not in node.layout.names
+    assert "base_lin_vel" not in node.ports.controller.layout.names
     imu, _, joints = state_messages(*standing_state(), JOINT_NAMES, 0.0)
     harness.connect((Imu, "imu"), (JointState, "joint_states"))
     harness.publish("imu", imu)
     harness.publish("joint_states", joints)
-    assert harness.spin_until(lambda: node.stats.plans > 0, TIMEOUT)
-    assert node.missing_inputs == []
+    assert harness.spin_until(lambda: node.ports.stats.plans > 0, TIMEOUT)
+    assert node.ports.missing_inputs == []
 
 
 def test_a_history_model_gets_one_frame_per_control_step_and_a_fresh_history_after_a_hold(harness, tmp_path):
@@ -317,7 +326,7 @@ def test_a_history_model_gets_one_frame_per_control_step_and_a_fresh_history_aft
         tmp_path / "history.onnx", base_lin_vel=False, obs_history=frames, flow_steps=1, chunk=2
     )
     node = make_node(harness, model, tick_source="state", watchdog_timeout_s=0.2)
-    assert node.history_frames == frames and node.metadata.obs_dim == frames * 45
+    assert node.ports.controller.history_frames == frames and node.ports.metadata.obs_dim == frames * 45
     task = make_task("quadruped", base_lin_vel=False)
     task.fixed_command = (1.0, 0.0, 0.0)  # the node's default command
     harness.connect((Imu, "imu"), (JointState, "joint_states"))
@@ -328,22 +337,24 @@ def test_a_history_model_gets_one_frame_per_control_step_and_a_fresh_history_aft
         imu, _, joints = state_messages(qpos, qvel, JOINT_NAMES, 0.01 * (k + 1))
         harness.publish("imu", imu)
         harness.publish("joint_states", joints)
-        assert harness.spin_until(lambda: node.stats.ticks == k + 1, TIMEOUT)
+        assert harness.spin_until(lambda: node.ports.stats.ticks == k + 1, TIMEOUT)
         state = SimState(torch.from_numpy(qpos)[None], torch.from_numpy(qvel)[None], torch.zeros(1, 0))
         return task.observe(state, torch.from_numpy(last_action)[None])[0].numpy()
 
     expected, last_action = [], np.zeros(12)
     for k in range(4):
         expected.append(step(k, last_action))
-        last_action = node._last_action.copy()  # what step k executed: step k+1 observes it
-    assert node.stats.plans == 2  # steps 0 and 2; steps 1 and 3 stored their frames without a plan
-    np.testing.assert_allclose(np.stack(node._history.stored), np.stack(expected[1:]), rtol=0, atol=1e-6)
-    assert harness.spin_until(lambda: node.stats.hold_ticks > 0, TIMEOUT)  # no state for 0.2 s: hold
+        last_action = node.ports.controller.last_action.copy()  # what step k executed: step k+1 observes it
+    assert node.ports.stats.plans == 2  # steps 0 and 2; steps 1 and 3 stored their frames without a plan
+    np.testing.assert_allclose(
+        np.stack(node.ports.controller.history.stored), np.stack(expected[1:]), rtol=0, atol=1e-6
+    )
+    assert harness.spin_until(lambda: node.ports.stats.hold_ticks > 0, TIMEOUT)  # no state for 0.2 s: hold
     resumed = step(4, last_action)
     np.testing.assert_allclose(
-        np.stack(node._history.stored), np.stack([resumed] * frames), rtol=0, atol=1e-6
+        np.stack(node.ports.controller.history.stored), np.stack([resumed] * frames), rtol=0, atol=1e-6
     )
-    assert node.missing_inputs == []
+    assert node.ports.missing_inputs == []
 
 
 @pytest.mark.parametrize(
@@ -374,9 +385,9 @@ def test_a_missing_image_is_named(harness, tmp_path):
     node = make_node(harness, model, tick_source="state")
     send_state(harness, *standing_state())
     assert harness.spin_until(
-        lambda: node.stats.hold_ticks > 0 or node.missing_inputs == ["camera/depth"], TIMEOUT
+        lambda: node.ports.stats.hold_ticks > 0 or node.ports.missing_inputs == ["camera/depth"], TIMEOUT
     )
-    assert node.stats.plans == 0 and node.missing_inputs == ["camera/depth"]
+    assert node.ports.stats.plans == 0 and node.ports.missing_inputs == ["camera/depth"]
     message, values = _diagnostic(node)
     assert message == "waiting for camera/depth: the model observes a 16x16 depth image (sensor_msgs/Image)"
     assert values["missing_inputs"] == "camera/depth"
@@ -388,7 +399,7 @@ def test_shutdown_publishes_the_hold_command(harness, model_path):
     qpos, qvel = standing_state()
     send_state(harness, qpos, qvel)
     assert harness.spin_until(lambda: len(commands) == 1, TIMEOUT)
-    last = node.last_command
+    last = node.ports.last_command
     harness.remove(node)
     node.destroy_node()
     assert harness.spin_until(lambda: len(commands) == 2, TIMEOUT)
@@ -401,16 +412,18 @@ def test_diagnostics_report_latency_provider_watchdog_and_drops(harness, model_p
     qpos, qvel = standing_state()
     harness.publish("joint_states", JointState(name=["nope"], position=[0.0], velocity=[0.0]))
     send_state(harness, qpos, qvel)
-    assert harness.spin_until(lambda: node.stats.plans == 1 and node.stats.dropped_total == 1, TIMEOUT)
+    assert harness.spin_until(
+        lambda: node.ports.stats.plans == 1 and node.ports.stats.dropped_total == 1, TIMEOUT
+    )
     n = len(diagnostics)
     assert harness.spin_until(lambda: len(diagnostics) > n, TIMEOUT)
     values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
-    assert values["provider"] == "CPUExecutionProvider" == node.stats.provider
+    assert values["provider"] == "CPUExecutionProvider" == node.ports.stats.provider
     assert values["watchdog"] in ("ok", "stale")
     assert values["dropped/joint_states/malformed"] == "1"
     for key in ("model_latency_p50_ms", "model_latency_p99_ms", "node_latency_p50_ms", "node_latency_p99_ms"):
         assert float(values[key]) > 0
-    stats = node.stats
+    stats = node.ports.stats
     assert stats.model_latency.count == stats.node_latency.count == 1
     assert stats.node_latency.p50_ms >= stats.model_latency.p50_ms
 
@@ -467,12 +480,12 @@ def test_lifecycle_commands_only_while_active_and_holds_on_deactivate(harness, m
     assert node.lifecycle_state == "inactive"
     send_state(harness, qpos, qvel, stamp_s=0.0)  # inactive: inputs are read, nothing is commanded
     harness.spin_for(0.3)
-    assert node.stats.plans == 0 and commands == []
+    assert node.ports.stats.plans == 0 and commands == []
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     # The watchdog may hold once first (the inputs read while inactive are 0.3 s old), so count plans.
     send_state(harness, qpos, qvel, stamp_s=0.01)
-    assert harness.spin_until(lambda: node.stats.plans == 1, TIMEOUT)
-    last = node.last_command
+    assert harness.spin_until(lambda: node.ports.stats.plans == 1, TIMEOUT)
+    last = node.ports.last_command
     assert harness.spin_until(lambda: any(np.array_equal(c.data, last) for c in commands), TIMEOUT)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     harness.spin_for(0.2)  # the deactivation's hold reaches the recorder
@@ -480,13 +493,13 @@ def test_lifecycle_commands_only_while_active_and_holds_on_deactivate(harness, m
     np.testing.assert_array_equal(commands[-1].data, last)  # the hold: the last safe command once more
     send_state(harness, qpos, qvel, stamp_s=0.02)
     harness.spin_for(0.3)
-    assert node.stats.plans == 1 and len(commands) == published  # deactivated: holds, plans nothing
+    assert node.ports.stats.plans == 1 and len(commands) == published  # deactivated: holds, plans nothing
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     send_state(harness, qpos, qvel, stamp_s=0.03)
-    assert harness.spin_until(lambda: node.stats.plans == 2, TIMEOUT)
+    assert harness.spin_until(lambda: node.ports.stats.plans == 2, TIMEOUT)
     node.trigger_deactivate()
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert node.lifecycle_state == "unconfigured" and node.policy is None
+    assert node.lifecycle_state == "unconfigured" and node.ports.policy is None
     assert harness.spin_until(lambda: node.count_publishers("joint_commands") == 0, TIMEOUT)
 
 
@@ -497,7 +510,7 @@ def test_lifecycle_configure_fails_cleanly_on_a_corrupt_model_and_succeeds_once_
     model.write_bytes(model_path.read_bytes()[:2000])  # a truncated download
     node = make_node(harness, model, PolicyLifecycleNode)
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert node.lifecycle_state == "unconfigured" and node.policy is None and node._entities == []
+    assert node.lifecycle_state == "unconfigured" and node.ports.policy is None and node.ports.entities == []
     assert node.count_publishers("joint_commands") == 0 and node.count_subscribers("joint_states") == 0
     model.write_bytes(model_path.read_bytes())
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -518,7 +531,7 @@ def test_a_model_that_cannot_infer_takes_the_error_transition(harness, model_pat
     onnx.save(graph, str(broken))
     node = make_node(harness, broken, PolicyLifecycleNode)
     assert node.trigger_configure() == TransitionCallbackReturn.ERROR
-    assert node.lifecycle_state == "unconfigured" and node.policy is None and node._entities == []
+    assert node.lifecycle_state == "unconfigured" and node.ports.policy is None and node.ports.entities == []
 
 
 # --- ros2_control wiring ---------------------------------------------------------------------------------
@@ -551,9 +564,9 @@ def test_remapped_outputs_reach_the_ros2_control_controller_topics(harness, mode
     chunks = harness.record(JointTrajectory, "/joint_trajectory_controller/joint_trajectory")
     send_state(harness, *standing_state())
     assert harness.spin_until(lambda: commands and chunks, TIMEOUT)
-    assert list(chunks[0].joint_names) == list(node.metadata.joint_names)
+    assert list(chunks[0].joint_names) == list(node.ports.metadata.joint_names)
     assert len(chunks[0].points) == C
-    np.testing.assert_array_equal(commands[0].data, node.last_command)  # robot_joint_names order
+    np.testing.assert_array_equal(commands[0].data, node.ports.last_command)  # robot_joint_names order
     assert len(commands[0].data) == len(forward["joints"])
 
 
@@ -569,7 +582,7 @@ def test_realtime_execution_keeps_the_committed_step_at_every_replan(harness, tm
     qpos, qvel = standing_state()
     for i in range(13):  # plans at steps 0, 4, 8, 12
         send_state(harness, qpos, qvel, stamp_s=0.01 * (i + 1))
-        assert harness.spin_until(lambda i=i: node.stats.ticks == i + 1, TIMEOUT)
+        assert harness.spin_until(lambda i=i: node.ports.stats.ticks == i + 1, TIMEOUT)
     assert len(chunks) == 4
     points = [np.array([p.positions for p in c.points]) for c in chunks]
     for old, new in zip(points, points[1:], strict=False):

@@ -31,7 +31,7 @@ from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs import make_task  # noqa: E402
 from rfo_ros.envs.legged_obs import quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode  # noqa: E402
-from rfo_ros.nodes.ros_conversions import image_to_array, stamp_from_seconds  # noqa: E402
+from rfo_ros.nodes.ros_conversions import image_to_array, seconds_from_stamp, stamp_from_seconds  # noqa: E402
 from rfo_ros.nodes.sim_node import SimNode  # noqa: E402
 from rfo_ros.nodes.testing import NodeHarness  # noqa: E402
 from rfo_ros.runtime import ChunkScheduler, make_policy  # noqa: E402
@@ -121,17 +121,17 @@ def test_policy_node_sees_the_tasks_observation_of_the_simulated_state(harness, 
     )
     # Lock-step loop: each state -> one command -> one step. The sim only steps when this thread spins,
     # so once spinning stops, wait (without spinning) until the policy has read the sim's latest state.
-    assert harness.spin_until(lambda: policy.stats.ticks >= 25, TIMEOUT)
-    latest = stamp_from_seconds(sim.sim_time)
-    deadline = time.monotonic() + TIMEOUT
-    while policy._in.stamp != latest and time.monotonic() < deadline:
+    assert harness.spin_until(lambda: policy.ports.stats.ticks >= 25, TIMEOUT)
+    latest = seconds_from_stamp(stamp_from_seconds(sim.sim_time))  # the controller keeps seconds
+    deadline, controller = time.monotonic() + TIMEOUT, policy.ports.controller
+    while controller.inputs.stamp != latest and time.monotonic() < deadline:
         time.sleep(0.001)
     task = make_task("quadruped")
-    with policy._lock:
-        assert policy._in.stamp == latest
-        task.fixed_command = tuple(policy._in.command)
-        expected = task.observe(sim_state(sim), torch.from_numpy(policy._last_action)[None])[0].numpy()
-        np.testing.assert_allclose(policy._observation(), expected, atol=1e-9)
+    with policy.ports.lock:
+        assert controller.inputs.stamp == latest
+        task.fixed_command = tuple(controller.inputs.command)
+        expected = task.observe(sim_state(sim), torch.from_numpy(controller.last_action)[None])[0].numpy()
+        np.testing.assert_allclose(controller.observation(), expected, atol=1e-9)
     assert sim.commands_received >= 24 and sim.lockstep_timeouts == 0
 
 
@@ -289,16 +289,16 @@ def test_depth_policy_closes_the_loop_on_the_depth_tasks_image(harness, tmp_path
             **harness.node_kwargs(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         )
     )
-    assert policy.image_topic == "camera/depth"
-    assert harness.spin_until(lambda: policy.stats.ticks >= 10, TIMEOUT)
-    latest = stamp_from_seconds(sim.sim_time)
+    assert policy.ports.controller.image_input == "camera/depth"
+    assert harness.spin_until(lambda: policy.ports.stats.ticks >= 10, TIMEOUT)
+    latest = seconds_from_stamp(stamp_from_seconds(sim.sim_time))  # the controller keeps seconds
     deadline = time.monotonic() + TIMEOUT
-    while policy._in.stamp != latest and time.monotonic() < deadline:
+    while policy.ports.controller.inputs.stamp != latest and time.monotonic() < deadline:
         time.sleep(0.001)
-    with policy._lock:
+    with policy.ports.lock:
         expected = make_task("quadruped_depth").depth_image(torch.from_numpy(sim.data.qpos.copy())[None])[0]
-        np.testing.assert_allclose(policy._in.image, expected.numpy(), atol=1e-6)
-    assert sim.lockstep_timeouts == 0 and policy.stats.hold_ticks == 0
+        np.testing.assert_allclose(policy.ports.controller.inputs.image, expected.numpy(), atol=1e-6)
+    assert sim.lockstep_timeouts == 0 and policy.ports.stats.hold_ticks == 0
 
 
 def test_lockstep_ros_loop_reproduces_the_tasks_own_rollout(harness, model_path):

@@ -174,7 +174,7 @@ def _with_props(src, dst, **changes) -> None:
     [
         ({"obs_dim": "6"}, "'obs_layout' 'size' must be the observation size"),
         (
-            {"obs_dim": "6", "obs_layout": '{"size": 6}'},
+            {"obs_dim": "6", "obs_layout": '{"size": 6, "fields": [{"name": "state", "size": 6}]}'},
             r"input 'observation' has shape \['batch', 5\], expected \[batch, 6\]",
         ),
         ({"zero_noise": "true"}, "inputs .* do not match the metadata"),
@@ -244,6 +244,7 @@ def test_make_policy_and_latency_helper(exported):
 
 
 def test_runtime_imports_without_torch_mujoco_or_rclpy():
-    """The ONNX backend must run on a robot computer with numpy + onnxruntime only (DESIGN §4)."""
+    """The ONNX backend must run on a robot computer with numpy + onnxruntime only (no torch, MuJoCo or
+    ROS: the runtime's promise)."""
     code = "import sys, rfo_ros.runtime; assert not {'torch', 'mujoco', 'rclpy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -26,7 +26,7 @@ H = 32
 ROLLOUT_EPS = 1e-6  # central differences of the whole rollout
 CENTERED_TOL = 1e-4
 # Forward-difference step Jacobians at eps 1e-6, measured over 8-24 draws per world: cartpole ~1e-7,
-# tiny legged <= 1.8e-3, quadruped <= 6.5e-3 (DESIGN §3 saw ~2e-3 on an ant-like model); 3x headroom.
+# tiny legged <= 1.8e-3, quadruped <= 6.5e-3 (an ant-like model in contact gave ~2e-3); 3x headroom.
 # Centered ones: <= 5e-6 on the same draws (typically 1e-8..1e-7), against CENTERED_TOL = 1e-4.
 FORWARD_TOL = 2e-2
 
@@ -161,7 +161,7 @@ def contact_clearance(task: Task, state0: SimState, actions: np.ndarray, reach: 
 
     A contact within the FD eps of switching on or off at some step makes the step map jump inside the
     stencil of ``mjd_transitionFD``: that Jacobian is then wrong by ~1/eps, which no wrapper can fix
-    (DESIGN §3: contacts can make FD gradients noisy). Pairs up to ``reach`` apart are detected with a
+    (contacts can make FD gradients noisy). Pairs up to ``reach`` apart are detected with a
     copy of the model whose geom margins are inflated by ``reach``, used for collision only.
     """
     probe_model = copy.deepcopy(task.model)

@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 import torch
 
+from rfo_ros.envs.legged_obs import ObsLayout
 from rfo_ros.sim.autograd import SimState
 
 
@@ -57,6 +58,8 @@ class Task(ABC):
     omitted_obs_fields: tuple[str, ...] = ()
     #: Frames the policy observes (``VecEnv`` keeps the past ones): K > 1 is a task option of legged tasks.
     obs_history: int = 1
+    #: The named fields of one observation frame, exported with the policy; None: an unnamed state.
+    obs_layout: ObsLayout | None = None
 
     @classmethod
     def create(cls, **options: Any) -> Task:

@@ -94,7 +94,8 @@ def forward_locomotion_reward(
 
     ``vx`` is the trunk's world-frame forward velocity after the step, optionally soft-capped at
     ``max_speed`` (so a flailing random policy cannot score by bouncing); the upright term keeps a
-    gradient towards staying on the feet (DESIGN §3 pitfall 2); the control cost is per action entry.
+    gradient towards staying on the feet (a fall ends the episode, and no gradient sees a termination:
+    with forward velocity alone the gait fell after 3-5 s); the control cost is per action entry.
     """
     vx = next_state.qvel[:, 0]
     if max_speed is not None:

@@ -252,6 +252,22 @@ def layout_metadata(layout: ObsLayout, history: int = 1) -> dict:
     }
 
 
+def parse_layout_metadata(description: Mapping[str, Any]) -> tuple[ObsLayout, int]:
+    """The ``(layout, history)`` that ``layout_metadata`` described; ValueError naming what is wrong.
+
+    A field without ``scale``/``offset`` has scale 1 and offset 0 (a task's plain "state" field).
+    """
+    try:
+        fields = tuple(
+            ObsField.make(f["name"], int(f["size"]), str(f.get("description", "")),
+                          f.get("scale", 1.0), f.get("offset", 0.0))
+            for f in description["fields"]
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"has no usable fields ({exc!r}): {description!r:.200}") from exc
+    return ObsLayout(fields), check_frames(description.get("history", 1), "history")
+
+
 def check_frames(value: object, name: str = "frames") -> int:
     """``value`` as a history length: an integer >= 1 (bools refused), else a ValueError naming ``name``."""
     if type(value) is not int or value < 1:

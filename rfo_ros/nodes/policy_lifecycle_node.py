@@ -22,23 +22,24 @@ import sys
 import numpy as np
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from rfo_ros.nodes.policy_node import PolicyCore, PolicyNodeError
+from rfo_ros.nodes.policy_ports import PolicyNodeError, PolicyPorts
 from rfo_ros.nodes.spin import run_node
 from rfo_ros.runtime import InferenceError
 
 
-class PolicyLifecycleNode(PolicyCore, LifecycleNode):
+class PolicyLifecycleNode(LifecycleNode):
     """The policy node as a managed node; see the module docstring for the transitions."""
 
     def __init__(self, node_name: str = "policy_node", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
-        self._commanding = False
         #: Why the last ``configure`` failed (None after a success), for callers driving the transitions.
         self.configure_error: str | None = None
+        self.ports: PolicyPorts | None = None
         try:
-            self._init_core()
+            self.ports = PolicyPorts(self)
+            self.params = self.ports.params  # the declared values, as every node of this package has
         except Exception:
-            LifecycleNode.destroy_node(self)
+            super().destroy_node()
             raise
 
     @property
@@ -48,11 +49,11 @@ class PolicyLifecycleNode(PolicyCore, LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._setup()
+            self.ports.setup(active=False)
         except PolicyNodeError as exc:
             self.configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
-            self._teardown()
+            self.ports.teardown()
             return TransitionCallbackReturn.FAILURE
         try:
             self._warm_up()
@@ -66,30 +67,32 @@ class PolicyLifecycleNode(PolicyCore, LifecycleNode):
     def _warm_up(self) -> None:
         """One inference on a neutral observation: first-call provider costs happen here, not at the
         first control step, and a model that cannot produce a finite chunk is caught before it commands."""
-        meta = self.metadata
+        controller = self.ports.controller
+        meta = controller.metadata
         image = None if meta.image is None else np.zeros(meta.image.shape, dtype=np.float32)
         noise = None if meta.zero_noise else np.zeros((meta.chunk, meta.action_dim))
-        self.policy.infer(self._observation(), noise=noise, image=image)
+        controller.policy.infer(controller.observation(), noise=noise, image=image)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        with self._lock:
-            self.restart_plans()  # any plan and observation history from before is out of date
-            self._commanding = True
+        with self.ports.lock:
+            self.ports.controller.restart()  # any plan and observation history from before is out of date
+            self.ports.controller.active = True
         self.get_logger().info("active: commanding")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        with self._lock:
-            self._commanding = False
-        self.publish_hold()
+        with self.ports.lock:
+            self.ports.controller.active = False
+        self.ports.publish_hold()
         self.get_logger().info("inactive: holding the last command")
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> TransitionCallbackReturn:
-        with self._lock:
-            self._commanding = False
-        self.publish_hold()
-        self._teardown()
+        with self.ports.lock:
+            if self.ports.controller is not None:
+                self.ports.controller.active = False
+        self.ports.publish_hold()
+        self.ports.teardown()
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -104,10 +107,10 @@ class PolicyLifecycleNode(PolicyCore, LifecycleNode):
 
     def destroy_node(self) -> None:
         try:
-            if getattr(self, "_entities", None):
+            if self.ports is not None and self.ports.entities:
                 self._release()
         finally:
-            LifecycleNode.destroy_node(self)
+            super().destroy_node()
 
 
 def main(args=None) -> int:

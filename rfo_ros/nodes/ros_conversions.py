@@ -14,13 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 
+from rfo_ros.runtime.controller import MalformedInputError
 
-class MalformedMessageError(ValueError):
-    """A message that cannot be used (wrong names or lengths, non-finite values); dropped by the node."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+#: A message that cannot be used (wrong names or lengths, non-finite values): the controller's own
+#: error for a refused input, so the node counts both the same way.
+MalformedMessageError = MalformedInputError
 
 
 class JointStateReader:

@@ -1,4 +1,4 @@
-"""The sim node: a headless MuJoCo world from ``sim/`` that stands in for the robot (DESIGN §1, §5).
+"""The sim node: a headless MuJoCo world from ``sim/`` that stands in for the robot.
 
 Publishes, at ``state_rate_hz`` of sim time (default: the world's task control rate), ``imu``, ``odom``,
 the camera images, ``joint_states`` (in that order: the policy node treats ``joint_states`` as the trigger

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rfo_ros.envs.legged_obs import ObsLayout, layout_metadata, parse_layout_metadata
+
 FORMAT = "rfo_ros.onnx/1"
 INPUT_NAMES = ("observation", "noise", "image", "committed", "committed_weight")
 OUTPUT_NAME = "action_chunk"
@@ -68,7 +70,7 @@ class ModelMetadata:
     chunk: int
     action_dim: int
     obs_dim: int
-    obs_layout: dict[str, Any]
+    obs_layout: ObsLayout  # one frame's fields
     normalization: dict[str, Any]
     action_scale: np.ndarray
     action_offset: np.ndarray
@@ -82,6 +84,8 @@ class ModelMetadata:
     #: The graph takes ``committed`` (1, C, m) actuator commands and ``committed_weight`` (1, C) and
     #: inpaints them during the flow integration (real-time chunk execution; absent = False).
     inpainting: bool = False
+    #: Frames the observation stacks, oldest first (``legged_obs.FrameHistory``): obs_dim = K · frame size.
+    obs_history: int = 1
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -139,11 +143,15 @@ class ModelMetadata:
         return np.clip((command - self.action_offset) * self.action_scale_inverse, -1.0, 1.0)
 
     # --- robot -------------------------------------------------------------------------------------
-    def check_robot(self, joint_names: Sequence[str], exact: bool = False) -> np.ndarray:
+    def check_robot(
+        self, joint_names: Sequence[str], exact: bool = False, commanded: bool = False
+    ) -> np.ndarray:
         """Indices ``idx`` with ``robot_values[idx]`` in the model's joint order.
 
         Raises ``RobotMismatchError`` naming the differences if a model joint is missing on the robot
-        (or listed twice), and with ``exact=True`` also if the robot has other joints or another order.
+        (or listed twice); with ``commanded=True`` also if the robot has joints the model does not command
+        (any order: the joints a policy node drives), and with ``exact=True`` if it has other joints or
+        another order.
         """
         robot = list(joint_names)
         missing = [n for n in self.joint_names if n not in robot]
@@ -156,10 +164,12 @@ class ModelMetadata:
             problems.append(f"listed more than once by the robot: {duplicated}")
         if exact and extra:
             problems.append(f"not in the model: {extra}")
+        elif commanded and extra:
+            problems.append(f"robot joints {extra} are not commanded (model: {list(self.joint_names)})")
         if exact and not problems and robot != list(self.joint_names):
             problems.append(f"order differs: model {list(self.joint_names)}, robot {robot}")
         if problems:
-            if extra and not exact:
+            if extra and not (exact or commanded):
                 problems.append(f"(robot joints not used by the model: {extra})")
             raise RobotMismatchError(
                 f"robot joints do not match model {self.source} (task {self.task!r}): " + "; ".join(problems)
@@ -183,7 +193,7 @@ class ModelMetadata:
             "chunk": self.chunk,
             "action_dim": self.action_dim,
             "obs_dim": self.obs_dim,
-            "obs_layout": self.obs_layout,
+            "obs_layout": layout_metadata(self.obs_layout, self.obs_history),
             "normalization": self.normalization,
             "action_map": {
                 "formula": "ctrl = clip(offset + scale * action, low, high), action = tanh(z) in [-1, 1]",
@@ -289,6 +299,15 @@ class _Parser:
         sizes = {obs_dim} | ({obs_dim + math.prod(image.shape)} if image else set())
         if "size" in layout and layout["size"] not in sizes:
             raise self.fail("obs_layout", f"'size' must be the observation size {sorted(sizes)}")
+        try:
+            obs_layout, history = parse_layout_metadata(layout)
+        except ValueError as exc:
+            raise self.fail("obs_layout", str(exc)) from None
+        if obs_layout.size * history != obs_dim:
+            raise self.fail(
+                "obs_layout",
+                f"has {obs_layout.size} entries per frame and {history} frames, obs_dim is {obs_dim}",
+            )
         return ModelMetadata(
             source=self.source,
             task=self.get("task", str),
@@ -303,7 +322,8 @@ class _Parser:
             chunk=chunk,
             action_dim=action_dim,
             obs_dim=obs_dim,
-            obs_layout=layout,
+            obs_layout=obs_layout,
+            obs_history=history,
             normalization=self.get("normalization", dict),
             action_scale=self.vector("action_map", "scale", action_dim),
             action_offset=self.vector("action_map", "offset", action_dim),

@@ -46,7 +46,7 @@ class TorchPolicy(Policy):
         task=None,
         warmup: int = 3,
     ) -> None:
-        from rfo_ros.export import prepare  # torch + MuJoCo: imported only by this backend
+        from rfo_ros.runtime.prepare import prepare  # torch + MuJoCo: imported only by this backend
 
         if provider not in PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}; choose one of {PROVIDERS}")
