@@ -33,6 +33,7 @@ class GradientModelConfig(_Section):
 
     margin: float = Field(0.0, ge=0, description="contact forces act from this distance (m)")
     timeconst_scale: float = Field(1.0, gt=0, description="factor on each contact time constant (>1: softer)")
+    geoms: tuple[str, ...] = Field((), description="the geoms (names) it changes, e.g. the feet; empty: all")
 
 
 class EnvConfig(_Section):

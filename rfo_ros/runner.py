@@ -106,7 +106,7 @@ class Runner:
         sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
             randomization=cfg.env.randomization, shaping=make_shaping(cfg.env.action_rate),
-            gradient=GradientModel(e.gradient_model.margin, e.gradient_model.timeconst_scale),
+            gradient=GradientModel(**e.gradient_model.model_dump()),
         )  # fmt: skip
         self.env = on_device(sim_env, self.device)
         image_shape = getattr(self.task, "image_shape", None)

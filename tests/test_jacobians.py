@@ -301,3 +301,17 @@ def test_more_constraint_rows_than_room_pass_no_gradient_once_then_fit():
     sim.close()
     assert not second.nonfinite.any() and sim.hybrid.max_rows > 1
     np.testing.assert_allclose(A, _jacobians(m, HYBRID, states)[0], rtol=1e-6, atol=1e-9)  # other warm-start
+
+
+def test_a_gradient_model_of_named_geoms_changes_those_alone():
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    feet = ("FR_foot", "FL_foot", "RR_foot", "RL_foot")
+    out = GradientModel(margin=0.01, timeconst_scale=2.0, geoms=feet).apply(m)
+    ids = [m.geom(name).id for name in feet]
+    others = np.setdiff1d(np.arange(m.ngeom), ids)
+    np.testing.assert_allclose(out.geom_margin[ids], m.geom_margin[ids] + 0.01)
+    np.testing.assert_allclose(out.geom_solref[ids, 0], 2 * m.geom_solref[ids, 0])
+    assert np.array_equal(out.geom_margin[others], m.geom_margin[others])
+    assert np.array_equal(out.geom_solref[others], m.geom_solref[others])
+    with pytest.raises(ValueError, match="'left_paw' is not in the model"):
+        GradientModel(margin=0.01, geoms=("left_paw",)).apply(m)

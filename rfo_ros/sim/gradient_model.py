@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass
 
 import mujoco
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class GradientModel:
     margin: float = 0.0
     #: Factor on every geom's contact time constant (solref[0]): > 1 is softer.
     timeconst_scale: float = 1.0
+    #: The geoms (by name) that get the margin and the softer contacts; empty: every geom. A pair's
+    #: margin is the larger of its two geoms', so naming the robot's feet, or a pusher's finger, changes
+    #: exactly the contacts that gradient should see coming.
+    geoms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -36,11 +41,25 @@ class GradientModel:
     def active(self) -> bool:
         return self.margin > 0 or self.timeconst_scale != 1.0
 
+    def geom_ids(self, model: mujoco.MjModel) -> np.ndarray:
+        """The ids of the geoms this gradient model changes; refuses a name the model does not have."""
+        if not self.geoms:
+            return np.arange(model.ngeom)
+        ids = []
+        for name in self.geoms:
+            gid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+            if gid < 0:
+                named = [model.geom(g).name for g in range(model.ngeom) if model.geom(g).name]
+                raise ValueError(f"gradient model geom {name!r} is not in the model; named geoms: {named}")
+            ids.append(gid)
+        return np.array(ids, int)
+
     def apply(self, model: mujoco.MjModel) -> mujoco.MjModel:
         """A copy of ``model`` with this gradient model's contacts (``model`` is left as it was)."""
         out = copy.copy(model)
-        out.geom_margin[:] = model.geom_margin + self.margin
+        ids = self.geom_ids(model)
+        out.geom_margin[ids] = model.geom_margin[ids] + self.margin
         solref = out.geom_solref
-        standard = solref[:, 0] > 0  # a negative solref is (stiffness, damping): left as it is
-        solref[standard, 0] = solref[standard, 0] * self.timeconst_scale
+        soft = ids[solref[ids, 0] > 0]  # a negative solref is (stiffness, damping): left as it is
+        solref[soft, 0] = solref[soft, 0] * self.timeconst_scale
         return out
