@@ -18,6 +18,7 @@ from rfo_ros.envs import VecEnv, make_task
 from rfo_ros.envs import legged_obs as lo
 from rfo_ros.envs.depth import pinhole_ray_directions
 from rfo_ros.envs.push import PUSH_OFFSET, fingertip_xy
+from rfo_ros.sim import FDConfig
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
 
 
@@ -399,7 +400,7 @@ def test_push_reward_backprops_to_action(push):
 def test_rollout_gradient_matches_finite_differences(name):
     """d(8-step return)/d(actions) from the FD-Jacobian autograd chain vs central differences of rollouts."""
     task = make_task(name)
-    env = VecEnv(task, 1, seed=0, threads=1)
+    env = VecEnv(task, 1, seed=0, threads=1, fd=FDConfig(centered=True))  # to 1e-5: centered Jacobians
     rng = np.random.default_rng(0)
     for _ in range(20):  # settle into contact
         env.step(torch.from_numpy(rng.uniform(-0.3, 0.3, (1, task.action_dim))).float())

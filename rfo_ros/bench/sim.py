@@ -62,8 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--horizon", type=int, default=16, help="steps per differentiable rollout")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="simulation threads")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--centered", dest="centered", action="store_true", default=True, help="centered FD")
-    mode.add_argument("--forward", dest="centered", action="store_false", help="forward FD")
+    mode.add_argument("--centered", dest="centered", action="store_true", default=False, help="centered FD")
+    mode.add_argument("--forward", dest="centered", action="store_false", help="forward FD (the default)")
     p.add_argument("--eps", type=float, default=FDConfig.eps, help="FD perturbation")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is reported)")
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         envs=args.envs,
         horizon=args.horizon,
         threads=args.threads,
-        fd=FDConfig(eps=args.eps, centered=args.centered),
+        fd=FDConfig(eps=args.eps, centered=args.centered, overlap=False),  # the floor's comparison is inline
         repeats=args.repeats,
         seed=args.seed,
     )

@@ -53,13 +53,15 @@ class FDConfig:
     columns exactly and the position columns by finite differences (``rfo_ros.sim.jacobians``; a model
     it does not cover falls back to ``"fd"`` with one log line). ``eps``/``centered`` set the finite
     differences: eps 1e-6 with centered differences matched whole-rollout finite differences to ~1e-7
-    relative on a contact-rich legged model; forward differences at the same eps only to ~1e-3.
+    relative on a contact-rich legged model; forward differences at the same eps only to ~1e-3, far
+    below the noise of a policy-gradient estimate, at about half the cost. The defaults are training's
+    (``env.fd_*`` in the training config).
     """
 
     eps: float = 1e-6
-    centered: bool = True
+    centered: bool = False
     #: Compute Jacobians in background threads, overlapped with the caller's work (see module doc).
-    overlap: bool = False
+    overlap: bool = True
     method: Literal["fd", "hybrid"] = "fd"
 
     def __post_init__(self) -> None:
