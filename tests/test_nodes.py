@@ -593,3 +593,27 @@ def test_realtime_execution_keeps_the_committed_step_at_every_replan(harness, tm
 def test_realtime_blend_needs_an_inpainting_model(harness, model_path):
     with pytest.raises(PolicyNodeError, match="blend=realtime needs a model exported with --inpainting"):
         make_node(harness, model_path, blend="realtime")
+
+
+def test_a_serialized_message_rewritten_in_place_reads_back_as_the_message():
+    from rclpy.serialization import deserialize_message
+    from trajectory_msgs.msg import JointTrajectoryPoint
+
+    from rfo_ros.nodes.ros_conversions import float_field_view
+    from rfo_ros.nodes.serialized import SerializedMessage
+
+    msg, views = JointTrajectory(joint_names=["a", "b", "c"]), []
+    for k in range(4):
+        point = JointTrajectoryPoint()
+        views.append(float_field_view(point, "positions", 3))
+        point.time_from_start.nanosec = 10_000_000 * k
+        msg.points.append(point)
+    out = SerializedMessage(msg, views, msg.header)
+    rows = np.arange(12.0).reshape(4, 3) - 5.5
+    out.rows[:] = rows
+    out.set_stamp(stamp_from_seconds(12.25))
+    back = deserialize_message(out.payload(), JointTrajectory)
+    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (12, 250_000_000)
+    assert list(back.joint_names) == ["a", "b", "c"]
+    np.testing.assert_array_equal(np.stack([p.positions for p in back.points]), rows)
+    assert [p.time_from_start.nanosec for p in back.points] == [0, 10_000_000, 20_000_000, 30_000_000]

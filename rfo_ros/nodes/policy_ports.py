@@ -40,6 +40,7 @@ from rfo_ros.nodes.ros_conversions import (
     read_quaternion_wxyz,
     read_vector3,
 )
+from rfo_ros.nodes.serialized import SerializedMessage
 from rfo_ros.paths import resolve_model_path
 from rfo_ros.runtime import GpuUnavailableError, ModelError, ModelMetadata, Policy, make_policy
 from rfo_ros.runtime.controller import Controller, Output
@@ -204,19 +205,19 @@ class PolicyPorts:
         )
 
     def _init_messages(self) -> None:
-        """Preallocated outgoing messages; the hot path only writes numbers into their buffers."""
+        """Outgoing messages serialized once; the hot path only writes numbers into their bytes."""
         meta = self.metadata
-        self._chunk_msg = JointTrajectory(joint_names=list(meta.joint_names))
-        self._chunk_views = []
+        chunk = JointTrajectory(joint_names=list(meta.joint_names))
+        views = []
         for k in range(meta.chunk):
             point = JointTrajectoryPoint()
-            view = float_field_view(point, "positions", meta.action_dim)
+            views.append(float_field_view(point, "positions", meta.action_dim))
             nanoseconds = round(k * meta.dt * 1e9)
             point.time_from_start.sec, point.time_from_start.nanosec = divmod(nanoseconds, 1_000_000_000)
-            self._chunk_msg.points.append(point)
-            self._chunk_views.append(view)
-        self._command_msg = Float64MultiArray()
-        self._command_view = float_field_view(self._command_msg, "data", meta.action_dim)
+            chunk.points.append(point)
+        self._chunk_out = SerializedMessage(chunk, views, chunk.header)
+        command = Float64MultiArray()
+        self._command_out = SerializedMessage(command, [float_field_view(command, "data", meta.action_dim)])
 
     # --- input callbacks ---------------------------------------------------------------------------
     def joint_states_callback(self, msg: JointState, info: dict) -> None:
@@ -284,22 +285,24 @@ class PolicyPorts:
 
     def _publish(self, out: Output) -> None:
         if out.chunk is not None:
-            for view, row in zip(self._chunk_views, out.chunk, strict=True):
-                view[:] = row
-            self._chunk_msg.header.stamp = self._stamp
-            self._chunk_pub.publish(self._chunk_msg)
+            self._chunk_out.rows[:] = out.chunk
+            self._chunk_out.set_stamp(self._stamp)
+            self._chunk_pub.publish(self._chunk_out.payload())
             self.node_latency.add(max(time.time_ns() - self._received_ns, 0) * 1e-9)
         if out.command is not None:
-            self._command_view[:] = out.command[self._to_robot]
-            self._command_pub.publish(self._command_msg)
+            self._publish_command(out.command)
+
+    def _publish_command(self, command: np.ndarray) -> None:
+        """``command`` (model order) on ``joint_commands`` in the robot's order."""
+        np.take(command, self._to_robot, out=self._command_out.rows[0])
+        self._command_pub.publish(self._command_out.payload())
 
     def publish_hold(self) -> None:
         """Publish the hold command once (the last safe command; nothing if none was ever sent)."""
         with self.lock:
             c = self.controller
             if c is not None and c.command is not None and self.node.context.ok():
-                self._command_view[:] = c.command[self._to_robot]
-                self._command_pub.publish(self._command_msg)
+                self._publish_command(c.command)
 
     # --- diagnostics and stats ---------------------------------------------------------------------
     @property

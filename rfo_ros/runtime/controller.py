@@ -332,10 +332,12 @@ class Controller:
         if not np.isfinite(target).all():
             target = self.hold_command()
         previous = self.command if self.command is not None else self.inputs.joint_pos
-        step = self.config.max_joint_step
-        target = np.clip(target, self.low, self.high)
-        command = np.clip(np.clip(target, previous - step, previous + step), self.low, self.high)
-        if not np.array_equal(command, target):
+        step, low, high = self.config.max_joint_step, self.low, self.high
+        # minimum/maximum rather than np.clip: the same numbers at a fraction of the call overhead.
+        target = np.minimum(np.maximum(target, low), high)
+        command = np.minimum(np.maximum(target, previous - step), previous + step)
+        np.minimum(np.maximum(command, low, out=command), high, out=command)
+        if (command != target).any():
             self.counts["rate_limited_steps"] += 1
         self.command = command
         return command
