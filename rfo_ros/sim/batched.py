@@ -173,7 +173,7 @@ class BatchedSim:
         self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
         # Per stepping thread, where a gradient model's step is taken for the hybrid Jacobians.
         self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
-        if self.gradient is not None and not fd.overlap:
+        if self.gradient is not None:
             for _ in range(self.threads):
                 self._step_scratch.put(mujoco.MjData(model))
         #: The hybrid Jacobians, or None for ``mjd_transitionFD`` (asked for, or the model needs it).
@@ -237,10 +237,10 @@ class BatchedSim:
         return workers
 
     def _hybrid_jacobians(self, jac: Jacobians, cap: Capture, background: bool) -> None:
-        """The hybrid Jacobians of every env: their perturbed steps in chunks of envs that the threads
-        draw from one iterator (in the background, retaking and capturing each step first, and the
-        caller joins in ``jac.result()``; or here, on every thread), then the maths, batched, on the
-        thread that needs them (so the Python of it never competes with the caller for the GIL)."""
+        """The hybrid Jacobians of every env (captured as they stepped): their perturbed steps in chunks
+        of envs that the threads draw from one iterator (in the background, where the caller joins in
+        ``jac.result()``, or here, on every thread), then the maths, batched, on the thread that needs
+        them (so the Python of it never competes with the caller for the GIL)."""
         hybrid = self.hybrid
         chunk = max(1, -(-self.num_envs // (2 * self.threads)))
         chunks = iter([np.arange(s, min(s + chunk, self.num_envs)) for s in range(0, self.num_envs, chunk)])
@@ -254,7 +254,7 @@ class BatchedSim:
             try:
                 t0 = time.perf_counter()
                 for envs in chunks:
-                    hybrid.simulate(cap, envs, d, capture=background)
+                    hybrid.simulate(cap, envs, d)
                     with lock:
                         remaining[0] -= len(envs)
                         if remaining[0] == 0 and jac.done is not None:
@@ -365,9 +365,10 @@ class BatchedSim:
             warm = np.empty((n, self.nv))
         eps, centered = self.fd.eps, self.fd.centered
         datas, views, na, jacobian_models = self.datas, self._views, self.na, self.jacobian_models
-        # Inline, the hybrid capture reads the simulated step itself (or retakes it with the gradient
-        # model); overlapped, the background threads retake and capture every step.
-        capture_here = cap is not None and not self.fd.overlap
+        # The hybrid capture reads the simulated step itself (or retakes it with the gradient model) in
+        # the stepping thread, overlapped or not: in a background thread its ~25 short calls, each
+        # giving up and taking back the GIL, would queue behind the caller's Python at every one.
+        capture_here = cap is not None
         own_step = self.gradient is None
         perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 

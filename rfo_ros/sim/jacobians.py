@@ -197,8 +197,8 @@ class HybridJacobians:
     """Hybrid Jacobians of ``models`` (one per env, of one structure): see the module doc.
 
     ``eps`` and ``centered`` set the position columns' differences. Per step: ``new_capture``; per env,
-    ``before_step`` and then ``capture`` (in the thread that stepped it) or ``step_and_capture`` (in
-    any thread); ``simulate`` for chunks of envs on any threads (mostly in C, without the GIL); then
+    in the thread that steps it, ``before_step`` and then ``capture`` (or ``step_and_capture`` with a
+    gradient model); ``simulate`` for chunks of envs on any threads (in C, without the GIL); then
     ``finish`` once, batched over every env, on the thread that needs the Jacobians.
     """
 
@@ -278,8 +278,8 @@ class HybridJacobians:
         cap.ctrl[i] = d.ctrl
 
     def step_and_capture(self, cap: Capture, i: int, scratch: mujoco.MjData) -> None:
-        """Retake env ``i``'s recorded step with its Jacobian model in ``scratch``, and capture it: for
-        a gradient model, or a thread that runs after the simulation's own data has moved on."""
+        """Retake env ``i``'s recorded step with its Jacobian model (a gradient model) in ``scratch``, and
+        capture it."""
         m = cap.models[i]
         mujoco.mj_setState(m, scratch, cap.pre[i], _STATE)
         scratch.qacc_warmstart[:] = cap.warmstart[i]
@@ -332,13 +332,10 @@ class HybridJacobians:
         d.qacc_warmstart[:] = warmstart
         d.time = time
 
-    def simulate(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData, capture: bool = False) -> None:
-        """The perturbed steps of ``envs``' position columns (one ``rollout`` call, in C), after retaking
-        and capturing their steps when ``capture`` (``step_and_capture``, in ``data``)."""
+    def simulate(self, cap: Capture, envs: np.ndarray, data: mujoco.MjData) -> None:
+        """The perturbed steps of ``envs``' position columns: one ``rollout`` call, in C, without the GIL
+        (``data``: this thread's scratch)."""
         try:
-            if capture:
-                for i in envs:
-                    self.step_and_capture(cap, i, data)
             self._position_steps(cap, envs, data)
         except Exception:  # these envs pass no gradient; the others are not held up
             cap.failed[envs] = True
