@@ -41,6 +41,8 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
+from rfo_ros.sim.tangent import joint_layout
+
 _CNSTR = mujoco.mjtConstraint
 _STATE = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 # Row kinds whose cost is quadratic exactly when J·qacc − aref < 0 (one-sided rows).
@@ -130,18 +132,7 @@ class _Layout:
 
     @classmethod
     def of(cls, m: mujoco.MjModel) -> _Layout:
-        scalar_q, scalar_v, quats = [], [], []
-        for j in range(m.njnt):
-            qa, da, jtype = int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]), m.jnt_type[j]
-            if jtype == mujoco.mjtJoint.mjJNT_FREE:
-                scalar_q += range(qa, qa + 3)
-                scalar_v += range(da, da + 3)
-                quats.append((qa + 3, da + 3))
-            elif jtype == mujoco.mjtJoint.mjJNT_BALL:
-                quats.append((qa, da))
-            else:
-                scalar_q.append(qa)
-                scalar_v.append(da)
+        scalar_q, scalar_v, quats = joint_layout(m)
         exact = _translation_invariant_dofs(m)
         fd_cols = [c for c in range(m.nv) if c not in exact]
         v_to_q = dict(zip(scalar_v, scalar_q, strict=True))

@@ -25,22 +25,29 @@ def _quat_left_matrix_cols(q: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
+def joint_layout(model: mujoco.MjModel) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Where each coordinate lives: (qpos indices, dof indices) of the 1:1 ones (hinge, slide and the
+    free joint's position), and (qpos address, dof address) of every quaternion."""
+    lin_q, lin_v, quats = [], [], []
+    for j in range(model.njnt):
+        qa, da, jtype = int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]), model.jnt_type[j]
+        if jtype == mujoco.mjtJoint.mjJNT_FREE:
+            lin_q += range(qa, qa + 3)
+            lin_v += range(da, da + 3)
+            quats.append((qa + 3, da + 3))
+        elif jtype == mujoco.mjtJoint.mjJNT_BALL:
+            quats.append((qa, da))
+        else:
+            lin_q.append(qa)
+            lin_v.append(da)
+    return lin_q, lin_v, quats
+
+
 class TangentMap:
     """Index bookkeeping of one model's joints, for batched gradient conversions."""
 
     def __init__(self, model: mujoco.MjModel) -> None:
-        lin_q, lin_v, quats = [], [], []
-        for j in range(model.njnt):
-            qa, da, jtype = model.jnt_qposadr[j], model.jnt_dofadr[j], model.jnt_type[j]
-            if jtype == mujoco.mjtJoint.mjJNT_FREE:
-                lin_q += range(qa, qa + 3)
-                lin_v += range(da, da + 3)
-                quats.append((qa + 3, da + 3))
-            elif jtype == mujoco.mjtJoint.mjJNT_BALL:
-                quats.append((qa, da))
-            else:
-                lin_q.append(qa)
-                lin_v.append(da)
+        lin_q, lin_v, quats = joint_layout(model)
         self.nq, self.nv = model.nq, model.nv
         self.lin_q = torch.tensor(lin_q, dtype=torch.long)
         self.lin_v = torch.tensor(lin_v, dtype=torch.long)
