@@ -426,7 +426,7 @@ def _shipped_model(tmp: Path, n: int) -> dict:
 
     from rfo_ros.bench.latency import untrained_checkpoint
     from rfo_ros.config import load_config
-    from rfo_ros.nodes.paths import resolve_model_path
+    from rfo_ros.paths import resolve_model_path
     from rfo_ros.runtime import load_metadata
 
     model = resolve_model_path(None)

@@ -171,7 +171,7 @@ def resolve_model(model: str | None, steps: int, chunk: int, tmp: Path) -> tuple
     else an untrained export with those settings in ``tmp``."""
     if model:
         return Path(model), False
-    from rfo_ros.nodes.paths import resolve_model_path
+    from rfo_ros.paths import resolve_model_path
     from rfo_ros.runtime import ModelError, load_metadata
 
     shipped = resolve_model_path(None)

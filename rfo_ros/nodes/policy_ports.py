@@ -82,10 +82,6 @@ class PolicyPorts:
         self.controller: Controller | None = None
         self.input_thread: InputThread | None = None
         self.entities: list = []  # subscriptions, publishers, timers: destroyed by ``teardown``
-        self._stamp = None  # builtin_interfaces/Time of the latest joint_states
-        self._received_ns = 0  # rmw reception time (system clock, ns) of the latest joint_states
-        self.node_latency = LatencyWindow()
-        self.dispatch_latency = LatencyWindow()
         # Scratch for the messages' values before the controller takes them.
         self._quat, self._ang_vel, self._lin_vel = np.zeros(4), np.zeros(3), np.zeros(3)
 
@@ -116,6 +112,9 @@ class PolicyPorts:
             raise PolicyNodeError(f"model {self.model_path}: {exc}") from exc
         controller.active = active
         self.controller = controller
+        self._stamp = None  # builtin_interfaces/Time of the latest joint_states
+        self._received_ns = 0  # rmw reception time (system clock, ns) of the latest joint_states
+        self.node_latency, self.dispatch_latency = LatencyWindow(), LatencyWindow()
         self._joints = JointStateReader(meta.joint_names)
         # joint_commands go out in the robot's order; everything inside stays in the model's order.
         self._to_robot = np.array([meta.joint_names.index(n) for n in self.robot_joint_names])
