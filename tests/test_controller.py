@@ -207,3 +207,13 @@ def test_settings_the_model_cannot_run_with_are_refused(config, match):
 
     with pytest.raises(ModelError, match=match):
         make(**config)
+
+
+def test_a_model_observing_a_field_the_controller_cannot_build_is_refused():
+    from dataclasses import replace
+
+    from rfo_ros.runtime import ModelError
+
+    meta = replace(metadata(), obs_layout=ObsLayout((ObsField.make("state", 9, ""),)))
+    with pytest.raises(ModelError, match=r"observes \['state'\], which the controller cannot build"):
+        Controller(ScriptedPolicy(meta), ControllerConfig())

@@ -33,16 +33,6 @@ from rfo_ros.runtime.metadata import ModelError, ModelMetadata
 from rfo_ros.runtime.policy import InferenceError, Policy
 from rfo_ros.runtime.stats import LatencyWindow
 
-#: Observation fields the controller builds from its inputs (``legged_obs`` field names).
-KNOWN_FIELDS = (
-    "base_lin_vel",
-    "base_ang_vel",
-    "projected_gravity",
-    "command",
-    "joint_pos",
-    "joint_vel",
-    "last_action",
-)
 TICK_SOURCES = ("timer", "state")
 
 
@@ -135,10 +125,6 @@ class Controller:
         self.metadata = meta = policy.metadata
         self.layout, self.history_frames = meta.obs_layout, meta.obs_history
         _check_config(meta, config)
-        unknown = [name for name in self.layout.names if name not in KNOWN_FIELDS]
-        if unknown:
-            raise ModelError(f"the model observes {unknown}, which the controller cannot build from its "
-                             f"inputs (it knows {', '.join(KNOWN_FIELDS)})")  # fmt: skip
         self.replan_every = config.replan_every or meta.chunk
         self.image_input = image_input if meta.image is not None else None
         self.low, self.high = meta.action_low, meta.action_high
@@ -154,7 +140,13 @@ class Controller:
             "joint_pos": self.inputs.joint_pos,
             "joint_vel": self.inputs.joint_vel,
             "last_action": self.last_action,
-        }
+        }  # every observation field the controller can build from its inputs (legged_obs names)
+        unknown = [name for name in self.layout.names if name not in self._fields]
+        if unknown:
+            raise ModelError(
+                f"the model observes {unknown}, which the controller cannot build from its inputs "
+                f"(it knows {', '.join(self._fields)})"
+            )
         self.needs_odom = "base_lin_vel" in self.layout.names
         self.history = FrameHistory(self.history_frames)
         self._frame_step = -1  # the control step whose frame the history holds last
