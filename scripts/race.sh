@@ -3,16 +3,17 @@
 #   1. the cost of a differentiable step, fd and hybrid Jacobians side by side (bench sim);
 #   2. the race on the quadruped, 3 seeds each: PPO (ours), PPO (rsl_rl), RFO (hybrid Jacobians);
 #   3. push, 6 minutes each: RFO with the gradient model, PPO, RFO with the exact gradient;
-#   4. the quadruped with a gradient model on the feet (RFO, hybrid).
+#   4. the quadruped with a gradient model on the feet (RFO, hybrid);
+#   5. RFO with fd Jacobians for 180 s, paired with the race's hybrid seed 0 (training throughput).
 # Every run is a normal run folder under docs/results/race/; bench learn skips a finished one, so a
-# killed script resumes where it stopped. Stages: `bash scripts/race.sh [bench] [race] [push] [feet]`.
+# killed script resumes where it stopped. Stages: `bash scripts/race.sh [bench] [race] [push] [feet] [fdpair]`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_venv.sh
 py=.venv/bin/python
 out=docs/results/race
 mkdir -p $out
-stages=("${@:-bench race push feet}")
+stages=("${@:-bench race push feet fdpair}")
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 at=250000,500000,750000,1000000
 
@@ -44,4 +45,10 @@ if want feet; then
     --steps 1000000 --tag _hybrid_gradient_model --set env.jacobians=hybrid \
     --set env.gradient_model.margin=0.01 --set env.gradient_model.timeconst_scale=2.0 \
     --set 'env.gradient_model.geoms=[FR_foot, FL_foot, RR_foot, RL_foot]'
+fi
+
+if want fdpair; then
+  $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set env.jacobians=fd \
+    --set run.total_env_steps=1000000 --set run.max_wall_time_s=180 --set run.seed=0 --set run.eval_episodes=1 \
+    --out $out/quadruped/rfo_fd_180s_s0
 fi

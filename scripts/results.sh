@@ -218,3 +218,8 @@ $py -m rfo_ros.bench robust --episodes 32 --command 1.0 --policies $policies --l
     --json $out/robust_v3.json | tee $out/robust_v3.md
 $py -m rfo_ros.bench robust --episodes 32 --command 1.0 --policies $policies --labels $labels --zero-noise \
     --json $out/robust_v3_zero_noise.json | tee $out/robust_v3_zero_noise.md
+
+# 16. Issue 19: the cost of a differentiable step (fd and hybrid Jacobians), the race on the quadruped
+#     (PPO, rsl_rl's PPO, RFO; 3 seeds), push with and without the gradient model, the quadruped with a
+#     gradient model on its feet, and an fd-vs-hybrid training-throughput pair; every run alone.
+bash scripts/race.sh

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import mujoco
 
+from rfo_ros.paths import SOURCE_ROOT, share_dir
+
 
 def sim_dir() -> Path:
     """The folder holding the MJCF worlds: the source tree's ``sim/`` or the installed share dir."""
     override = os.environ.get("RFO_ROS_SIM_DIR")
     if override:
         return Path(override)
-    source = Path(__file__).resolve().parents[2] / "sim"
+    source = SOURCE_ROOT / "sim"
     if source.is_dir():
         return source
-    try:  # installed with colcon: share/rfo_ros/sim
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("rfo_ros")) / "sim"
-    except Exception as exc:  # pragma: no cover - only without the source tree and the ament index
-        raise FileNotFoundError("cannot find the rfo_ros sim/ folder; set RFO_ROS_SIM_DIR") from exc
+    share = share_dir()  # installed with colcon: share/rfo_ros/sim
+    if share is None:  # pragma: no cover - only without the source tree and the ament index
+        raise FileNotFoundError("cannot find the rfo_ros sim/ folder; set RFO_ROS_SIM_DIR")
+    return share / "sim"
 
 
 def world_path(name_or_path: str | os.PathLike) -> Path:
