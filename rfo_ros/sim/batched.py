@@ -286,7 +286,8 @@ class BatchedSim:
         core(s) without oversubscribing, and once the caller needs the Jacobians it joins in.
         """
         workers = self._ensure_fd_pool()
-        models, eps, centered, na = self.jacobian_models, self.fd.eps, self.fd.centered, self.na
+        # A snapshot: a reset may swap an env's gradient model before these background steps run.
+        models, eps, centered, na = list(self.jacobian_models), self.fd.eps, self.fd.centered, self.na
         qpos, qvel, act, ctrl, warm = states
         indices = iter(range(self.num_envs))  # ``next`` on it is atomic under the GIL
         jac.done, lock, remaining = threading.Event(), threading.Lock(), [self.num_envs]
@@ -368,12 +369,11 @@ class BatchedSim:
         # The hybrid capture reads the simulated step itself (or retakes it with the gradient model) in
         # the stepping thread, overlapped or not: in a background thread its ~25 short calls, each
         # giving up and taking back the GIL, would queue behind the caller's Python at every one.
-        capture_here = cap is not None
         own_step = self.gradient is None
         perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
 
         def work(indices) -> tuple[float, float]:
-            scratch = self._step_scratch.get() if capture_here and not own_step else None
+            scratch = self._step_scratch.get() if cap is not None and not own_step else None
             try:
                 return steps(indices, scratch)
             finally:
@@ -401,7 +401,7 @@ class BatchedSim:
                 t1 = perf_counter()
                 step_call(m, d)
                 t2 = perf_counter()
-                if capture_here:
+                if cap is not None:
                     if own_step:
                         hybrid.capture(cap, i, m, d)
                     else:
