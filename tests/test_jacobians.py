@@ -315,3 +315,20 @@ def test_a_gradient_model_of_named_geoms_changes_those_alone():
     assert np.array_equal(out.geom_solref[others], m.geom_solref[others])
     with pytest.raises(ValueError, match="'left_paw' is not in the model"):
         GradientModel(margin=0.01, geoms=("left_paw",)).apply(m)
+
+
+def test_randomised_damping_reaches_the_hybrid_twins_after_each_reset():
+    """The twins that give d(passive - bias)/dqvel are rebuilt when a reset redraws an env's physics."""
+    from rfo_ros.envs import VecEnv, make_task
+    from rfo_ros.randomization import Randomization
+
+    env = VecEnv(
+        make_task("quadruped"), 3, seed=0, threads=1, fd=FDConfig(method="hybrid"),
+        randomization=Randomization(joint_damping_scale=(0.2, 3.0)),
+    )  # fmt: skip
+    for _ in range(2):
+        env.reset()
+        for model, twin in zip(env.sim.models, env.sim.hybrid.twins, strict=True):
+            assert np.array_equal(twin.dof_damping, model.dof_damping)
+    assert len({float(m.dof_damping[6]) for m in env.sim.models}) == 3
+    env.close()

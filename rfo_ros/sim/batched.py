@@ -171,11 +171,6 @@ class BatchedSim:
         #: Seconds spent in mj_step and in mjd_transitionFD (summed over threads / threads, ≈ wall when
         #: inline; overlapped, "fd" is background work) and blocked waiting for overlapped Jacobians.
         self.timing = {"step": 0.0, "fd": 0.0, "fd_wait": 0.0}
-        # Per stepping thread, where a gradient model's step is taken for the hybrid Jacobians.
-        self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
-        if self.gradient is not None:
-            for _ in range(self.threads):
-                self._step_scratch.put(mujoco.MjData(model))
         #: The hybrid Jacobians, or None for ``mjd_transitionFD`` (asked for, or the model needs it).
         self.hybrid: HybridJacobians | None = None
         #: Why ``fd.method: hybrid`` fell back to finite differences (None when it did not).
@@ -186,6 +181,11 @@ class BatchedSim:
                 self.hybrid = HybridJacobians(self.jacobian_models, fd.eps, fd.centered)
             else:
                 log.warning("hybrid Jacobians: %s, so this model uses mjd_transitionFD", self.hybrid_fallback)
+        # Per stepping thread, where the hybrid Jacobians retake a step with the gradient model.
+        self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
+        if self.hybrid is not None and self.gradient is not None:
+            for _ in range(self.threads):
+                self._step_scratch.put(mujoco.MjData(model))
 
     def _gradient_models(self, models: list[mujoco.MjModel]) -> list[mujoco.MjModel]:
         copies: dict[int, mujoco.MjModel] = {}

@@ -198,7 +198,6 @@ class HybridJacobians:
 
     def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
         m = models[0]
-        self.unsupported = hybrid_unsupported(m)
         self.models, self.eps, self.centered = list(models), eps, centered
         self.layout = _Layout.of(m)
         self.nstate = mujoco.mj_stateSize(m, _STATE)
@@ -213,10 +212,8 @@ class HybridJacobians:
         for model in models:
             if id(model) not in twins:
                 twins[id(model)] = _twin(model)
+        # Rebuilt by ``set_model`` when an env's model values change (``BatchedSim.models_changed``).
         self.twins = [twins[id(model)] for model in models]
-        # A model of one env only may be rewritten by domain randomisation: its twin re-reads the
-        # damping (the one value the twin's derivative takes from the model) at every capture.
-        self.resync = len(twins) == len(models) and len(models) > 1
         self._local = threading.local()
 
     def set_model(self, i: int, model: mujoco.MjModel) -> None:
@@ -305,7 +302,7 @@ class HybridJacobians:
             cap.failed[i] = True
         elif nefc:
             J = cap.J[i, :nefc]
-            J[:] = _dense_constraint_jacobian(m, d)
+            _dense_constraint_jacobian(m, d, J)
             cap.residual[i, :nefc] = J @ d.qacc - d.efc_aref
             cap.D[i, :nefc] = d.efc_D
             cap.b[i, :nefc] = d.efc_KBIP[:, 1]
@@ -314,8 +311,6 @@ class HybridJacobians:
         # The twin's implicit integrator on this data: its qDeriv from the pre-step kinematics, at the
         # pre-step velocity; then it integrates, which is undone.
         twin = self.twins[i]
-        if self.resync:
-            twin.dof_damping[:] = m.dof_damping
         d.qvel[:] = cap.pre[i, 1 + L.nq : 1 + L.nq + L.nv]
         warmstart = d.qacc_warmstart.copy()
         time = d.time
@@ -501,11 +496,12 @@ def _right_jacobian(phi: np.ndarray) -> np.ndarray:
     return np.eye(3) - a[:, None, None] * skew + b[:, None, None] * (skew @ skew)
 
 
-def _dense_constraint_jacobian(m: mujoco.MjModel, d: mujoco.MjData) -> np.ndarray:
-    """The constraint Jacobian (nefc, nv), dense whatever MuJoCo stored."""
+def _dense_constraint_jacobian(m: mujoco.MjModel, d: mujoco.MjData, out: np.ndarray) -> None:
+    """Write the constraint Jacobian (nefc, nv) into ``out``, dense whatever MuJoCo stored."""
     nefc, nv = d.nefc, m.nv
     if mujoco.mj_isSparse(m):
-        J = np.zeros((nefc, nv))
-        mujoco.mju_sparse2dense(J, d.efc_J, d.efc_J_rownnz, d.efc_J_rowadr, d.efc_J_colind)
-        return J
-    return d.efc_J[: nefc * nv].reshape(nefc, nv).copy()
+        dense = np.zeros((nefc, nv))  # sparse2dense wants a contiguous destination
+        mujoco.mju_sparse2dense(dense, d.efc_J, d.efc_J_rownnz, d.efc_J_rowadr, d.efc_J_colind)
+        out[:] = dense
+    else:
+        out[:] = d.efc_J[: nefc * nv].reshape(nefc, nv)
