@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rfo_ros.envs.legged_obs import check_privileged_fields
 from rfo_ros.randomization import Randomization
 
 
@@ -52,6 +53,12 @@ class EnvConfig(_Section):
         description="legged tasks: the policy observes its last K observation frames, oldest first (with "
         "base_lin_vel: false, past frames let it infer its speed)",
     )
+    critic_obs: tuple[str, ...] | None = Field(
+        None,
+        description="privileged fields the critic observes after the actor's observation (asymmetric "
+        "actor-critic; rfo_ros/envs/privileged.py: base_lin_vel, base_height, clean_obs, physics, latency, "
+        "push); never exported. None: the robot file's critic_obs; []: the actor's observation alone",
+    )
     randomization: Randomization = Field(
         default_factory=Randomization, description="per-env world perturbations (rfo_ros/randomization.py)"
     )
@@ -74,6 +81,11 @@ class EnvConfig(_Section):
         default_factory=GradientModelConfig,
         description="contacts that act from a distance, for the Jacobians only (RFO, SHAC, SAPO)",
     )
+    @field_validator("critic_obs")
+    @classmethod
+    def _known_critic_fields(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else check_privileged_fields(value)
+
     jacobians: Literal["fd", "hybrid"] = Field(
         "fd",
         description="step Jacobians: fd (mjd_transitionFD, every column) or hybrid (velocity and control "

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ def evaluate(
 
     Tasks that define ``forward_speed(state) -> (N,)`` also report the mean forward speed (m/s) over
     the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
-    tasks the mean tracking error |command_xy - v_xy| (m/s); tasks with a ``success(state) -> (N,) bool``
+    tasks the mean tracking error |command_xy - v_xy| (m/s) and the mean commanded speed |command_xy|;
+    tasks with a ``success(state) -> (N,) bool``
     (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
     (the state that step starts from). Every task reports ``action_change_mean``: the RMS over action
     entries of |a_t - a_(t-1)| (policy units, [-1, 1]), averaged over alive steps: how jumpy the commands
@@ -60,6 +62,7 @@ def evaluate(
     alive = np.ones(episodes, dtype=bool)
     returns, lengths, falls = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes, dtype=bool)
     speed_sum, error_sum, change_sum = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
+    command_sum = np.zeros(episodes)
     previous = None
     measure_speed = hasattr(task, "forward_speed")
     measure_tracking = hasattr(task, "tracking_error")
@@ -73,6 +76,7 @@ def evaluate(
             speed_sum += alive * task.forward_speed(env.state).numpy()
         if measure_tracking:
             error_sum += alive * task.tracking_error(env.state).numpy()
+            command_sum += alive * task.command_speed(env.state).numpy()
         if measure_success:  # before the step: an episode's end resets its env (and redraws its goal)
             succeeded = np.where(alive, task.success(env.state).numpy(), succeeded)
         action = actions[:, t % chunk]
@@ -99,17 +103,59 @@ def evaluate(
         out["forward_speed_mean"] = float((speed_sum / np.maximum(lengths, 1)).mean())
     if measure_tracking:
         out["tracking_error_mean"] = float((error_sum / np.maximum(lengths, 1)).mean())
+        out["command_speed_mean"] = float((command_sum / np.maximum(lengths, 1)).mean())
     if measure_success:
         out["success_rate"] = float(succeeded.mean())
     return out
 
 
+class OnnxActor:
+    """An exported model, batched, behind the training ``Actor``'s call: ``(obs, noise) -> (actions, None)``
+    with actions in policy units [-1, 1] (the graph's actuator commands mapped back by the action map)."""
+
+    def __init__(self, path: str | Path, seed: int = 0) -> None:
+        from rfo_ros.runtime.ort_model import metadata_from_session, open_session, session_options
+
+        self.session = open_session(path, options=session_options(threads=1))
+        self.metadata = meta = metadata_from_session(self.session, path)
+        if meta.image is not None or meta.inpainting:
+            raise ValueError(f"{path}: image and inpainting models are not supported here")
+        self.chunk, self.action_dim = meta.chunk, meta.action_dim
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        n = obs.shape[0]
+        feeds = {"observation": obs.numpy().astype(np.float32)}
+        if not self.metadata.zero_noise:
+            shape = (n, self.chunk, self.action_dim)
+            eps = self.rng.standard_normal(shape) if noise is None else noise.numpy()
+            feeds["noise"] = eps.astype(np.float32)
+        commands = self.session.run(None, feeds)[0].astype(np.float64)
+        return torch.from_numpy(self.metadata.policy_action(commands)).to(torch.float32), None
+
+
+def load_policy(path: str) -> tuple[object, str, dict]:
+    """(actor, task name, task options) of an ONNX model or a training checkpoint."""
+    if path.endswith(".onnx"):
+        from rfo_ros.envs import task_options_from_metadata
+
+        actor = OnnxActor(path)
+        return actor, actor.metadata.task, task_options_from_metadata(actor.metadata.robot)
+    from rfo_ros.checkpoint import load_actor
+
+    actor, payload = load_actor(path)
+    return actor, payload["task"], payload.get("task_options", {})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: evaluate a checkpoint's policy with sampled and with zero noise; prints one JSON object."""
-    from rfo_ros.checkpoint import CheckpointError, load_actor
+    """CLI: evaluate a policy (a checkpoint or an exported ONNX model) with sampled and with zero noise,
+    and judge it by the task's own test of solved; prints one JSON object."""
+    from rfo_ros.checkpoint import CheckpointError
+    from rfo_ros.envs import make_task
+    from rfo_ros.runtime.metadata import ModelError
 
     p = argparse.ArgumentParser(prog="python -m rfo_ros.evaluate", description=main.__doc__)
-    p.add_argument("checkpoint", help="a training checkpoint (last.pt / best.pt)")
+    p.add_argument("policy", help="a training checkpoint (last.pt / best.pt) or an exported .onnx model")
     p.add_argument("--episodes", type=int, default=16)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--command", type=float, nargs=3, metavar=("VX", "VY", "WZ"), help="fixed command")
@@ -121,15 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--episodes must be >= 1")
     torch.manual_seed(args.seed)  # the sampled-noise episodes draw from torch's generator
     try:
-        actor, payload = load_actor(args.checkpoint)
-        task, n, seed = payload["task"], args.episodes, args.seed
-        options = payload.get("task_options", {})  # checkpoints from before robot files: none
+        actor, task, options = load_policy(args.policy)
         result = {
             mode: evaluate(
                 actor,
                 task,
-                n,
-                seed,
+                args.episodes,
+                args.seed,
                 mode == "zero_noise",
                 args.command,
                 options,
@@ -137,10 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for mode in ("stochastic", "zero_noise")
         }
-    except (CheckpointError, ValueError) as exc:
+        judge = make_task(task, **options)
+    except (CheckpointError, ModelError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"task": payload["task"], "command": args.command, "perturb": args.perturb, **result}))
+    verdict = {"solved": judge.solved(result["stochastic"]), "solved_rule": judge.solved_rule}
+    print(json.dumps({"task": task, "command": args.command, "perturb": args.perturb, **result, **verdict}))
     return 0
 
 

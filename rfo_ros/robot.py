@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rfo_ros.envs.legged_obs import check_privileged_fields
 from rfo_ros.paths import package_file
 
 #: A training run folder's copy of its resolved robot description (``--resume`` reads it).
@@ -34,6 +36,10 @@ ROBOTS_DIR = "config/robots"
 
 class RobotError(ValueError):
     """The robot description is invalid or does not match its MJCF (the message lists valid names)."""
+
+
+class RobotWarning(UserWarning):
+    """A robot file keeps a setting that likely does not fit the robot (``fit_warnings``)."""
 
 
 class _Section(BaseModel):
@@ -120,13 +126,28 @@ class RewardWeights(_Section):
 
 
 class RewardShape(_Section):
-    """Kernel widths of the tracking and height terms."""
+    """Kernel widths of the tracking and height terms.
 
-    # σ² = 1 rather than legged_gym's 0.25: at 1 m/s of error exp(-4) leaves a gradient-based learner
-    # almost no slope towards the command; exp(-1) leaves a usable one.
-    lin_vel_sigma_sq: float = Field(1.0, gt=0)
-    yaw_rate_sigma_sq: float = Field(0.25, gt=0)
+    The tracking widths follow the robot's commands unless the file sets them (``RobotDescription``
+    fills them in): σ_v is the typical commanded speed, so standing still at a typical command earns
+    e⁻¹ ≈ 37 % of the tracking reward. The Go1-class quadruped's 0.5-1.5 m/s gives σ_v² = 1, wider than
+    legged_gym's 0.25: at 1 m/s of error exp(-4) leaves a gradient-based learner almost no slope towards
+    the command, exp(-1) a usable one.
+    """
+
+    lin_vel_sigma_sq: float = Field(gt=0, description="default: (typical commanded speed)², m²/s²")
+    yaw_rate_sigma_sq: float = Field(gt=0, description="default: (typical commanded yaw rate, ≥ 0.5)²")
     height_width: float = Field(0.08, gt=0)
+
+
+def typical_command(commands: Commands) -> tuple[float, float]:
+    """The typical commanded planar speed (m/s) and yaw rate (rad/s): per entry the larger of the range's
+    middle and its half-width (a range around zero is typically its half-width away from it)."""
+
+    def typical(low: float, high: float) -> float:
+        return max(abs(low + high) / 2, (high - low) / 2)
+
+    return math.hypot(typical(*commands.vx), typical(*commands.vy)), typical(*commands.yaw_rate)
 
 
 class Reset(_Section):
@@ -138,10 +159,19 @@ class Reset(_Section):
 
 
 class Episode(_Section):
-    """Episode length (control steps) and the documented returns reported next to results."""
+    """Episode length (control steps), when a policy counts as solved, and documented returns.
+
+    Solved is judged by tracking, never by a return (returns scale with each robot's reward): no falls,
+    and the trunk's planar velocity within ``solved_tracking`` × the commanded speed on average.
+    ``solved_return`` (optional) is a return documented for this robot: the dashed line of learning curves
+    and the target of races.
+    """
 
     length: int = Field(1000, ge=1)
-    solved_return: float = 2100.0
+    solved_tracking: float = Field(
+        0.3, gt=0, lt=1, description="mean |command - velocity| at most this fraction of the mean command"
+    )
+    solved_return: float | None = None
     random_return: float = 0.0
 
 
@@ -162,10 +192,35 @@ class RobotDescription(_Section):
     control: Control = Control()
     commands: Commands = Commands()
     rewards: RewardWeights = RewardWeights()
-    reward_shape: RewardShape = RewardShape()
+    reward_shape: RewardShape  # the tracking widths default from ``commands`` (``RewardShape``)
     reset: Reset = Reset()
     episode: Episode = Episode()
     camera: str | None = Field(None, description="MJCF camera of image observations (depth tasks)")
+    critic_obs: tuple[str, ...] = Field(
+        (), description="privileged fields a critic observes in training when the config names none"
+    )
+
+    @field_validator("critic_obs")
+    @classmethod
+    def _known_critic_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_privileged_fields(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tracking_widths_follow_the_commands(cls, data: Any) -> Any:
+        """Fill the tracking widths the file leaves out from its command ranges (``RewardShape``)."""
+        if not isinstance(data, Mapping):
+            return data
+        shape = data.get("reward_shape") or {}
+        if not isinstance(shape, Mapping) or not isinstance(data.get("commands", {}), Mapping):
+            return data  # the field validators name what is wrong
+        try:
+            commands = Commands.model_validate(data.get("commands", {}))
+        except ValidationError:
+            return data
+        speed, yaw_rate = typical_command(commands)
+        filled = {"lin_vel_sigma_sq": max(speed, 0.1) ** 2, "yaw_rate_sigma_sq": max(yaw_rate, 0.5) ** 2}
+        return {**data, "reward_shape": {**filled, **shape}}
 
     @model_validator(mode="after")
     def _consistent(self) -> RobotDescription:
@@ -181,6 +236,32 @@ class RobotDescription(_Section):
             if isinstance(value, tuple) and len(value) != len(self.joints):
                 raise ValueError(f"{name} has {len(value)} values for {len(self.joints)} joints")
         return self
+
+
+#: A standing robot should earn at most this fraction of the tracking reward at a typical command.
+STANDING_TRACKING_LIMIT = 0.5
+
+
+def fit_warnings(description: RobotDescription) -> list[str]:
+    """What in ``description`` likely does not fit its robot: the Go1-class quadruped's command ranges
+    kept by default, or a velocity-tracking width that pays a robot standing still most of the reward."""
+    out = []
+    if "commands" not in description.model_fields_set:
+        out.append(
+            f"robot {description.name!r}: no `commands:` in the robot file, so it is commanded the default "
+            f"{description.commands.vx[0]:g}-{description.commands.vx[1]:g} m/s (a Go1-class quadruped's "
+            "speeds); set the speeds this robot can walk at"
+        )
+    speed, _ = typical_command(description.commands)
+    sigma_sq = description.reward_shape.lin_vel_sigma_sq
+    standing = math.exp(-(speed**2) / sigma_sq)
+    if standing > STANDING_TRACKING_LIMIT:
+        out.append(
+            f"robot {description.name!r}: reward_shape.lin_vel_sigma_sq = {sigma_sq:g} pays a robot standing "
+            f"still {standing:.0%} of the velocity-tracking reward at its typical command ({speed:.2f} m/s); "
+            f"leave it out to follow the commands (σ² = {max(speed, 0.1) ** 2:.3g})"
+        )
+    return out
 
 
 def robot_file(name_or_path: str | os.PathLike) -> Path:
@@ -288,6 +369,8 @@ class Robot:
         from rfo_ros.sim.worlds import load_model, world_path
 
         description = read_description(source)
+        for message in fit_warnings(description):
+            warnings.warn(message, RobotWarning, stacklevel=2)
         try:
             path = world_path(description.mjcf)
             model = load_model(path)

@@ -24,6 +24,7 @@ from rfo_ros.evaluate import evaluate
 from rfo_ros.metrics import MetricsLog, ProgressCallback, split_time
 from rfo_ros.nets.actor import Actor
 from rfo_ros.nets.critic import make_critic
+from rfo_ros.nets.normalizer import ObsNormalizer
 from rfo_ros.plots import learning_curve
 from rfo_ros.robot import ROBOT_RUN_FILE
 from rfo_ros.sim.batched import FDConfig
@@ -103,17 +104,25 @@ class Runner:
         e = cfg.env
         fd = FDConfig(e.fd_eps, e.fd_centered, overlap=e.fd_overlap, method=e.jacobians)
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
+        image_shape = getattr(self.task, "image_shape", None)
+        #: The privileged fields the critic observes (the config's, else the robot file's).
+        self.critic_fields = e.critic_obs if e.critic_obs is not None else self.task.default_critic_obs
+        if self.critic_fields and image_shape is not None:
+            raise ValueError("env.critic_obs: image tasks keep the actor's observation for the critic")
         sim_env = VecEnv(
             self.task, cfg.env.num_envs, seed=rank_seed, threads=cfg.env.threads, fd=fd,
             randomization=cfg.env.randomization, shaping=make_shaping(cfg.env.action_rate),
-            gradient=GradientModel(**e.gradient_model.model_dump()),
+            gradient=GradientModel(**e.gradient_model.model_dump()), critic_obs=self.critic_fields,
         )  # fmt: skip
         self.env = on_device(sim_env, self.device)
-        image_shape = getattr(self.task, "image_shape", None)
         obs_dim, action_dim = sim_env.obs_dim, sim_env.action_dim
         self.actor = build_actor(cfg, obs_dim, action_dim, image_shape).to(self.device)
-        critic_net = make_critic(obs_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape)
-        critic = CriticLearner(critic_net.to(self.device), cfg.critic)
+        critic_dim = sim_env.critic_obs_dim
+        critic_net = make_critic(critic_dim, cfg.critic.hidden, cfg.critic.ensemble, image_shape)
+        # Without privileged fields the critic reads the actor's observation through the actor's normaliser.
+        own = bool(self.critic_fields)
+        normalizer = ObsNormalizer(critic_dim).to(self.device) if own else self.actor.normalizer
+        critic = CriticLearner(critic_net.to(self.device), cfg.critic, normalizer, own_normalizer=own)
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
         if self.world > 1:
             for module in (self.actor, critic.critic, critic.target):
@@ -302,7 +311,8 @@ class Runner:
             "device": str(self.device),
             "solved_threshold": info.solved_return,
             "random_return": info.random_return,
-            "solved": bool(final >= info.solved_return),
+            "solved": self.task.solved(sto),
+            "solved_rule": self.task.solved_rule,
             "nan_skips": self.algo.optim.skipped,
             "divergences": self.env.stats.divergences,
             "time_split_s": self.time_split(),

@@ -305,10 +305,14 @@ def test_a_required_input_that_never_arrived_is_named(harness, model_path):
 
 
 def test_a_model_without_base_velocity_plans_from_joint_states_and_imu_alone(harness, tmp_path):
-    """A model trained with ``env.base_lin_vel: false`` needs no odometry: joint_states + imu suffice."""
+    """A model trained with ``env.base_lin_vel: false`` needs no odometry: joint_states + imu suffice,
+    and the node does not even subscribe to odom."""
     model = export_untrained_policy(tmp_path / "imu.onnx", base_lin_vel=False, flow_steps=1, chunk=1)
     node = make_node(harness, model, tick_source="state")
     assert "base_lin_vel" not in node.ports.controller.layout.names
+    topics = node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())
+    subscribed = {name.rsplit("/", 1)[-1] for name, _ in topics}
+    assert {"joint_states", "imu"} <= subscribed and "odom" not in subscribed
     imu, _, joints = state_messages(*standing_state(), JOINT_NAMES, 0.0)
     harness.connect((Imu, "imu"), (JointState, "joint_states"))
     harness.publish("imu", imu)

@@ -36,7 +36,7 @@ def run_train(*args, cwd=None):
     [
         (
             ["env.num_env=8"],
-            "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel, fd_centered, fd_eps",
+            "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel, critic_obs, fd_centered",
         ),
         (["diff.horizon=abc"], "diff.horizon = 'abc'"),
         (["algo=sac"], "algo = 'sac'"),

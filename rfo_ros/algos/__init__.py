@@ -17,11 +17,12 @@ from rfo_ros.nets.rsl import require_rsl_rl
 
 
 def make_rsl_ppo(cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner) -> Algorithm:
-    """rsl_rl's PPO; ``critic`` goes unused (rsl_rl trains its own). rsl_rl is imported only here."""
+    """rsl_rl's PPO; of ``critic`` only its normaliser is used (rsl_rl trains its own value network).
+    rsl_rl is imported only here."""
     require_rsl_rl()  # a clear message saying how to install it, before the module's imports fail
     from rfo_ros.algos.rsl_ppo import RslPPO
 
-    return RslPPO(cfg, env, actor)
+    return RslPPO(cfg, env, actor, critic)
 
 
 BUILDERS = {

@@ -1,4 +1,9 @@
-"""Value learning shared by every algorithm: critic, Polyak target, minibatch regression."""
+"""Value learning shared by every algorithm: critic, Polyak target, minibatch regression.
+
+The critic reads its own observation (``StepResult.critic_obs``): the actor's, or the actor's plus
+privileged fields (``rfo_ros.envs.privileged``). Without privileged fields it shares the actor's
+normaliser, which the algorithm updates; with them it owns one of its own (``own_normalizer``).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,34 @@ import torch
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.config import CriticConfig
 from rfo_ros.nets.critic import Critic, CriticEnsemble
+from rfo_ros.nets.normalizer import ObsNormalizer
 
 
 class CriticLearner:
-    """V_φ with a Polyak-averaged target V_φ̄ (used for bootstraps in the differentiable window)."""
+    """V_φ with a Polyak-averaged target V_φ̄ (used for bootstraps in the differentiable window).
 
-    def __init__(self, critic: Critic | CriticEnsemble, cfg: CriticConfig) -> None:
+    ``normalizer`` scales the critic's observations: the actor's own (shared, updated by the algorithm)
+    or, with ``own_normalizer``, one that ``update_normalizer`` updates and the checkpoint carries.
+    """
+
+    def __init__(
+        self,
+        critic: Critic | CriticEnsemble,
+        cfg: CriticConfig,
+        normalizer: ObsNormalizer,
+        own_normalizer: bool = False,
+    ) -> None:
         self.critic = critic
         self.target = copy.deepcopy(critic).requires_grad_(False)
         self.cfg = cfg
         self.optim = GuardedOptimizer(critic.parameters(), lr=cfg.lr, clip=10.0)
+        self.normalizer, self.own_normalizer = normalizer, own_normalizer
+
+    def update_normalizer(self, critic_obs: torch.Tensor) -> None:
+        """Fold raw critic observations (..., D) into the critic's own normaliser (shared: the actor's
+        is the algorithm's to update)."""
+        if self.own_normalizer:
+            self.normalizer.update(critic_obs)
 
     def fit(self, obs_norm: torch.Tensor, targets: torch.Tensor) -> float:
         """Regress V(obs_norm (B, D)) onto targets (B,) for ``cfg.iterations`` minibatches; mean loss."""
@@ -42,13 +65,20 @@ class CriticLearner:
             p_t.lerp_(p, tau)
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "critic": self.critic.state_dict(),
             "target": self.target.state_dict(),
             "optim": self.optim.state_dict(),
         }
+        if self.own_normalizer:
+            state["normalizer"] = self.normalizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state["critic"])
         self.target.load_state_dict(state["target"])
         self.optim.load_state_dict(state["optim"])
+        if self.own_normalizer:
+            if "normalizer" not in state:
+                raise ValueError("the checkpoint's critic has no privileged observation (env.critic_obs)")
+            self.normalizer.load_state_dict(state["normalizer"])

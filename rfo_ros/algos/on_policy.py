@@ -50,29 +50,32 @@ class OnPolicyPG:
         params = list(actor.policy.parameters()) + list(critic.critic.parameters())
         self.optim = GuardedOptimizer(params, lr=cfg.onpolicy.lr, clip=cfg.onpolicy.grad_clip)
         self.obs = env.reset()
+        self.critic_obs = env.critic_view(self.obs)
 
     @torch.no_grad()
     def _collect(self) -> dict[str, torch.Tensor]:
-        env, actor, critic = self.env, self.actor, self.critic.critic
-        rec: dict[str, list] = {
-            k: [] for k in ("obs_norm", "z", "rew", "term", "done", "value", "v_next", "old")
-        }
-        obs = self.obs
+        env, actor, critic, critic_norm = self.env, self.actor, self.critic.critic, self.critic.normalizer
+        keys = ("obs_norm", "critic_obs_norm", "z", "rew", "term", "done", "value", "v_next", "old")
+        rec: dict[str, list] = {k: [] for k in keys}
+        obs, critic_obs = self.obs, self.critic_obs
         for _ in range(self.cfg.onpolicy.rollout_steps):
             obs_norm = actor.normalizer(obs)
+            critic_obs_norm = critic_norm(critic_obs)
             actions, z = actor.policy(obs_norm)
             res = env.step(actions[:, 0])
             rec["obs_norm"].append(obs_norm)
+            rec["critic_obs_norm"].append(critic_obs_norm)
             rec["z"].append(z)
             rec["old"].append(self.ratio.record(actor, obs_norm, z))
             rec["rew"].append(res.reward)
             rec["term"].append(res.terminated)
             rec["done"].append(res.terminated | res.truncated)
-            rec["value"].append(critic(obs_norm))
-            rec["v_next"].append(critic(actor.normalizer(res.final_obs)))
+            rec["value"].append(critic(critic_obs_norm))
+            rec["v_next"].append(critic(critic_norm(res.final_critic_obs)))
             actor.normalizer.update(obs)
-            obs = res.obs
-        self.obs = obs
+            self.critic.update_normalizer(critic_obs)
+            obs, critic_obs = res.obs, res.critic_obs
+        self.obs, self.critic_obs = obs, critic_obs
         data = {k: torch.stack(v) for k, v in rec.items() if k != "old"}
         data["old"] = {k: torch.stack([o[k] for o in rec["old"]]) for k in rec["old"][0]}
         return data
@@ -94,6 +97,7 @@ class OnPolicyPG:
         returns = adv + data["value"]
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
         obs_norm, z, adv, returns = flat(data["obs_norm"]), flat(data["z"]), flat(adv), flat(returns)
+        critic_obs_norm = flat(data["critic_obs_norm"])
         old = {k: flat(v) for k, v in data["old"].items()}
         n = obs_norm.shape[0]
         size = max(1, n // c.minibatches)
@@ -115,7 +119,7 @@ class OnPolicyPG:
                     self.actor, obs_norm[idx], z[idx], {k: v[idx] for k, v in old.items()}
                 )
                 policy_loss = clipped_surrogate(log_ratio, mb_adv, self.ratio.clip)
-                value_loss = ((self.critic.critic(obs_norm[idx]) - returns[idx]) ** 2).mean()
+                value_loss = ((self.critic.critic(critic_obs_norm[idx]) - returns[idx]) ** 2).mean()
                 loss = (
                     policy_loss + c.value_coef * value_loss - c.entropy_coef * self.ratio.entropy(self.actor)
                 )
@@ -137,9 +141,16 @@ class OnPolicyPG:
         return metrics
 
     def state_dict(self) -> dict:
-        return {"optim": self.optim.state_dict(), "critic": self.critic.state_dict(), "obs": self.obs}
+        return {
+            "optim": self.optim.state_dict(),
+            "critic": self.critic.state_dict(),
+            "obs": self.obs,
+            "critic_obs": self.critic_obs,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optim.load_state_dict(state["optim"])
         self.critic.load_state_dict(state["critic"])
         self.obs = state["obs"].to(self.obs.device)
+        # Checkpoints from before privileged critics: the critic's observation was the actor's.
+        self.critic_obs = state.get("critic_obs", state["obs"]).to(self.obs.device)

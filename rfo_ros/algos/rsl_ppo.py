@@ -20,23 +20,26 @@ from rsl_rl.utils import check_nan
 from tensordict import TensorDict
 
 from rfo_ros import distributed
+from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
-from rfo_ros.nets.rsl import OBS_GROUPS, as_obs_dict
+from rfo_ros.nets.rsl import OBS_GROUPS, PRIVILEGED_OBS_GROUPS, as_obs_dict
 
 
 class RslVecEnv(RslVecEnvBase):
     """Our VecEnv in rsl_rl's interface: observations normalised by the ``Actor``'s normaliser (as the
-    trained policy sees them at evaluation and export), in one TensorDict group ``policy``."""
+    trained policy sees them at evaluation and export), in the TensorDict group ``policy``; with
+    privileged fields the critic's observation, normalised by the critic's own, in the group ``critic``."""
 
-    def __init__(self, env: VecEnv, actor: Actor) -> None:
-        self.env, self.normalizer = env, actor.normalizer
+    def __init__(self, env: VecEnv, actor: Actor, critic: CriticLearner) -> None:
+        self.env, self.normalizer, self.critic = env, actor.normalizer, critic
         self.num_envs, self.num_actions = env.num_envs, env.action_dim
         self.max_episode_length = env.task.info.episode_length
         self.device = actor.device
         self.cfg: dict = {}
         self.obs = env.reset()  # raw (N, obs_dim), on the networks' device
+        self.critic_obs = env.critic_view(self.obs)
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -44,8 +47,9 @@ class RslVecEnv(RslVecEnvBase):
         return torch.from_numpy(self.env.episode_step)
 
     def get_observations(self) -> TensorDict:
-        """The current observation, normalised, as ``{"policy": (N, obs_dim)}``."""
-        return as_obs_dict(self.normalizer(self.obs))
+        """The current observation, normalised, as ``{"policy": (N, obs_dim)}`` (and ``"critic"``)."""
+        privileged = self.critic.normalizer(self.critic_obs) if self.critic.own_normalizer else None
+        return as_obs_dict(self.normalizer(self.obs), privileged)
 
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         """Apply rsl_rl's unbounded Gaussian actions (N, m), clipped to our [-1, 1] action box.
@@ -54,8 +58,9 @@ class RslVecEnv(RslVecEnvBase):
         time limit or a divergence, not by failure, which rsl_rl bootstraps with γ·V(s_t).
         """
         self.normalizer.update(self.obs)  # the observation just acted on, as our PPO folds it in
+        self.critic.update_normalizer(self.critic_obs)
         res = self.env.step(actions.clamp(-1.0, 1.0))
-        self.obs = res.obs
+        self.obs, self.critic_obs = res.obs, res.critic_obs
         extras = {"time_outs": res.truncated & ~res.terminated}
         return self.get_observations(), res.reward, res.terminated | res.truncated, extras
 
@@ -69,22 +74,24 @@ class NoSkips:
 class RslPPO:
     """rsl_rl's ``PPO`` with its ``MLPModel`` actor (the ``Actor``'s ``rsl_gaussian`` policy) and critic."""
 
-    def __init__(self, cfg: TrainConfig, env: VecEnv, actor: Actor) -> None:
+    def __init__(self, cfg: TrainConfig, env: VecEnv, actor: Actor, critic: CriticLearner) -> None:
         if distributed.world_size() > 1:
             raise ValueError(
                 "algo rsl_ppo runs in one process: rsl_rl's multi-GPU training is its own, not torchrun's"
             )
         r = cfg.rsl
         self.actor, self.steps_per_env = actor, r.num_steps_per_env
-        self.env = RslVecEnv(env, actor)
+        self.env = RslVecEnv(env, actor, critic)
+        self.critic_learner = critic  # its normaliser only: rsl_rl trains its own value network
         obs, device = self.env.get_observations(), str(actor.device)
-        critic = MLPModel(
-            obs, OBS_GROUPS, "critic", 1, hidden_dims=list(r.critic_hidden_dims), activation=r.activation
+        groups = PRIVILEGED_OBS_GROUPS if critic.own_normalizer else OBS_GROUPS
+        value_net = MLPModel(
+            obs, groups, "critic", 1, hidden_dims=list(r.critic_hidden_dims), activation=r.activation
         )
         storage = RolloutStorage("rl", env.num_envs, r.num_steps_per_env, obs, [env.action_dim], device)
         self.ppo = PPO(
             actor.policy.model,  # the very module the Actor evaluates and checkpoints
-            critic,
+            value_net,
             storage,
             num_learning_epochs=r.num_learning_epochs,
             num_mini_batches=r.num_mini_batches,
@@ -131,10 +138,18 @@ class RslPPO:
         }
 
     def state_dict(self) -> dict:
-        """rsl_rl's own checkpoint dict (actor, critic, optimiser with its adapted lr) and the current obs."""
-        return {"ppo": self.ppo.save(), "obs": self.env.obs}
+        """rsl_rl's own checkpoint dict (actor, critic, optimiser with its adapted lr), the current
+        observations and the critic's own normaliser."""
+        state = {"ppo": self.ppo.save(), "obs": self.env.obs, "critic_obs": self.env.critic_obs}
+        if self.critic_learner.own_normalizer:
+            state["critic_normalizer"] = self.critic_learner.normalizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` saved (rsl_rl reads the learning rate back from the optimiser)."""
         self.ppo.load(state["ppo"], None, strict=True)
-        self.env.obs = state["obs"].to(self.env.obs.device)
+        device = self.env.obs.device
+        self.env.obs = state["obs"].to(device)
+        self.env.critic_obs = state.get("critic_obs", state["obs"]).to(device)  # absent: no privileged
+        if self.critic_learner.own_normalizer:
+            self.critic_learner.normalizer.load_state_dict(state["critic_normalizer"])

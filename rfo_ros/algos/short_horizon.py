@@ -97,6 +97,7 @@ class ShortHorizonRPG:
         )
         self.update = SampleReuse(cfg.diff, actor, self.optim)
         self.obs = env.reset()
+        self.critic_obs = env.critic_view(self.obs)
 
     def lr_factor(self) -> float:
         """The schedule's multiplier of the initial learning rates at the env's current step count
@@ -119,8 +120,9 @@ class ShortHorizonRPG:
         discount = torch.ones(n, device=obs.device)
         objective = torch.zeros((), device=obs.device)
         rec: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("obs", "rew", "term", "done", "v_next", "z_obs", "z", "noise")
+            k: [] for k in ("obs", "critic_obs", "rew", "term", "done", "v_next", "z_obs", "z", "noise")
         }
+        critic_obs = self.critic_obs
         latents = []
         for t in range(horizon):
             if t % chunk == 0:
@@ -134,7 +136,8 @@ class ShortHorizonRPG:
             res = env.step(actions[:, t % chunk])
             reward = res.reward + bonus
             bonus = torch.zeros_like(bonus)  # the bonus belongs to the step that drew the sample
-            v_final = value_target(actor.normalizer(res.final_obs))
+            # Privileged fields that depend on the state (the trunk's velocity) pass the gradient on.
+            v_final = value_target(self.critic.normalizer(res.final_critic_obs))
             done = res.terminated | res.truncated
             closing = torch.ones_like(done) if t == horizon - 1 else done
             bootstrap = ~res.terminated & ~res.diverged
@@ -146,14 +149,15 @@ class ShortHorizonRPG:
             discount = torch.where(done, torch.ones_like(discount), discount)
             for key, value in (
                 ("obs", obs),
+                ("critic_obs", critic_obs),
                 ("rew", reward),
                 ("term", res.terminated),
                 ("done", done),
                 ("v_next", v_final),
             ):
                 rec[key].append(value.detach())
-            obs = res.obs
-        self.obs = obs.detach()
+            obs, critic_obs = res.obs, res.critic_obs
+        self.obs, self.critic_obs = obs.detach(), critic_obs.detach()
         data = {k: torch.stack(v) for k, v in rec.items() if k not in ("z_obs", "z", "noise")}
         data["z_obs"] = torch.cat(rec["z_obs"])
         data["z"] = torch.cat(rec["z"])
@@ -189,7 +193,7 @@ class ShortHorizonRPG:
 
         t2 = time.perf_counter()
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
-        norm_obs = self.actor.normalizer(data["obs"]).detach()
+        norm_obs = self.critic.normalizer(data["critic_obs"]).detach()
         with torch.no_grad():
             values = self.critic.target(norm_obs)
         targets = td_lambda_targets(
@@ -203,6 +207,7 @@ class ShortHorizonRPG:
         )
         metrics["Loss/critic"] = self.critic.fit(flat(norm_obs), flat(targets))
         self.actor.normalizer.update(flat(data["obs"]))
+        self.critic.update_normalizer(flat(data["critic_obs"]))
         t_critic = time.perf_counter() - t2
         fd_after = timing.copy()
         metrics.update(
@@ -230,6 +235,7 @@ class ShortHorizonRPG:
             "terms": {t.name: t.state_dict() for t in self.terms},
             "bonus": self.bonus.state_dict(),
             "obs": self.obs,
+            "critic_obs": self.critic_obs,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -239,3 +245,5 @@ class ShortHorizonRPG:
             t.load_state_dict(state["terms"][t.name])
         self.bonus.load_state_dict(state.get("bonus", {}))  # absent in checkpoints before SAPO
         self.obs = state["obs"].to(self.obs.device)
+        # Checkpoints from before privileged critics: the critic's observation was the actor's.
+        self.critic_obs = state.get("critic_obs", state["obs"]).to(self.obs.device)

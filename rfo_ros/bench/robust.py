@@ -13,48 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from rfo_ros.evaluate import OnnxActor, load_policy
 from rfo_ros.randomization import PERTURBATION_SETS
 
-
-class OnnxActor:
-    """An exported model, batched, behind the training ``Actor``'s call: ``(obs, noise) -> (actions, None)``
-    with actions in policy units [-1, 1] (the graph's actuator commands mapped back by the action map)."""
-
-    def __init__(self, path: str | Path, seed: int = 0) -> None:
-        from rfo_ros.runtime.ort_model import metadata_from_session, open_session, session_options
-
-        self.session = open_session(path, options=session_options(threads=1))
-        self.metadata = meta = metadata_from_session(self.session, path)
-        if meta.image is not None or meta.inpainting:
-            raise ValueError(f"{path}: image and inpainting models are not supported here")
-        self.chunk, self.action_dim = meta.chunk, meta.action_dim
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        n = obs.shape[0]
-        feeds = {"observation": obs.numpy().astype(np.float32)}
-        if not self.metadata.zero_noise:
-            shape = (n, self.chunk, self.action_dim)
-            eps = self.rng.standard_normal(shape) if noise is None else noise.numpy()
-            feeds["noise"] = eps.astype(np.float32)
-        commands = self.session.run(None, feeds)[0].astype(np.float64)
-        return torch.from_numpy(self.metadata.policy_action(commands)).to(torch.float32), None
-
-
-def load_policy(path: str) -> tuple[object, str, dict]:
-    """(actor, task name, task options) of an ONNX model or a training checkpoint."""
-    if path.endswith(".onnx"):
-        from rfo_ros.envs import task_options_from_metadata
-
-        actor = OnnxActor(path)
-        return actor, actor.metadata.task, task_options_from_metadata(actor.metadata.robot)
-    from rfo_ros.checkpoint import load_actor
-
-    actor, payload = load_actor(path)
-    return actor, payload["task"], payload.get("task_options", {})
+__all__ = ["OnnxActor", "add_arguments", "load_policy", "run", "table"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -23,12 +23,13 @@ from rfo_ros.sim.autograd import SimState
 class TaskInfo:
     """Documented facts about a task, reported next to results.
 
-    ``solved_return``: undiscounted episode return counted as solved; ``random_return``: what a
-    uniform-random policy scores (measured, see the task's docstring).
+    ``solved_return``: an undiscounted episode return documented as good (the tasks without a better
+    test count it as solved; None: none documented); ``random_return``: what a uniform-random policy
+    scores (measured, see the task's docstring).
     """
 
     episode_length: int
-    solved_return: float
+    solved_return: float | None
     random_return: float
     description: str
 
@@ -60,6 +61,8 @@ class Task(ABC):
     obs_history: int = 1
     #: The named fields of one observation frame, exported with the policy; None: an unnamed state.
     obs_layout: ObsLayout | None = None
+    #: Privileged fields a critic observes when the training config names none (a robot file's).
+    default_critic_obs: tuple[str, ...] = ()
 
     @classmethod
     def create(cls, **options: Any) -> Task:
@@ -156,6 +159,14 @@ class Task(ABC):
         out = torch.zeros(n, *rows.shape[1:], dtype=torch.float64) if new_batch else current
         out[torch.from_numpy(mask)] = rows
         return out
+
+    #: How ``solved`` judges an evaluation, in words (reported in summaries).
+    solved_rule: str = "return_mean >= info.solved_return"
+
+    def solved(self, evaluation: dict[str, float]) -> bool:
+        """Whether an ``rfo_ros.evaluate.evaluate`` result counts as solving the task (here: its return)."""
+        threshold = self.info.solved_return
+        return threshold is not None and evaluation["return_mean"] >= threshold
 
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.

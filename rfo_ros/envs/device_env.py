@@ -37,6 +37,9 @@ class DeviceEnv:
     def observe(self) -> torch.Tensor:
         return self.env.observe().to(self.device)
 
+    def critic_view(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.env.critic_view(obs.to(SIM_DEVICE)).to(self.device)
+
     def step(self, action: torch.Tensor) -> StepResult:
         result = self.env.step(action.to(SIM_DEVICE))
         moved = {f.name: getattr(result, f.name).to(self.device) for f in dataclasses.fields(result)}

@@ -181,6 +181,22 @@ def legged_obs_layout(
     )
 
 
+#: The privileged fields a critic may observe (``rfo_ros.envs.privileged`` computes them in training).
+PRIVILEGED_FIELDS = ("base_lin_vel", "base_height", "clean_obs", "physics", "latency", "push")
+
+
+def check_privileged_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    """``fields`` as a tuple; ValueError naming any unknown or repeated field and the valid ones."""
+    fields = tuple(fields)
+    unknown = [f for f in fields if f not in PRIVILEGED_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown privileged fields {unknown}; valid: {', '.join(PRIVILEGED_FIELDS)}")
+    repeated = sorted({f for f in fields if fields.count(f) > 1})
+    if repeated:
+        raise ValueError(f"privileged fields named twice: {repeated}")
+    return fields
+
+
 def build_observation(fields: Mapping[str, Array], layout: ObsLayout) -> Array:
     """Concatenate ``(value - offset) * scale`` of every field of ``layout`` in order.
 

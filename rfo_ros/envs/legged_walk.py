@@ -105,6 +105,7 @@ class LeggedWalk(LeggedTask):
         self.min_height, self.max_tilt_deg = t.min_height, t.max_tilt_deg
         self.max_height = math.inf if t.max_height is None else t.max_height
         self.obs_layout = legged_obs_layout(d.joints, robot.standing_pose.tolist(), base_lin_vel=base_lin_vel)
+        self.default_critic_obs = d.critic_obs
         super().__init__(model)
         self._qpos_idx = torch.from_numpy(robot.qpos_adr.astype(np.int64))
         self._qvel_idx = torch.from_numpy(robot.dof_adr.astype(np.int64))
@@ -227,6 +228,23 @@ class LeggedWalk(LeggedTask):
         v = base_lin_vel_body(state.qpos, state.qvel)[:, :2]
         cmd = self.commands_for(v.shape[0]).to(v.dtype)[:, :2]
         return (cmd - v).norm(dim=1)
+
+    def command_speed(self, state: SimState) -> torch.Tensor:
+        """|command_xy| (N,), m/s: the commanded planar speed (``tracking_error``'s yardstick)."""
+        return self.commands_for(state.qpos.shape[0])[:, :2].norm(dim=1)
+
+    @property
+    def solved_rule(self) -> str:
+        tolerance = self.description.episode.solved_tracking
+        return f"falls == 0 and tracking_error_mean <= {tolerance:g} x command_speed_mean"
+
+    def solved(self, evaluation: dict[str, float]) -> bool:
+        """Solved when it walks: no episode fell, and the trunk's planar velocity stayed within
+        ``episode.solved_tracking`` × the commanded speed on average. A robot standing still at its
+        command is off by the whole command, so it is never solved, whatever its return."""
+        tolerance = self.description.episode.solved_tracking
+        walks = evaluation["tracking_error_mean"] <= tolerance * evaluation["command_speed_mean"]
+        return evaluation["falls"] == 0 and bool(walks)
 
     # --- what the ROS side and checkpoints need ---------------------------------------------------
     def options(self) -> dict[str, Any]:

@@ -63,6 +63,20 @@ class Perturbations:
     def detach(self) -> None:
         """Cut the autograd graph of anything carried between steps (window boundary)."""
 
+    # --- what a privileged critic may read (rfo_ros.envs.privileged) --------------------------------
+    def drawn_physics(self) -> dict[str, np.ndarray]:
+        """The drawn physics constants per env: name -> (N, ...) (empty: the nominal world's)."""
+        return {}
+
+    def delay_steps(self, n: int) -> np.ndarray:
+        """Each env's actuation delay in control steps (n,)."""
+        return np.zeros(n, dtype=np.int64)
+
+    def push_state(self, n: int) -> np.ndarray:
+        """(n, 3): each env's last push impulse (world x, y; m/s) and the fraction of the push interval
+        elapsed since it (zeros without pushes)."""
+        return np.zeros((n, 3))
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -111,6 +125,7 @@ class WorldPerturbations(Perturbations):
         interval = randomization.push_interval_s
         self._push_every = max(1, round(interval / self.dt)) if interval is not None else None
         self._push_clock = np.zeros(num_envs, dtype=np.int64)
+        self._last_push = np.zeros((num_envs, 2))  # each env's last impulse, for a privileged critic
         self._steps_taken = 0  # control steps since construction: the push curriculum's clock
         self.reset(np.ones(num_envs, dtype=bool))
 
@@ -131,6 +146,7 @@ class WorldPerturbations(Perturbations):
             self._history = [torch.where(mask_t, self._rest_ctrl, h) for h in self._history]
         if self._push_every is not None:  # a random phase: the envs' pushes do not all land together
             self._push_clock[mask] = self.rng.integers(0, self._push_every, k)
+            self._last_push[mask] = 0.0
 
     def actuate(self, ctrl: torch.Tensor) -> torch.Tensor:
         if self.cfg.latency_steps is None:
@@ -154,6 +170,7 @@ class WorldPerturbations(Perturbations):
         v = self.push_velocity
         impulse = np.zeros((self.n, state.qvel.shape[1]))
         impulse[due, 0:2] = self.rng.uniform(-v, v, (int(due.sum()), 2))  # free joint: world-frame linear
+        self._last_push[due] = impulse[due, 0:2]
         return SimState(state.qpos, state.qvel + torch.from_numpy(impulse), state.act)
 
     @property
@@ -172,6 +189,17 @@ class WorldPerturbations(Perturbations):
     def detach(self) -> None:
         self._history = [h.detach() for h in self._history]
 
+    def drawn_physics(self) -> dict[str, np.ndarray]:
+        return self.params
+
+    def delay_steps(self, n: int) -> np.ndarray:
+        return self.delay
+
+    def push_state(self, n: int) -> np.ndarray:
+        if self._push_every is None:
+            return np.zeros((n, 3))
+        return np.concatenate([self._last_push, (self._push_clock / self._push_every)[:, None]], axis=1)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "rng": self.rng.bit_generator.state,
@@ -179,6 +207,7 @@ class WorldPerturbations(Perturbations):
             "delay": self.delay.copy(),
             "history": [h.detach() for h in self._history],
             "push_clock": self._push_clock.copy(),
+            "last_push": self._last_push.copy(),
             "steps_taken": self._steps_taken,
         }
 
@@ -191,6 +220,8 @@ class WorldPerturbations(Perturbations):
         self.delay, self._push_clock = state["delay"].copy(), state["push_clock"].copy()
         self._history = list(state["history"])
         self._steps_taken = state.get("steps_taken", 0)  # absent in checkpoints from before the ramp
+        # Absent in checkpoints from before privileged critics: no push remembered.
+        self._last_push = state.get("last_push", np.zeros((self.n, 2))).copy()
 
     # --- physics ----------------------------------------------------------------------------------
     def _draw_physics(self, k: int) -> dict[str, np.ndarray]:

@@ -5,7 +5,9 @@ grad; call ``detach()`` at window boundaries to cut the graph. Resets and diverg
 ``randomization`` perturbs each env's world (``rfo_ros.envs.perturb``); without it the world is nominal.
 ``shaping`` adds reward terms of the previous action (``rfo_ros.envs.shaping``) to the task's reward.
 A task with ``obs_history`` K > 1 observes its last K frames (``legged_obs.FrameHistory``): the env keeps
-them, since a task's ``observe`` sees only the present state.
+them, since a task's ``observe`` sees only the present state. ``critic_obs`` names privileged fields
+(``rfo_ros.envs.privileged``) that the critic observes after the actor's observation; without them the
+critic's observation is the actor's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from rfo_ros.envs.base import Task
 from rfo_ros.envs.legged_obs import FrameHistory
 from rfo_ros.envs.perturb import make_perturbations
+from rfo_ros.envs.privileged import CriticObservation
 from rfo_ros.envs.shaping import StepShaping
 from rfo_ros.randomization import Randomization
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
@@ -32,7 +35,9 @@ class StepResult:
     """What one control step returns. Shapes: obs (N, obs_dim) float32, the rest (N,).
 
     ``obs`` is the observation to act on next (after auto-reset); ``final_obs`` is the observation of
-    the state the step reached, before any reset, for bootstrapping at truncation.
+    the state the step reached, before any reset, for bootstrapping at truncation. ``critic_obs`` and
+    ``final_critic_obs`` are the critic's views of the same two states (the very tensors ``obs`` and
+    ``final_obs`` when the env has no privileged fields).
     ``truncated`` covers time limits and diverged envs; ``terminated`` is task failure only.
     """
 
@@ -42,6 +47,8 @@ class StepResult:
     truncated: torch.Tensor
     final_obs: torch.Tensor
     diverged: torch.Tensor
+    critic_obs: torch.Tensor
+    final_critic_obs: torch.Tensor
 
 
 @dataclass
@@ -73,6 +80,7 @@ class VecEnv:
         randomization: Randomization | None = None,
         shaping: Sequence[StepShaping] = (),
         gradient: GradientModel | None = None,
+        critic_obs: Sequence[str] = (),
     ) -> None:
         self.task = task
         self.shaping = tuple(shaping)
@@ -93,6 +101,9 @@ class VecEnv:
         self.task.resample(np.ones(num_envs, dtype=bool), self.rng)
         self.history = FrameHistory(task.obs_history)
         self.obs_dim = int(self.observe().shape[1])
+        self.critic = CriticObservation(self, critic_obs) if critic_obs else None
+        #: The critic's observation size: the actor's plus the privileged fields.
+        self.critic_obs_dim = self.obs_dim + (self.critic.size if self.critic else 0)
 
     @property
     def dt(self) -> float:
@@ -107,6 +118,10 @@ class VecEnv:
     def observe(self) -> torch.Tensor:
         """The observation of the current state (N, obs_dim), after the stored past frames (none stored)."""
         return self.history.stack(self.observe_frame())
+
+    def critic_view(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's observation of the current state, given the actor's ``obs`` of it."""
+        return obs if self.critic is None else self.critic(obs)
 
     def reset(self) -> torch.Tensor:
         """Reset every env; returns the first observation (N, obs_dim)."""
@@ -159,6 +174,7 @@ class VecEnv:
         terminated = self.task.terminated(state) & ~diverged
         self.state, self.last_action = state, action
         final_obs = self.history.push(self.observe_frame())
+        final_critic_obs = self.critic_view(final_obs)
 
         self.episode_step += 1
         self.episode_return += reward.detach().numpy()
@@ -172,7 +188,11 @@ class VecEnv:
             self.stats.completed_lengths.append(int(self.episode_step[i]))
         self._reset_where(done)
         # Reset envs start a fresh history; the others act on the frame just stored.
-        obs = self.history.restart(torch.from_numpy(done), self.observe_frame()) if done.any() else final_obs
+        if done.any():
+            obs = self.history.restart(torch.from_numpy(done), self.observe_frame())
+            critic_obs = self.critic_view(obs)
+        else:
+            obs, critic_obs = final_obs, final_critic_obs
         return StepResult(
             obs=obs,
             reward=reward.to(torch.get_default_dtype()),
@@ -180,6 +200,8 @@ class VecEnv:
             truncated=torch.from_numpy(truncated_np),
             final_obs=final_obs,
             diverged=diverged,
+            critic_obs=critic_obs,
+            final_critic_obs=final_critic_obs,
         )
 
     def state_dict(self) -> dict:

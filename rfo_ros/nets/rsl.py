@@ -26,15 +26,21 @@ def require_rsl_rl() -> ModuleType:
         raise ImportError(f"algo rsl_ppo needs rsl_rl, which is not installed: {INSTALL_HINT}") from exc
 
 
-def as_obs_dict(obs_norm: torch.Tensor):  # -> tensordict.TensorDict (rsl_rl's dependency, imported lazily)
-    """rsl_rl's observation form: one ``policy`` group (B, D), used by actor and critic alike."""
+def as_obs_dict(obs_norm: torch.Tensor, critic_obs_norm: torch.Tensor | None = None):  # -> TensorDict
+    """rsl_rl's observation form (tensordict, rsl_rl's dependency, imported lazily): the ``policy`` group
+    (B, D), and the ``critic`` group (B, D') when the critic observes privileged fields."""
     from tensordict import TensorDict
 
-    return TensorDict({"policy": obs_norm}, batch_size=[obs_norm.shape[0]], device=obs_norm.device)
+    groups = {"policy": obs_norm}
+    if critic_obs_norm is not None:
+        groups["critic"] = critic_obs_norm
+    return TensorDict(groups, batch_size=[obs_norm.shape[0]], device=obs_norm.device)
 
 
 #: Both of rsl_rl's networks read the one ``policy`` observation group.
 OBS_GROUPS = {"actor": ["policy"], "critic": ["policy"]}
+#: With privileged fields, rsl_rl's critic reads its own ``critic`` group (asymmetric actor-critic).
+PRIVILEGED_OBS_GROUPS = {"actor": ["policy"], "critic": ["critic"]}
 
 
 class RslGaussianPolicy(nn.Module):

@@ -2,8 +2,9 @@
 publishers and timers of one rclpy node, converts messages for ``rfo_ros.runtime.controller.Controller``
 (which holds the control law) and publishes what the controller returns.
 
-Inputs (sensor-data QoS, relative names): ``joint_states``, ``imu``, ``odom``, ``cmd_vel`` and
-``camera/depth`` (1 channel) or ``camera/image_raw`` (3 channels) when the model has an image input.
+Inputs (sensor-data QoS, relative names): ``joint_states``, ``imu``, ``cmd_vel``, ``odom`` when the model
+observes ``base_lin_vel``, and ``camera/depth`` (1 channel) or ``camera/image_raw`` (3 channels) when it
+has an image input.
 Outputs (reliable): ``action_chunk`` (JointTrajectory in the model's joint order, C points at
 ``time_from_start = k·dt``, ``header.stamp`` = stamp of the ``joint_states`` message observed),
 ``joint_commands`` (Float64MultiArray, one per control step, in ``robot_joint_names`` order) and
@@ -163,10 +164,11 @@ class PolicyPorts:
     def _create_interfaces(self) -> None:
         node, sensor, c = self.node, qos_profile_sensor_data, self.controller
         group = ServedElsewhere() if self.params.input_thread else None
-        inputs = [
-            node.create_subscription(Imu, "imu", self.imu_callback, sensor, callback_group=group),
-            node.create_subscription(Odometry, "odom", self.odom_callback, sensor, callback_group=group),
-        ]
+        inputs = [node.create_subscription(Imu, "imu", self.imu_callback, sensor, callback_group=group)]
+        if c.needs_odom:  # a model without base_lin_vel (joints and IMU alone) never reads odometry
+            inputs.append(
+                node.create_subscription(Odometry, "odom", self.odom_callback, sensor, callback_group=group)
+            )
         if c.image_input is not None:
             inputs.append(
                 node.create_subscription(
