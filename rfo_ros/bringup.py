@@ -145,6 +145,7 @@ def run_bringup(
             flow_steps=meta.flow_steps,
             chunk=meta.chunk,
             provider=stats.provider,
+            policy_inputs=subscribed_topics(policy),
             mode="lock-step, as fast as possible" if fast else "real time, steady-clock control timer",
             sim_time=sim_report.sim_time,
             wall_time=wall,
@@ -233,6 +234,12 @@ def _spin_until(executors, sim, duration: float, wall_timeout: float) -> tuple[b
         for thread in threads:
             thread.join(timeout=5.0)  # a SingleThreadedExecutor runs callbacks inline: none is left over
     return sim.sim_time >= duration - 1e-9, wall
+
+
+def subscribed_topics(node) -> list[str]:
+    """The topics ``node`` subscribes to, by their last name part, sorted (what a policy reads)."""
+    topics = node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())
+    return sorted({name.rsplit("/", 1)[-1] for name, _ in topics})
 
 
 def _notes(meta, stats) -> list[str]:

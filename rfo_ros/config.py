@@ -202,6 +202,12 @@ class RunConfig(_Section):
     eval_episodes: int = Field(16, ge=1)
     eval_every: int = Field(0, ge=0, description="iterations between evaluations (0: only at the end)")
     torch_threads: int = Field(1, ge=1)
+    init_from: str | None = Field(
+        None,
+        description="start from this checkpoint's actor and critic (weights and normalisers; same algorithm "
+        "and observations), e.g. a curriculum's earlier stage in an easier world; optimisers, envs and "
+        "counters start afresh",
+    )
     device: str = Field(
         "cpu",
         pattern=r"^(cpu|auto|cuda(:\d+)?)$",

@@ -22,6 +22,7 @@ class DemoReport:
     flow_steps: int
     chunk: int
     provider: str
+    policy_inputs: list[str]
     mode: str
     sim_time: float
     wall_time: float
@@ -54,6 +55,8 @@ class DemoReport:
             + ("" if self.complete else "  [STOPPED EARLY: wall-clock limit]"),
             f"  model              {self.model_path} (task {self.task}, K={self.flow_steps}, C={self.chunk})",
             f"  execution provider {self.provider}",
+            f"  policy inputs      {', '.join(self.policy_inputs)}"
+            + ("" if "odom" in self.policy_inputs else " (no odometry)"),
             f"  distance walked    {self.distance_m:.2f} m (forward {self.forward_distance_m:+.2f} m)",
             f"  mean forward speed {self.mean_forward_speed:+.3f} m/s (command {self.command_vx:.2f} m/s)",
             f"  falls              {self.falls}",

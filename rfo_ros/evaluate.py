@@ -36,10 +36,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Run ``episodes`` episodes (one per env) to their first end; return mean/std return and length.
 
-    Tasks that define ``forward_speed(state) -> (N,)`` also report the mean forward speed (m/s) over
+    Tasks whose ``forward_speed(state)`` gives (N,) speeds also report the mean forward speed (m/s) over
     the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
     tasks the mean tracking error |command_xy - v_xy| (m/s) and the mean commanded speed |command_xy|;
-    tasks with a ``success(state) -> (N,) bool``
+    tasks whose ``success(state)`` gives (N,) bools
     (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
     (the state that step starts from). Every task reports ``action_change_mean``: the RMS over action
     entries of |a_t - a_(t-1)| (policy units, [-1, 1]), averaged over alive steps: how jumpy the commands
@@ -53,7 +53,7 @@ def evaluate(
     """
     task = make_task(task_name, **(task_options or {}))
     if command is not None:
-        if not hasattr(task, "fixed_command"):
+        if not task.commanded:
             raise ValueError(f"task {task_name!r} takes no velocity command")
         task.fixed_command = tuple(float(c) for c in command)
     env = VecEnv(task, episodes, seed=seed, threads=None, randomization=randomization)
@@ -64,9 +64,10 @@ def evaluate(
     speed_sum, error_sum, change_sum = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes)
     command_sum = np.zeros(episodes)
     previous = None
-    measure_speed = hasattr(task, "forward_speed")
-    measure_tracking = hasattr(task, "tracking_error")
-    measure_success = hasattr(task, "success")
+    # What the task measures (``Task.forward_speed`` and friends return None where it does not).
+    measure_speed = task.forward_speed(env.state) is not None
+    measure_tracking = task.tracking_error(env.state) is not None
+    measure_success = task.success(env.state) is not None
     succeeded = np.zeros(episodes, dtype=bool)
     for t in range(task.info.episode_length):
         if t % chunk == 0:

@@ -104,7 +104,7 @@ class Runner:
         e = cfg.env
         fd = FDConfig(e.fd_eps, e.fd_centered, overlap=e.fd_overlap, method=e.jacobians)
         rank_seed = cfg.run.seed + RANK_SEED_STRIDE * self.rank
-        image_shape = getattr(self.task, "image_shape", None)
+        image_shape = self.task.image_shape
         #: The privileged fields the critic observes (the config's, else the robot file's).
         self.critic_fields = e.critic_obs if e.critic_obs is not None else self.task.default_critic_obs
         if self.critic_fields and image_shape is not None:
@@ -124,6 +124,8 @@ class Runner:
         normalizer = ObsNormalizer(critic_dim).to(self.device) if own else self.actor.normalizer
         critic = CriticLearner(critic_net.to(self.device), cfg.critic, normalizer, own_normalizer=own)
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
+        if cfg.run.init_from is not None:
+            self.start_from(cfg.run.init_from, critic)
         if self.world > 1:
             for module in (self.actor, critic.critic, critic.target):
                 distributed.broadcast_module(module)
@@ -140,6 +142,21 @@ class Runner:
     def env_steps(self) -> int:
         """Env steps of all ranks together (every rank steps the same number of envs per iteration)."""
         return self.env.stats.env_steps * self.world
+
+    def start_from(self, path: str, critic: CriticLearner) -> None:
+        """Load the actor and the critic (weights, target, normalisers) of the checkpoint at ``path``."""
+        ck = load_checkpoint(path)
+        if ck["algo"] != self.cfg.algo or self.cfg.algo == "rsl_ppo":
+            raise CheckpointError(
+                f"run.init_from {path}: a {ck['algo']} checkpoint cannot start a {self.cfg.algo} run "
+                "(init_from takes the same algorithm, and not rsl_ppo, whose networks are rsl_rl's)"
+            )
+        try:
+            self.actor.load_state_dict(ck["actor"]["state"])
+            critic.load_state_dict(ck["algo_state"]["critic"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            message = f"run.init_from {path}: its networks do not fit this run's: {exc}"
+            raise CheckpointError(message) from None
 
     # -- checkpoints ---------------------------------------------------------------------------
     @property

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history)
         except ValueError as exc:  # RobotError is one
             raise ConfigError(f"env.task = {cfg.env.task!r}, env.robot = {cfg.env.robot!r}: {exc}") from None
-        if cfg.env.randomization.active and not hasattr(task, "robot"):
+        if cfg.env.randomization.active and task.robot is None:
             raise ConfigError(
                 f"env.randomization needs a legged task (a robot file); env.task = {cfg.env.task!r}"
             )
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:  # what only the built world can check (a noise field its observation lacks) is a config error
             runner = Runner(cfg, out, progress=not args.no_progress, task=task)
-        except ValueError as exc:
+        except (ValueError, CheckpointError) as exc:  # and a run.init_from that does not fit
             print(f"error: {exc}", file=sys.stderr)
             return 2
         try:

@@ -37,10 +37,10 @@ for vx in 1.0 1.1 1.5; do
   $py -m rfo_ros.evaluate $out/rfo_s0/checkpoints/last.pt --command "$vx" 0 0 --episodes 32 \
       > $out/rfo_s0/eval_command_$vx.json
 done
-$py -m rfo_ros.export $out/rfo_s0/checkpoints/last.pt -o models/quadruped.onnx
-cp $out/rfo_s0/config.yaml models/quadruped.train.yaml
-cp $out/rfo_s0/summary.json models/quadruped.summary.json
-cp $out/rfo_s0/learning_curve.png models/quadruped.learning_curve.png
+$py -m rfo_ros.export $out/rfo_s0/checkpoints/last.pt -o models/quadruped_nominal.onnx
+cp $out/rfo_s0/config.yaml models/quadruped_nominal.train.yaml
+cp $out/rfo_s0/summary.json models/quadruped_nominal.summary.json
+cp $out/rfo_s0/learning_curve.png models/quadruped_nominal.learning_curve.png
 $py -m rfo_ros.train --config config/train/quadruped_shac.yaml --out $out/shac_s0
 $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set run.seed=1 --out $out/rfo_s1
 $py -m rfo_ros.bench learn --tasks quadruped --algos rfo,shac --seeds 2 --steps 2800000 \
@@ -98,13 +98,13 @@ for f in config.yaml:train.yaml summary.json:summary.json learning_curve.png:lea
   cp "$out/rfo_randomized_nolinvel_s0/${f%%:*}" "models/quadruped_randomized_no_odom.${f##*:}"
 done
 $py -m rfo_ros.bench robust --episodes 32 --command 1.0 --json $out/robust.json \
-    --policies models/quadruped.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx \
+    --policies models/quadruped_nominal.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx \
     --labels nominal,randomised,randomised_no_odom | tee $out/robust.md
 
 # 11. The robot side (alone on the machine): the policy node beside a bare rclpy echo, a 10-minute soak,
 #     and chunk execution on a C = 8 RFO policy trained for 10 minutes.
-$py -m rfo_ros.bench latency --model models/quadruped.onnx | tee docs/results/nodes/latency.txt
-$py -m rfo_ros.bench soak --minutes 10 --model models/quadruped.onnx | tee docs/results/nodes/soak.md
+$py -m rfo_ros.bench latency --model models/quadruped_nominal.onnx | tee docs/results/nodes/latency.txt
+$py -m rfo_ros.bench soak --minutes 10 --model models/quadruped_nominal.onnx | tee docs/results/nodes/soak.md
 out=docs/results/chunks
 $py -m rfo_ros.train --config config/train/quadruped_rfo.yaml --set policy.chunk=8 --set run.max_wall_time_s=600 \
     --out $out/rfo_c8_s0
@@ -210,7 +210,7 @@ $py -m rfo_ros.train --config config/train/quadruped_rfo_randomized.yaml --out $
 for run in pushramp no_odom_h5 push08; do
   $py -m rfo_ros.export $out/rfo_randomized_${run}_s0/checkpoints/last.pt -o $out/quadruped_randomized_$run.onnx
 done
-policies=models/quadruped.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx
+policies=models/quadruped_nominal.onnx,models/quadruped_randomized.onnx,models/quadruped_randomized_no_odom.onnx
 policies=$policies,$out/quadruped_randomized_pushramp.onnx,$out/quadruped_randomized_no_odom_h5.onnx
 policies=$policies,$out/quadruped_randomized_push08.onnx
 labels=nominal,randomised,randomised_no_odom,push_ramp_1.0,no_odom_history5,push_ramp_0.8
@@ -223,3 +223,6 @@ $py -m rfo_ros.bench robust --episodes 32 --command 1.0 --policies $policies --l
 #     (PPO, rsl_rl's PPO, RFO; 3 seeds), push with and without the gradient model, the quadruped with a
 #     gradient model on its feet, and an fd-vs-hybrid training-throughput pair; every run alone.
 bash scripts/race.sh
+
+# 17. The hardware policy, its robustness, and what the privileged critic and the history buy (issue 20).
+bash scripts/hardware.sh

@@ -226,3 +226,23 @@ def test_evaluate_holds_a_quadruped_at_the_given_command():
     commands = torch.cat(seen).double()  # scaled by (2, 2, 0.25) in the observation
     expected = torch.tensor([2.5, 0.0, 0.0], dtype=torch.float64).expand_as(commands)
     torch.testing.assert_close(commands, expected, rtol=0, atol=1e-6)
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_networks_and_refuses_a_misfit(tmp_path):
+    """A curriculum's next stage: the actor and critic (and their normalisers) carry over; a checkpoint of
+    another algorithm or with other observations is refused with a clear error, exit 2."""
+    first = _runner(tmp_path, "first", "ppo", 8 * 8 * 2)
+    first.train()
+    ckpt = str(first.checkpoint_path)
+    cfg = load_config(None, [*FAST, "algo=ppo", "onpolicy.rollout_steps=8", f"run.init_from={ckpt}"])
+    second = Runner(cfg, tmp_path / "b", progress=False)
+    pairs = zip(first.actor.state_dict().items(), second.actor.state_dict().items(), strict=True)
+    for (name, a), (_, b) in pairs:
+        assert torch.equal(a, b), name
+    assert torch.equal(first.algo.critic.critic.net[0].weight, second.algo.critic.critic.net[0].weight)
+    assert second.env.stats.env_steps == 0 and second.iteration == 0
+    for overrides, needle in ((["algo=fpo"], "a ppo checkpoint cannot start a fpo run"),
+                              (["algo=ppo", "env.task=quadruped"], "do not fit")):  # fmt: skip
+        proc = run_train("--out", str(tmp_path / "bad"), *[a for o in [*overrides, f"run.init_from={ckpt}"]
+                                                           for a in ("--set", o)])  # fmt: skip
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr

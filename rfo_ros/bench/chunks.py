@@ -47,7 +47,7 @@ def closed_loop(
     )
     obs, previous = env.reset(), None
     at_replan, between, switches, speeds, falls = [], [], [], [], 0
-    speed_of = getattr(env.task, "forward_speed", None)  # legged tasks
+    speed_of = env.task.forward_speed if env.task.forward_speed(env.state) is not None else None
     with torch.no_grad():
         for step in range(int(round(seconds / meta.dt))):
             planned = scheduler.needs_plan(step)

@@ -149,7 +149,7 @@ def untrained_checkpoint(
         "solver": solver,
         **({"hidden": list(hidden)} if hidden else {}),
     }
-    if getattr(env_task, "image_shape", None):  # image tasks: pixels flattened after the proprioception
+    if env_task.image_shape:  # image tasks: pixels flattened after the proprioception
         kwargs["image_shape"] = tuple(env_task.image_shape)
     actor = Actor("flow", kwargs)
     payload = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
@@ -17,6 +17,9 @@ import torch
 
 from rfo_ros.envs.legged_obs import ObsLayout
 from rfo_ros.sim.autograd import SimState
+
+if TYPE_CHECKING:
+    from rfo_ros.robot import Robot
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,42 @@ class Task(ABC):
     obs_layout: ObsLayout | None = None
     #: Privileged fields a critic observes when the training config names none (a robot file's).
     default_critic_obs: tuple[str, ...] = ()
+    #: The robot file's bound model (legged tasks: randomisation and privileged fields need it), else None.
+    robot: Robot | None = None
+    #: (C, H, W) of an image flattened after the proprioception (image tasks), else None.
+    image_shape: tuple[int, int, int] | None = None
+    #: How the image is encoded for the exported model's contract (``runtime.metadata.ImageSpec``).
+    image_encoding: str | None = None
+    #: Velocity-commanded tasks: the (vx, vy, yaw rate) every env gets instead of a drawn command, when set.
+    fixed_command: tuple[float, float, float] | None = None
+    #: Whether the task takes a velocity command (``fixed_command`` then holds one for evaluation).
+    commanded: bool = False
+
+    @property
+    def joint_names(self) -> tuple[str, ...] | None:
+        """The policy joints in action order (a robot file's), else None (each actuator's joint)."""
+        return None
+
+    def robot_spec(self) -> dict | None:
+        """The robot contract the exported model carries (legged tasks), else None."""
+        return None
+
+    # What evaluation measures, where a task defines it (None: not measured). Batched (N,) tensors.
+    def forward_speed(self, state: SimState) -> torch.Tensor | None:
+        """Trunk forward speed (m/s) of locomotion tasks."""
+        return None
+
+    def tracking_error(self, state: SimState) -> torch.Tensor | None:
+        """|command - velocity| (m/s) of velocity-commanded tasks."""
+        return None
+
+    def command_speed(self, state: SimState) -> torch.Tensor | None:
+        """The commanded speed (m/s) of velocity-commanded tasks."""
+        return None
+
+    def success(self, state: SimState) -> torch.Tensor | None:
+        """Whether each env's goal is reached (bool), for tasks with a goal."""
+        return None
 
     @classmethod
     def create(cls, **options: Any) -> Task:

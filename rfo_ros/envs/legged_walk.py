@@ -61,6 +61,7 @@ class LeggedWalk(LeggedTask):
 
     #: Set by tasks fixed to one robot (``quadruped``: go1); None: the robot is an option (``legged``).
     default_robot: str | None = None
+    commanded = True
 
     @classmethod
     def create(
@@ -115,8 +116,6 @@ class LeggedWalk(LeggedTask):
         self._torque_limit = torch.from_numpy(robot.torque_limit)
         #: (low, high) per command entry (vx, vy, yaw rate) for ``resample``.
         self.command_range: tuple[tuple[float, float], ...] = d.commands.ranges()
-        #: When set, every env gets this (vx, vy, yaw rate) command instead of a random one.
-        self.fixed_command: tuple[float, float, float] | None = None
         self.command: torch.Tensor | None = None
 
     @property

@@ -99,7 +99,7 @@ class WorldPerturbations(Perturbations):
     """``randomization`` applied to ``num_envs`` envs of a legged ``task`` (one with a ``robot``)."""
 
     def __init__(self, task, num_envs: int, randomization: Randomization, rng: np.random.Generator) -> None:
-        robot = getattr(task, "robot", None)
+        robot = task.robot
         if robot is None:
             name = type(task).__name__
             raise ValueError(f"env.randomization needs a legged task (a robot file); {name} has none")

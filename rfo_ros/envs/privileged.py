@@ -47,7 +47,7 @@ Reader = Callable[[], torch.Tensor]
 
 
 def _needs_robot(env: VecEnv, name: str) -> None:
-    if getattr(env.task, "robot", None) is None:
+    if env.task.robot is None:
         raise ValueError(
             f"env.critic_obs: {name!r} is a legged robot's privileged value; task "
             f"{type(env.task).__name__} has no robot file"

@@ -65,7 +65,6 @@ def build_metadata(
         raise ExportError(
             f"the actor observes {actor.obs_dim} values but task {payload['task']!r} lays out {layout_size}"
         )
-    robot_spec = getattr(task, "robot_spec", None)
     return ModelMetadata(
         source=str(checkpoint),
         task=str(payload["task"]),
@@ -74,7 +73,7 @@ def build_metadata(
         training_commit=str(payload["commit"]),
         export_time=datetime.now(UTC).isoformat(timespec="seconds"),
         # A legged task's policy joints (its robot file's order), else each actuator's joint.
-        joint_names=tuple(getattr(task, "joint_names", None) or actuated_joint_names(task.model)),
+        joint_names=tuple(task.joint_names or actuated_joint_names(task.model)),
         dt=task.dt,
         flow_steps=module.steps,
         flow_solver=module.solver,
@@ -89,10 +88,10 @@ def build_metadata(
         action_offset=np.asarray(amap.offset, np.float64),
         action_low=np.asarray(amap.low, np.float64),
         action_high=np.asarray(amap.high, np.float64),
-        image=ImageSpec(image_shape, getattr(task, "image_encoding", None)) if image_shape else None,
+        image=ImageSpec(image_shape, task.image_encoding) if image_shape else None,
         zero_noise=module.zero_noise,
         inpainting=module.inpainting,
-        robot=robot_spec() if callable(robot_spec) else None,
+        robot=task.robot_spec(),
         checkpoint={"file": Path(checkpoint).name, "iteration": payload.get("iteration"),
                     "env_steps": payload.get("env_steps")},
         exporter=f"rfo_ros.export (torch {torch.__version__}, onnx {onnx.__version__}, opset {OPSET})",
