@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # The hardware policy (issue 20), each stage's runs alone on the machine unless it says otherwise:
-#   train    the shipped default, config/train/quadruped_hardware_ppo.yaml (20 min), exported to
-#            models/quadruped.onnx; the nominal-world model it replaces stays as models/quadruped_nominal.onnx
+#   train    the shipped default in two stages: config/train/quadruped_hardware_walk_ppo.yaml (flat ground,
+#            randomised physics, latency, noise; 1.5 M env steps) then config/train/quadruped_hardware_ppo.yaml
+#            (plus rough ground and pushes, 6 M env steps) from the first stage's networks; exported to
+#            models/quadruped.onnx. The nominal-world model it replaces stays as models/quadruped_nominal.onnx
 #   robust   bench robust: the new default and the three earlier models, 32 episodes per set at 1.0 m/s,
 #            sampled and zero noise
-#   ablation what the privileged critic and the history buy (PPO, the hardware world, 3 seeds, 1 M env steps
-#            each; two runs at a time, one simulation thread each, every run paired the same way)
+#   ablation what the privileged critic and the observation history buy (PPO, the first stage's world,
+#            3 seeds, 1 M env steps each; two runs at a time, one simulation thread each, every run paired
+#            the same way)
 #   rfo      what the privileged critic changes for RFO, whose critic only bootstraps the window's end
 #            (a blind actor in the nominal world, 3 seeds, 300 k env steps, paired as above)
+#   solved   "solved" only when a robot walks: the shipped hexapod and quadruped models judged by
+#            evaluate, and 2-minute RFO runs of each robot (which have not learnt to walk yet)
 # Every run is a normal run folder under docs/results/hardware/; bench learn skips a finished one, so a
-# killed script resumes where it stopped. Stages: `bash scripts/hardware.sh [train] [robust] [ablation] [rfo]`.
+# killed script resumes where it stopped. Stages: `bash scripts/hardware.sh [train] [robust] [ablation] [rfo] [solved]`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_venv.sh
 py=.venv/bin/python
 out=docs/results/hardware
 mkdir -p $out
-stages=("${@:-train robust ablation rfo}")
+stages=("${@:-train robust ablation rfo solved}")
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
 if want train; then
-  run=$out/default_s0
+  walk=$out/walk_s0 run=$out/default_s0
+  if [[ ! -f $walk/summary.json ]]; then
+    $py -m rfo_ros.train --config config/train/quadruped_hardware_walk_ppo.yaml --out $walk --no-progress
+  fi
   if [[ ! -f $run/summary.json ]]; then
-    $py -m rfo_ros.train --config config/train/quadruped_hardware_ppo.yaml --out $run --no-progress
+    $py -m rfo_ros.train --config config/train/quadruped_hardware_ppo.yaml --out $run --no-progress \
+      --set run.init_from=$walk/checkpoints/last.pt
   fi
   $py -m rfo_ros.export $run/checkpoints/last.pt -o models/quadruped.onnx
-  cp $run/summary.json models/quadruped.summary.json
-  cp $run/config.yaml models/quadruped.train.yaml
-  cp $run/learning_curve.png models/quadruped.learning_curve.png
+  for f in config.yaml:train.yaml summary.json:summary.json learning_curve.png:learning_curve.png; do
+    cp "$run/${f%%:*}" "models/quadruped.${f##*:}"
+  done
 fi
 
 if want robust; then
@@ -42,12 +51,12 @@ if want robust; then
 fi
 
 if want ablation; then
-  ablate() { $py -m rfo_ros.bench learn --tasks quadruped --config-task quadruped_hardware --algos ppo \
+  ablate() { $py -m rfo_ros.bench learn --tasks quadruped --config-task quadruped_hardware_walk --algos ppo \
     --seeds 3 --jobs 2 --threads 1 --steps 1000000 --at-steps 250000,500000,750000,1000000 \
     --out $out/ablation "$@"; }
-  ablate --tag _full
+  ablate --tag _privileged_critic
   ablate --tag _no_privileged_critic --set 'env.critic_obs=[]'
-  ablate --tag _no_history --set env.obs_history=1
+  ablate --tag _privileged_critic_history5 --set env.obs_history=5
 fi
 
 if want rfo; then
@@ -55,4 +64,18 @@ if want rfo; then
     --steps 300000 --at-steps 100000,200000,300000 --out $out/rfo_critic --set env.base_lin_vel=false "$@"; }
   rfo --tag _blind_privileged_critic --set 'env.critic_obs=[base_lin_vel, base_height, clean_obs]'
   rfo --tag _blind
+fi
+
+if want solved; then
+  mkdir -p $out/solved
+  for case in hexapod:0.75 quadruped_nominal:1.0 quadruped:1.0; do
+    name=${case%%:*} vx=${case##*:}
+    $py -m rfo_ros.evaluate models/$name.onnx --episodes 16 --command "$vx" 0 0 | tee $out/solved/$name.json
+  done
+  for robot in hexapod go1; do
+    if [[ ! -f $out/solved/${robot}_2min/summary.json ]]; then
+      $py -m rfo_ros.train --config config/train/legged_rfo.yaml --set env.robot=$robot --out $out/solved/${robot}_2min \
+        --set run.max_wall_time_s=120 --no-progress
+    fi
+  done
 fi

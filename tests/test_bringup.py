@@ -46,6 +46,7 @@ def check_report(report: DemoReport, duration: float) -> None:
     assert isinstance(report.falls, int) and report.falls >= 0
     assert report.provider == "CPUExecutionProvider"
     assert report.plans > 0 and report.control_steps >= report.plans
+    assert {"joint_states", "imu"} <= set(report.policy_inputs)
     assert report.control_latency.count == report.plans == report.model_latency.count
     assert 0 < report.model_latency.p50_ms <= report.control_latency.p50_ms
     assert report.control_latency.p50_ms <= report.control_latency.p99_ms
@@ -116,6 +117,7 @@ def test_trained_policy_walks_forward_without_falling():
     report = run_bringup("quadruped", duration=duration, fast=True)
     assert report.complete and report.falls == 0, report.text()
     assert report.forward_distance_m > 0.5 * duration * 0.8, report.text()
+    assert "odom" not in report.policy_inputs  # the shipped policy is the hardware one: joints and IMU
 
 
 def test_bringup_of_a_robot_that_is_not_the_quadruped(tmp_path, capsys):

@@ -195,6 +195,13 @@ def test_the_robot_files_group_is_the_default_and_the_config_overrides_it(tmp_pa
     assert overridden.env.critic_obs_dim == 48 and not overridden.algo.critic.own_normalizer
 
 
+def test_the_validated_names_are_the_fields_the_env_reads():
+    from rfo_ros.envs.legged_obs import PRIVILEGED_FIELDS
+    from rfo_ros.envs.privileged import FIELDS
+
+    assert tuple(FIELDS) == PRIVILEGED_FIELDS
+
+
 def test_privileged_fields_need_a_legged_task(tmp_path):
     from rfo_ros.runner import Runner
 

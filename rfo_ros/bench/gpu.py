@@ -434,10 +434,12 @@ def _shipped_model(tmp: Path, n: int) -> dict:
     checkpoint, _ = untrained_checkpoint(
         tmp / "shipped.pt", meta.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history,
         meta.flow_steps, meta.chunk, hidden=list(cfg.policy.hidden), solver=meta.flow_solver,
+        kind=meta.policy_kind,
     )  # fmt: skip
     result, policies = _backends(model, checkpoint, n)
     head = {
         "model": str(model.relative_to(REPO) if model.is_relative_to(REPO) else model),
+        "policy_kind": meta.policy_kind,
         "flow_steps": meta.flow_steps,
         "chunk": meta.chunk,
         "hidden": list(cfg.policy.hidden),

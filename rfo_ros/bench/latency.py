@@ -130,9 +130,11 @@ def untrained_checkpoint(
     seed: int = 0,
     hidden: list[int] | None = None,
     solver: str = "euler",
+    kind: str = "flow",
 ) -> tuple[Path, Task]:
-    """Write a checkpoint of a randomly initialised flow actor (``hidden`` layers, the actor's default if
-    None) for ``task`` to ``path``: what ``TorchPolicy`` and export load. Returns ``(path, the task)``."""
+    """Write a checkpoint of a randomly initialised actor (a ``flow``, or a ``gaussian`` without the flow's
+    steps and chunk; ``hidden`` layers, the actor's default if None) for ``task`` to ``path``: what
+    ``TorchPolicy`` and export load. Returns ``(path, the task)``."""
     import torch
 
     from rfo_ros.checkpoint import save_checkpoint
@@ -144,14 +146,12 @@ def untrained_checkpoint(
     kwargs = {
         "obs_dim": env_task.obs_dim * env_task.obs_history,
         "action_dim": env_task.action_dim,
-        "chunk": chunk,
-        "steps": flow_steps,
-        "solver": solver,
+        **({"chunk": chunk, "steps": flow_steps, "solver": solver} if kind == "flow" else {}),
         **({"hidden": list(hidden)} if hidden else {}),
     }
     if env_task.image_shape:  # image tasks: pixels flattened after the proprioception
         kwargs["image_shape"] = tuple(env_task.image_shape)
-    actor = Actor("flow", kwargs)
+    actor = Actor(kind, kwargs)
     payload = {
         "task": task,
         "task_options": env_task.options(),
