@@ -144,6 +144,7 @@ def run_bringup(
             task=meta.task,
             flow_steps=meta.flow_steps,
             chunk=meta.chunk,
+            policy_shape=meta.policy_shape,
             provider=stats.provider,
             policy_inputs=subscribed_topics(policy),
             mode="lock-step, as fast as possible" if fast else "real time, steady-clock control timer",

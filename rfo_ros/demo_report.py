@@ -21,6 +21,7 @@ class DemoReport:
     task: str
     flow_steps: int
     chunk: int
+    policy_shape: str
     provider: str
     policy_inputs: list[str]
     mode: str
@@ -53,7 +54,7 @@ class DemoReport:
             f"rfo_ros closed-loop report: {self.robot}, {self.sim_time:.2f} s of sim time "
             f"in {self.wall_time:.2f} s wall ({factor:.2f}x real time, {self.mode})"
             + ("" if self.complete else "  [STOPPED EARLY: wall-clock limit]"),
-            f"  model              {self.model_path} (task {self.task}, K={self.flow_steps}, C={self.chunk})",
+            f"  model              {self.model_path} (task {self.task}, {self.policy_shape})",
             f"  execution provider {self.provider}",
             f"  policy inputs      {', '.join(self.policy_inputs)}"
             + ("" if "odom" in self.policy_inputs else " (no odometry)"),

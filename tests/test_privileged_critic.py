@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from training_settings import TINY_TRAINING
+from training_settings import TINY_TRAINING, interrupt_at
 
 from rfo_ros.config import ConfigError, load_config
 from rfo_ros.envs import make_task
@@ -136,15 +136,7 @@ def test_a_run_with_a_critic_group_resumes_exactly(tmp_path):
 
     straight = runner("straight")
     straight.train()
-    interrupted = runner("interrupted")
-
-    def stop(row):
-        if row["iteration"] == 2:
-            raise KeyboardInterrupt
-
-    interrupted.callback = stop
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    interrupt_at(runner("interrupted"), 2)
     resumed = runner("interrupted")
     resumed.resume()
     resumed.train()

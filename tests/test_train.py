@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from training_settings import TINY_TRAINING
+from training_settings import TINY_TRAINING, interrupt_at
 
 from rfo_ros.checkpoint import load_checkpoint
 from rfo_ros.config import ConfigError, load_config
@@ -100,15 +100,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
     straight = _runner(tmp_path, "straight", algo, steps)
     straight.train()
 
-    interrupted = _runner(tmp_path, "interrupted", algo, steps)
-
-    def stop_after_three(row):
-        if row["iteration"] == 3:
-            raise KeyboardInterrupt
-
-    interrupted.callback = stop_after_three
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    interrupt_at(_runner(tmp_path, "interrupted", algo, steps), 3)
     resumed = _runner(tmp_path, "interrupted", algo, steps)
     resumed.resume()
     assert resumed.iteration == 3

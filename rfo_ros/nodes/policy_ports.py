@@ -122,7 +122,7 @@ class PolicyPorts:
         self.control_rate_hz = p.control_rate_hz or 1.0 / meta.dt
         self._create_interfaces()
         self.node.get_logger().info(
-            f"policy {self.model_path} (task {meta.task}, K={meta.flow_steps}, C={meta.chunk}) on "
+            f"policy {self.model_path} (task {meta.task}, {meta.policy_shape}) on "
             f"{policy.provider}; {self.control_rate_hz:g} Hz, {p.tick_source} ticks, "
             f"replan every {controller.replan_every} steps"
         )

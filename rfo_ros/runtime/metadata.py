@@ -91,6 +91,12 @@ class ModelMetadata:
 
     # --- shapes ------------------------------------------------------------------------------------
     @property
+    def policy_shape(self) -> str:
+        """The policy in a few words for logs and reports: ``flow K=4 C=1`` or ``gaussian C=1``."""
+        steps = f" K={self.flow_steps}" if self.policy_kind == "flow" else ""
+        return f"{self.policy_kind}{steps} C={self.chunk}"
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         return (
             ("observation",)
