@@ -123,3 +123,11 @@ def test_evaluate_judges_an_exported_model_and_refuses_a_corrupt_one(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rfo_ros.evaluate", str(bad)], capture_output=True,
                           text=True)  # fmt: skip
     assert proc.returncode == 1 and "not a loadable ONNX model" in proc.stderr
+
+
+def test_bench_learn_reports_no_crossing_for_a_robot_without_a_documented_return():
+    """The hexapod's robot file documents no ``solved_return`` now: the race columns say never, not crash."""
+    from rfo_ros.bench.learn import _first_crossing
+
+    assert read_description("hexapod").episode.solved_return is None
+    assert _first_crossing(object(), None) == (None, None)

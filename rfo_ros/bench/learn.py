@@ -87,8 +87,11 @@ def _run_one(args: argparse.Namespace, task: str, algo: str, seed: int) -> tuple
     return str(folder), rc, time.perf_counter() - t0
 
 
-def _first_crossing(log, threshold: float) -> tuple[float | None, float | None]:
-    """(env steps, wall seconds) when the training return (mean of last 100) first reached ``threshold``."""
+def _first_crossing(log, threshold: float | None) -> tuple[float | None, float | None]:
+    """(env steps, wall seconds) when the training return (mean of last 100) first reached ``threshold``
+    (never, when the task documents no return to reach)."""
+    if threshold is None:
+        return None, None
     for row in log.rows:
         if row.get("Train/return_mean100", -float("inf")) >= threshold:
             return row["Train/env_steps"], row["Train/wall_time_s"]
