@@ -81,16 +81,16 @@ class EnvConfig(_Section):
         default_factory=GradientModelConfig,
         description="contacts that act from a distance, for the Jacobians only (RFO, SHAC, SAPO)",
     )
-    @field_validator("critic_obs")
-    @classmethod
-    def _known_critic_fields(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else check_privileged_fields(value)
-
     jacobians: Literal["fd", "hybrid"] = Field(
         "fd",
         description="step Jacobians: fd (mjd_transitionFD, every column) or hybrid (velocity and control "
         "columns exact, position columns by finite differences; rfo_ros/sim/jacobians.py)",
     )
+
+    @field_validator("critic_obs")
+    @classmethod
+    def _known_critic_fields(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else check_privileged_fields(value)
 
 
 class PolicyConfig(_Section):

@@ -150,6 +150,13 @@ def typical_command(commands: Commands) -> tuple[float, float]:
     return math.hypot(typical(*commands.vx), typical(*commands.vy)), typical(*commands.yaw_rate)
 
 
+def default_tracking_widths(commands: Commands) -> tuple[float, float]:
+    """``(lin_vel_sigma_sq, yaw_rate_sigma_sq)`` that ``commands`` give: the squares of the typical
+    commanded speed (at least 0.1 m/s) and yaw rate (at least 0.5 rad/s)."""
+    speed, yaw_rate = typical_command(commands)
+    return max(speed, 0.1) ** 2, max(yaw_rate, 0.5) ** 2
+
+
 class Reset(_Section):
     """Reset distribution around the standing pose."""
 
@@ -218,8 +225,8 @@ class RobotDescription(_Section):
             commands = Commands.model_validate(data.get("commands", {}))
         except ValidationError:
             return data
-        speed, yaw_rate = typical_command(commands)
-        filled = {"lin_vel_sigma_sq": max(speed, 0.1) ** 2, "yaw_rate_sigma_sq": max(yaw_rate, 0.5) ** 2}
+        lin_vel, yaw_rate = default_tracking_widths(commands)
+        filled = {"lin_vel_sigma_sq": lin_vel, "yaw_rate_sigma_sq": yaw_rate}
         return {**data, "reward_shape": {**filled, **shape}}
 
     @model_validator(mode="after")
@@ -256,10 +263,11 @@ def fit_warnings(description: RobotDescription) -> list[str]:
     sigma_sq = description.reward_shape.lin_vel_sigma_sq
     standing = math.exp(-(speed**2) / sigma_sq)
     if standing > STANDING_TRACKING_LIMIT:
+        fitting, _ = default_tracking_widths(description.commands)
         out.append(
             f"robot {description.name!r}: reward_shape.lin_vel_sigma_sq = {sigma_sq:g} pays a robot standing "
             f"still {standing:.0%} of the velocity-tracking reward at its typical command ({speed:.2f} m/s); "
-            f"leave it out to follow the commands (σ² = {max(speed, 0.1) ** 2:.3g})"
+            f"leave it out to follow the commands (σ² = {fitting:.3g})"
         )
     return out
 

@@ -15,14 +15,10 @@
 #            evaluate, and the hexapod trained with RFO for 10 and for 2 minutes, alone
 # Every run is a normal run folder under docs/results/hardware/; bench learn skips a finished one, so a
 # killed script resumes where it stopped. Stages: `bash scripts/hardware.sh [train] [robust] [ablation] [rfo] [solved]`.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup_venv.sh
-py=.venv/bin/python
+default_stages="train robust ablation rfo solved"
+source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/hardware
 mkdir -p $out
-stages=("${@:-train robust ablation rfo solved}")
-want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
 if want train; then
   walk=$out/walk_s0 run=$out/default_s0

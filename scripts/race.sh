@@ -7,14 +7,10 @@
 #   5. RFO with fd Jacobians for 180 s, paired with the race's hybrid seed 0 (training throughput).
 # Every run is a normal run folder under docs/results/race/; bench learn skips a finished one, so a
 # killed script resumes where it stopped. Stages: `bash scripts/race.sh [bench] [race] [push] [feet] [fdpair]`.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup_venv.sh
-py=.venv/bin/python
+default_stages="bench race push feet fdpair"
+source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/race
 mkdir -p $out
-stages=("${@:-bench race push feet fdpair}")
-want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 at=250000,500000,750000,1000000
 
 if want bench; then

@@ -46,31 +46,19 @@ NOMINAL_FACTORS = {
 Reader = Callable[[], torch.Tensor]
 
 
-def _needs_robot(env: VecEnv, name: str) -> None:
-    if env.task.robot is None:
-        raise ValueError(
-            f"env.critic_obs: {name!r} is a legged robot's privileged value; task "
-            f"{type(env.task).__name__} has no robot file"
-        )
-
-
 def _base_lin_vel(env: VecEnv) -> Reader:
-    _needs_robot(env, "base_lin_vel")
     return lambda: 2.0 * base_lin_vel_body(env.state.qpos, env.state.qvel)
 
 
 def _base_height(env: VecEnv) -> Reader:
-    _needs_robot(env, "base_height")
     return lambda: base_height(env.state.qpos)[:, None]
 
 
 def _clean_obs(env: VecEnv) -> Reader:
-    _needs_robot(env, "clean_obs")
     return lambda: env.task.observe(env.state, env.last_action)
 
 
 def _physics(env: VecEnv) -> Reader:
-    _needs_robot(env, "physics")
     model = env.task.model
     nominal = dict(NOMINAL_FACTORS)
     nominal["friction"] = float(model.geom_friction[0, 0])  # the first geom: the ground of every world
@@ -90,16 +78,14 @@ def _physics(env: VecEnv) -> Reader:
 
 
 def _latency(env: VecEnv) -> Reader:
-    _needs_robot(env, "latency")
     return lambda: torch.from_numpy(env.perturb.delay_steps(env.num_envs).astype(np.float64))[:, None]
 
 
 def _push(env: VecEnv) -> Reader:
-    _needs_robot(env, "push")
     return lambda: torch.from_numpy(env.perturb.push_state(env.num_envs))
 
 
-#: Each field: its reader's builder (which checks that the task has the field); the names are
+#: Each field: its reader's builder (for a legged task: every field needs a robot file); the names are
 #: ``legged_obs.PRIVILEGED_FIELDS``, which configs validate against without importing torch.
 FIELDS: dict[str, Callable[[VecEnv], Reader]] = {
     "base_lin_vel": _base_lin_vel,
@@ -116,6 +102,11 @@ class CriticObservation:
 
     def __init__(self, env: VecEnv, fields: Sequence[str]) -> None:
         self.fields = check_privileged_fields(fields)
+        if self.fields and env.task.robot is None:
+            raise ValueError(
+                f"env.critic_obs: {self.fields[0]!r} is a legged robot's privileged value; task "
+                f"{type(env.task).__name__} has no robot file"
+            )
         self._readers = [FIELDS[name](env) for name in self.fields]
         self.size = int(self.privileged().shape[1])
 
