@@ -29,12 +29,29 @@ class _Section(BaseModel):
 
 
 class GradientModelConfig(_Section):
-    """The world the differentiable methods' Jacobians are taken on (rfo_ros/sim/gradient_model.py);
-    the simulation itself never changes. Off (margin 0, scale 1) by default."""
+    """The world the differentiable methods' Jacobians are taken on (rfo_ros/sim/gradient_model.py):
+    contacts from a distance and/or a gradient twin at the control rate; the simulation itself never
+    changes. Off (margin 0, scale 1, no twin) by default."""
 
     margin: float = Field(0.0, ge=0, description="contact forces act from this distance (m)")
     timeconst_scale: float = Field(1.0, gt=0, description="factor on each contact time constant (>1: softer)")
     geoms: tuple[str, ...] = Field((), description="the geoms (names) it changes, e.g. the feet; empty: all")
+    steps: int = Field(
+        0,
+        ge=0,
+        description="a gradient twin: this many steps of (control period / steps) per control step stand in "
+        "for the simulator's substeps in the Jacobians (0: the simulator's own steps)",
+    )
+    integrator: Literal["euler", "implicit", "implicitfast"] | None = Field(
+        None, description="the twin's integrator (None: the model's own)"
+    )
+    cone: Literal["pyramidal", "elliptic"] | None = Field(None, description="the twin's friction cone")
+    max_twin_error: float = Field(
+        1.0,
+        gt=0,
+        description="refuse a twin whose control step misses the simulator's next velocities by more than "
+        "this fraction of their change (rfo_ros/envs/twin_check.py)",
+    )
 
 
 class EnvConfig(_Section):
@@ -87,9 +104,10 @@ class EnvConfig(_Section):
         "columns exact, position columns by finite differences; rfo_ros/sim/jacobians.py)",
     )
 
-    @field_validator("critic_obs")
+    # Before pydantic's own type check, so a value of the wrong type is also told the valid fields.
+    @field_validator("critic_obs", mode="before")
     @classmethod
-    def _known_critic_fields(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _known_critic_fields(cls, value: Any) -> tuple[str, ...] | None:
         return None if value is None else check_privileged_fields(value)
 
 

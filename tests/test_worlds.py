@@ -411,10 +411,9 @@ def test_rollout_gradient_matches_finite_differences(name):
         env.sim.set_warmstart(warmstart)
         state, total = start, 0.0
         for t in range(len(a)):
-            ctrl, nxt = task.action_to_ctrl(a[t : t + 1]), state
-            for _ in range(task.substeps):
-                nxt, diverged = mj_step_autograd(env.sim, env.tmap, nxt, ctrl)
-                assert not diverged.any()
+            ctrl = task.action_to_ctrl(a[t : t + 1])
+            nxt, diverged = mj_step_autograd(env.sim, env.tmap, state, ctrl)  # one control step
+            assert not diverged.any()
             total, state = total + task.reward(state, a[t : t + 1], nxt).sum(), nxt
         return total
 

@@ -23,6 +23,7 @@ from rfo_ros.envs.legged_obs import FrameHistory
 from rfo_ros.envs.perturb import make_perturbations
 from rfo_ros.envs.privileged import CriticObservation
 from rfo_ros.envs.shaping import StepShaping
+from rfo_ros.envs.twin_check import check_twin
 from rfo_ros.randomization import Randomization
 from rfo_ros.sim.autograd import SimState, mj_step_autograd
 from rfo_ros.sim.batched import BatchedSim, FDConfig
@@ -88,8 +89,10 @@ class VecEnv:
         self.perturb = make_perturbations(task, num_envs, randomization, seed)
         self.sim = BatchedSim(
             task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=self.perturb.models,
-            gradient=gradient,
+            gradient=gradient, substeps=task.substeps,
         )
+        if self.sim.gradient is not None and self.sim.gradient.twin:
+            check_twin(task, self.sim.gradient, seed)
         self.tmap = TangentMap(task.model)
         self.rng = np.random.default_rng(seed)
         self.stats = EnvStats()
@@ -161,10 +164,7 @@ class VecEnv:
         self.check_action(action)
         prev = self.perturb.push(self.state)
         ctrl = self.perturb.actuate(self.task.action_to_ctrl(action))
-        state, diverged = prev, torch.zeros(self.num_envs, dtype=torch.bool)
-        for _ in range(self.task.substeps):
-            state, div = mj_step_autograd(self.sim, self.tmap, state, ctrl)
-            diverged |= div
+        state, diverged = mj_step_autograd(self.sim, self.tmap, prev, ctrl)
         # Diverged rows carry garbage: swap in the (finite) previous state before any maths touches them.
         state = state.where(diverged, prev.detach())
         reward = self.task.reward(prev, action, state)

@@ -1,6 +1,11 @@
 """N ``MjData`` of one ``MjModel`` (or of per-env copies of it): threaded stepping and finite-difference
 step Jacobians.
 
+One ``step`` is one control step: ``substeps`` simulator steps with the control held, in one C call per
+env. Its Jacobians are those of the whole control step: ``mjd_transitionFD`` (or the hybrid Jacobians)
+when the Jacobians' world takes one step per control step, else finite differences of the whole
+control step (``rfo_ros.sim.control_step``), on the env's own model or on its gradient twin.
+
 MuJoCo's Python bindings release the GIL inside ``mj_step`` and ``mjd_transitionFD``, so a small
 thread pool scales across cores without processes. The calling thread works too, and every worker pulls
 the next env index from one shared iterator: a thread that the OS (or a neighbour's job) slows down
@@ -29,6 +34,7 @@ from typing import Literal
 import mujoco
 import numpy as np
 
+from rfo_ros.sim.control_step import ControlStepFD
 from rfo_ros.sim.gradient_model import GradientModel
 from rfo_ros.sim.jacobians import Capture, HybridJacobians, hybrid_unsupported
 
@@ -127,11 +133,12 @@ class StepOutput:
 class BatchedSim:
     """Steps ``num_envs`` copies of one model in a thread pool, optionally with FD Jacobians.
 
-    ``models`` (one per env, all of ``model``'s sizes) gives each env its own physics constants (domain
-    randomisation writes into them); each env's step and Jacobians then use its own model. Whoever
+    Each ``step`` advances ``substeps`` simulator steps (one control step). ``models`` (one per env, all
+    of ``model``'s sizes) gives each env its own physics constants (domain randomisation writes into
+    them); each env's step and Jacobians then use its own model. Whoever
     changes a model's values calls ``models_changed``. ``gradient`` (``rfo_ros.sim.gradient_model``)
-    takes the Jacobians on a copy of each model with contacts that act from a distance; the steps stay
-    on the models themselves.
+    takes the Jacobians on a copy of each model with contacts that act from a distance, or on a gradient
+    twin that steps at its own rate; the steps stay on the models themselves.
     """
 
     def __init__(
@@ -143,16 +150,23 @@ class BatchedSim:
         max_qvel: float = 1e3,
         models: list[mujoco.MjModel] | None = None,
         gradient: GradientModel | None = None,
+        substeps: int = 1,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps}")
         if models is not None and len(models) != num_envs:
             raise ValueError(f"{len(models)} models for {num_envs} envs")
         self.model = model
         #: The model each env steps and is differentiated with.
         self.models = list(models) if models is not None else [model] * num_envs
         self.num_envs = num_envs
+        #: Simulator steps per ``step`` (one control step).
+        self.substeps = substeps
         self.gradient = gradient if gradient is not None and gradient.active else None
+        #: Steps of the Jacobians' world per control step (a twin's own, else the simulator's).
+        self.jacobian_steps = self.gradient.jacobian_steps(substeps) if self.gradient else substeps
         #: The model each env's Jacobians are taken on: its own, or its gradient model.
         self.jacobian_models = self._gradient_models(self.models) if self.gradient else self.models
         self.fd = fd
@@ -175,8 +189,15 @@ class BatchedSim:
         self.hybrid: HybridJacobians | None = None
         #: Why ``fd.method: hybrid`` fell back to finite differences (None when it did not).
         self.hybrid_fallback: str | None = None
+        #: Finite differences of a whole control step, when the Jacobians' world takes several steps.
+        self.control_step = None
+        if self.jacobian_steps > 1:
+            self.control_step = ControlStepFD(model, self.jacobian_steps, fd.eps, fd.centered)
         if fd.method == "hybrid":
-            self.hybrid_fallback = hybrid_unsupported(model)
+            self.hybrid_fallback = hybrid_unsupported(self.jacobian_models[0])
+            if self.hybrid_fallback is None and self.jacobian_steps > 1:
+                steps = self.jacobian_steps
+                self.hybrid_fallback = f"the Jacobians' world takes {steps} steps per control step"
             if self.hybrid_fallback is None:
                 self.hybrid = HybridJacobians(self.jacobian_models, fd.eps, fd.centered)
             else:
@@ -191,7 +212,7 @@ class BatchedSim:
         copies: dict[int, mujoco.MjModel] = {}
         for m in models:
             if id(m) not in copies:
-                copies[id(m)] = self.gradient.apply(m)
+                copies[id(m)] = self.gradient.apply(m, self.substeps)
         return [copies[id(m)] for m in models]
 
     def models_changed(self, mask: np.ndarray) -> None:
@@ -202,7 +223,7 @@ class BatchedSim:
             return
         for i in np.flatnonzero(mask):
             if self.gradient is not None:
-                self.jacobian_models[i] = self.gradient.apply(self.models[i])
+                self.jacobian_models[i] = self.gradient.apply(self.models[i], self.substeps)
             if self.hybrid is not None:
                 self.hybrid.set_model(i, self.jacobian_models[i])
 
@@ -235,6 +256,13 @@ class BatchedSim:
             for _ in range(workers + 1):  # one scratch MjData per worker, one for the caller
                 self._scratch.put(mujoco.MjData(self.models[0]))  # every env's model has its sizes
         return workers
+
+    def _env_jacobians(self, model: mujoco.MjModel, d: mujoco.MjData, A: np.ndarray, B: np.ndarray) -> None:
+        """One env's control-step Jacobians on ``model`` from ``d``'s state and ctrl (``d`` left as found)."""
+        if self.control_step is not None:
+            self.control_step(model, d, A, B)
+        else:
+            mujoco.mjd_transitionFD(model, d, self.fd.eps, self.fd.centered, A, B, None, None)
 
     def _hybrid_jacobians(self, jac: Jacobians, cap: Capture, background: bool) -> None:
         """The hybrid Jacobians of every env (captured as they stepped): their perturbed steps in chunks
@@ -279,7 +307,7 @@ class BatchedSim:
             self._add_time("fd_wait", time.perf_counter() - t0)
 
     def _submit_jacobians(self, jac: Jacobians, states: tuple[np.ndarray, ...]) -> None:
-        """Queue ``mjd_transitionFD`` of every env at the recorded pre-step ``states``.
+        """Queue the Jacobians (``_env_jacobians``) of every env at the recorded pre-step ``states``.
 
         ``threads - 1`` background workers (at least one) and, in ``jac.result()``, the caller all draw
         env indices from one iterator: while the caller runs the networks the workers use the spare
@@ -287,7 +315,7 @@ class BatchedSim:
         """
         workers = self._ensure_fd_pool()
         # A snapshot: a reset may swap an env's gradient model before these background steps run.
-        models, eps, centered, na = list(self.jacobian_models), self.fd.eps, self.fd.centered, self.na
+        models, na, env_jacobians = list(self.jacobian_models), self.na, self._env_jacobians
         qpos, qvel, act, ctrl, warm = states
         indices = iter(range(self.num_envs))  # ``next`` on it is atomic under the GIL
         jac.done, lock, remaining = threading.Event(), threading.Lock(), [self.num_envs]
@@ -304,7 +332,7 @@ class BatchedSim:
                     d.ctrl[:] = ctrl[i]
                     d.qacc_warmstart[:] = warm[i]
                     try:
-                        mujoco.mjd_transitionFD(models[i], d, eps, centered, jac.A[i], jac.B[i], None, None)
+                        env_jacobians(models[i], d, jac.A[i], jac.B[i])
                     except Exception:  # an env we could not differentiate passes no gradient
                         jac.A[i] = jac.B[i] = np.nan
                     with lock:
@@ -342,7 +370,8 @@ class BatchedSim:
         ctrl: np.ndarray,
         jacobians: bool = False,
     ) -> StepOutput:
-        """Advance every env one ``mj_step`` from the given state and controls (float64 arrays)."""
+        """Advance every env one control step (``substeps`` ``mj_step``) from the given state and
+        controls (float64 arrays)."""
         n, models = self.num_envs, self.models
         out = StepOutput(
             qpos=np.empty((n, self.nq)),
@@ -364,13 +393,13 @@ class BatchedSim:
         if overlap:  # the background threads read these after step() returns: own copies
             qpos, qvel, act, ctrl = (np.array(x, dtype=np.float64) for x in (qpos, qvel, act, ctrl))
             warm = np.empty((n, self.nv))
-        eps, centered = self.fd.eps, self.fd.centered
         datas, views, na, jacobian_models = self.datas, self._views, self.na, self.jacobian_models
         # The hybrid capture reads the simulated step itself (or retakes it with the gradient model) in
         # the stepping thread, overlapped or not: in a background thread its ~25 short calls, each
         # giving up and taking back the GIL, would queue behind the caller's Python at every one.
         own_step = self.gradient is None
-        perf_counter, fd_call, step_call = time.perf_counter, mujoco.mjd_transitionFD, mujoco.mj_step
+        perf_counter, fd_call, step_call = time.perf_counter, self._env_jacobians, mujoco.mj_step
+        substeps = self.substeps
 
         def work(indices) -> tuple[float, float]:
             scratch = self._step_scratch.get() if cap is not None and not own_step else None
@@ -392,14 +421,14 @@ class BatchedSim:
                 d_ctrl[:] = ctrl[i]
                 warnings_before = warning[_FATAL_INDEX].sum()
                 t0 = perf_counter()
-                if inline:  # mjd_transitionFD restores d's state, warm-start included
-                    fd_call(jacobian_models[i], d, eps, centered, A[i], B[i], None, None)
+                if inline:  # restores d's state, warm-start included
+                    fd_call(jacobian_models[i], d, A[i], B[i])
                 elif overlap:
                     warm[i] = d.qacc_warmstart
                 elif cap is not None:
                     hybrid.before_step(cap, i, m, d)
                 t1 = perf_counter()
-                step_call(m, d)
+                step_call(m, d, substeps)
                 t2 = perf_counter()
                 if cap is not None:
                     if own_step:

@@ -7,6 +7,15 @@ touch. Here that world is a copy of each env's model with a contact ``margin`` (
 force starts ``margin`` metres before touching) and optionally softer contacts (``timeconst_scale``
 on every geom's solref time constant). Only the Jacobians use it: the forward simulation, the reward
 and everything the policy sees stay on the real world, bit for bit.
+
+It can also be a *gradient twin*: the same robot at the control rate. A real robot's description steps
+at 0.002 s, so a 50 Hz control step is 10 simulator steps and its exact Jacobian 10 steps' worth of
+finite differences. The twin takes ``steps`` steps of (control period / ``steps``) per control step,
+optionally with another ``integrator`` (implicitfast damps the stiff actuators that force the fine
+step) and ``cone`` (pyramidal is cheaper than elliptic), from the simulated state before each control
+step; its Jacobians stand in for the control step's (Song, Kim & Scaramuzza 2024 decouple the
+gradient's model from the simulated one the same way). How far its gradient is off: ``bench twin``.
+A twin that does not follow the robot is refused (``check_twin``).
 """
 
 from __future__ import annotations
@@ -16,6 +25,17 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
+INTEGRATORS = {
+    "euler": mujoco.mjtIntegrator.mjINT_EULER,
+    "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT,
+    "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+}
+CONES = {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL, "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC}
+
+
+class UnstableTwinError(ValueError):
+    """The gradient twin does not follow the simulated robot (the message names the setting to change)."""
 
 
 @dataclass(frozen=True)
@@ -30,16 +50,42 @@ class GradientModel:
     #: margin is the larger of its two geoms', so naming the robot's feet, or a pusher's finger, changes
     #: exactly the contacts that gradient should see coming.
     geoms: tuple[str, ...] = ()
+    #: Twin steps per control step, each (control period / steps) long; 0: the simulator's own steps.
+    steps: int = 0
+    #: The twin's integrator (``INTEGRATORS``) and friction cone (``CONES``); None: the model's own.
+    integrator: str | None = None
+    cone: str | None = None
+    #: ``check_twin`` refuses a twin whose control step misses the simulator's next velocities by more
+    #: than this fraction of the simulator's own velocity change (RMS over probe states): past 1, the
+    #: twin's step says less about the control step than standing still does.
+    max_twin_error: float = 1.0
 
     def __post_init__(self) -> None:
         if self.margin < 0:
             raise ValueError(f"gradient model margin must be >= 0, got {self.margin}")
         if self.timeconst_scale <= 0:
             raise ValueError(f"gradient model timeconst_scale must be > 0, got {self.timeconst_scale}")
+        if self.steps < 0:
+            raise ValueError(f"gradient model steps must be >= 0 (0: no twin), got {self.steps}")
+        if self.integrator is not None and self.integrator not in INTEGRATORS:
+            raise ValueError(f"gradient model integrator {self.integrator!r}: one of {sorted(INTEGRATORS)}")
+        if self.cone is not None and self.cone not in CONES:
+            raise ValueError(f"gradient model cone {self.cone!r}: one of {sorted(CONES)}")
+        if self.max_twin_error <= 0:
+            raise ValueError(f"gradient model max_twin_error must be > 0, got {self.max_twin_error}")
 
     @property
     def active(self) -> bool:
-        return self.margin > 0 or self.timeconst_scale != 1.0
+        return self.margin > 0 or self.timeconst_scale != 1.0 or self.twin
+
+    @property
+    def twin(self) -> bool:
+        """Whether the Jacobians' world steps differently in time (its own steps, integrator or cone)."""
+        return self.steps > 0 or self.integrator is not None or self.cone is not None
+
+    def jacobian_steps(self, substeps: int) -> int:
+        """Steps of the Jacobians' world per control step of ``substeps`` simulator steps."""
+        return self.steps or substeps
 
     def geom_ids(self, model: mujoco.MjModel) -> np.ndarray:
         """The ids of the geoms this gradient model changes; refuses a name the model does not have."""
@@ -54,9 +100,17 @@ class GradientModel:
             ids.append(gid)
         return np.array(ids, int)
 
-    def apply(self, model: mujoco.MjModel) -> mujoco.MjModel:
-        """A copy of ``model`` with this gradient model's contacts (``model`` is left as it was)."""
+    def apply(self, model: mujoco.MjModel, substeps: int = 1) -> mujoco.MjModel:
+        """A copy of ``model`` with this gradient model's contacts and, for a twin, its own time step
+        (control period = ``substeps`` × ``model``'s time step), integrator and cone (``model`` is left
+        as it was)."""
         out = copy.copy(model)
+        if self.steps:
+            out.opt.timestep = model.opt.timestep * substeps / self.steps
+        if self.integrator is not None:
+            out.opt.integrator = INTEGRATORS[self.integrator]
+        if self.cone is not None:
+            out.opt.cone = CONES[self.cone]
         ids = self.geom_ids(model)
         out.geom_margin[ids] = model.geom_margin[ids] + self.margin
         solref = out.geom_solref

@@ -119,7 +119,7 @@ def _translation_invariant_dofs(m: mujoco.MjModel) -> list[int]:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """Tangent bookkeeping of one model, shared by every env (their models differ only in values)."""
 
     nq: int
@@ -134,7 +134,7 @@ class _Layout:
     fd_quat: list[tuple[int, int, int]]  # (row among fd_cols, quaternion qpos address, axis)
 
     @classmethod
-    def of(cls, m: mujoco.MjModel) -> _Layout:
+    def of(cls, m: mujoco.MjModel) -> Layout:
         scalar_q, scalar_v, quats = joint_layout(m)
         exact = _translation_invariant_dofs(m)
         fd_cols = [c for c in range(m.nv) if c not in exact]
@@ -199,7 +199,7 @@ class HybridJacobians:
     def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
         m = models[0]
         self.models, self.eps, self.centered = list(models), eps, centered
-        self.layout = _Layout.of(m)
+        self.layout = Layout.of(m)
         self.nstate = mujoco.mj_stateSize(m, _STATE)
         self.rows = len(self.layout.fd_cols) * (2 if centered else 1)  # perturbed steps per env
         self.max_rows = max(64, 8 * m.nv)  # constraint rows kept per env (grows when a step has more)
@@ -405,7 +405,7 @@ class HybridJacobians:
         starts = np.repeat(cap.pre[envs], rows, axis=0).reshape(n, len(signs), cols, -1)
         qpos = starts[..., 1 : 1 + L.nq]
         for s, sign in enumerate(signs):
-            _perturb(qpos[:, s], sign * self.eps, L)
+            perturb_positions(qpos[:, s], sign * self.eps, L)
         total = n * rows
         out = np.empty((total, 1, self.nstate))
         self._rollout().rollout(
@@ -428,7 +428,7 @@ class HybridJacobians:
         L, eps = self.layout, self.eps
         signs = 2 if self.centered else 1
         n, cols = cap.perturbed.shape[0], len(L.fd_cols)
-        diff = _tangent_difference(
+        diff = tangent_difference(
             cap.perturbed.reshape(n, signs, cols, -1), cap.qpos_next, cap.qvel_next, L
         )  # (N, signs, cols, 2nv)
         delta = (diff[:, 0] - diff[:, 1]) / (2 * eps) if self.centered else diff[:, 0] / eps
@@ -450,7 +450,7 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _perturb(qpos: np.ndarray, step: float, L: _Layout) -> None:
+def perturb_positions(qpos: np.ndarray, step: float, L: Layout) -> None:
     """``qpos`` (n, columns, nq): row r of every env moves by ``step`` along the r-th finite-difference
     column, as ``mj_integratePos`` moves it (a quaternion: q ⊗ exp(step·e_k), local frame)."""
     rows, index = L.fd_scalar
@@ -461,7 +461,7 @@ def _perturb(qpos: np.ndarray, step: float, L: _Layout) -> None:
         qpos[:, r, qa : qa + 4] = _quat_mul(qpos[:, r, qa : qa + 4], rotation)
 
 
-def _tangent_difference(states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, L: _Layout) -> np.ndarray:
+def tangent_difference(states: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, L: Layout) -> np.ndarray:
     """(qpos, qvel) of ``states`` (n, ..., nstate) minus the reference (n, nq), (n, nv) in the tangent
     space, as ``mj_differentiatePos`` measures it (a quaternion in the reference's local frame)."""
     extra = states.ndim - 2
