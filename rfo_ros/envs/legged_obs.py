@@ -186,14 +186,20 @@ PRIVILEGED_FIELDS = ("base_lin_vel", "base_height", "clean_obs", "physics", "lat
 
 
 def check_privileged_fields(fields: Sequence[str]) -> tuple[str, ...]:
-    """``fields`` as a tuple; ValueError naming any unknown or repeated field and the valid ones."""
+    """``fields`` as a tuple; ValueError naming what is wrong (not a list of names, an unknown or a
+    repeated field) and the valid fields."""
+    valid = f"valid: {', '.join(PRIVILEGED_FIELDS)}"
+    # A bare string is a Sequence too: "physics" would read as seven one-letter fields.
+    names = not isinstance(fields, str) and isinstance(fields, Sequence)
+    if not (names and all(isinstance(f, str) for f in fields)):
+        raise ValueError(f"privileged fields are a list of names, got {fields!r}; {valid}")
     fields = tuple(fields)
     unknown = [f for f in fields if f not in PRIVILEGED_FIELDS]
     if unknown:
-        raise ValueError(f"unknown privileged fields {unknown}; valid: {', '.join(PRIVILEGED_FIELDS)}")
+        raise ValueError(f"unknown privileged fields {unknown}; {valid}")
     repeated = sorted({f for f in fields if fields.count(f) > 1})
     if repeated:
-        raise ValueError(f"privileged fields named twice: {repeated}")
+        raise ValueError(f"privileged fields named twice: {repeated}; {valid}")
     return fields
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.legged import base_height, base_lin_vel_body
-from rfo_ros.envs.legged_obs import check_privileged_fields
+from rfo_ros.envs.legged_obs import PRIVILEGED_FIELDS, check_privileged_fields
 
 if TYPE_CHECKING:
     from rfo_ros.envs.vec_env import VecEnv
@@ -105,7 +105,8 @@ class CriticObservation:
         if self.fields and env.task.robot is None:
             raise ValueError(
                 f"env.critic_obs: {self.fields[0]!r} is a legged robot's privileged value; task "
-                f"{type(env.task).__name__} has no robot file"
+                f"{type(env.task).__name__} has no robot file, so none of {', '.join(PRIVILEGED_FIELDS)} "
+                "applies: leave env.critic_obs empty"
             )
         self._readers = [FIELDS[name](env) for name in self.fields]
         self.size = int(self.privileged().shape[1])
