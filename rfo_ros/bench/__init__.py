@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale,chunks,robust,soak,gpu} ...``.
+"""Benchmarks: ``python -m rfo_ros.bench {sim,train,learn,latency,scale,chunks,robust,soak,twin,gpu} ...``.
 
 Each subcommand is a module of this package exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 only the chosen one is imported, so one benchmark's dependencies never load with another's.
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chunks": ("rfo_ros.bench.chunks", "command jumps at chunk boundaries per chunk-execution mode"),
     "soak": ("rfo_ros.bench.soak", "a policy node for minutes: memory, latency per minute, missed plans"),
     "robust": ("rfo_ros.bench.robust", "speed, falls and tracking per policy under named perturbations"),
+    "twin": ("rfo_ros.bench.twin", "a gradient twin's gradient against the exact one: cosines, error, cost"),
     "gpu": ("rfo_ros.bench.gpu", "the GPU check: inference, training, scaling and CUDA tests, one report"),
 }
 
