@@ -9,6 +9,7 @@ import pytest
 
 from rfo_ros.bench.latency import export_untrained_policy, node_latency, round_trips
 from rfo_ros.bench.soak import report, soak
+from rfo_ros.runtime import load_metadata
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -17,9 +18,11 @@ def test_soak_reports_memory_latency_and_plans_per_minute(tmp_path):
     model = export_untrained_policy(tmp_path / "untrained.onnx", flow_steps=1, chunk=4)
     result = soak(model, minutes=0.1, state_hz=200.0, jitter=0.3, provider="cpu")  # one 6 s "minute"
     (row,) = result["minutes"]
-    assert row["ticks"] > 100 and row["plans_received"] > 0  # 100 Hz ticks (fewer on a loaded machine)
-    assert row["plans_expected"] == row["ticks"] / 4  # a plan every C = 4 ticks
-    assert row["plans_received"] <= row["plans_expected"] + 2  # holds can only take plans away
+    # Lower bounds with room for a loaded 2-core machine: at least half the node's 100 Hz ticks, and a
+    # plan for at least half of every C = 4 ticks (holds and late plans take some away, never most).
+    assert row["ticks"] >= 0.5 * 6.0 / load_metadata(model).dt
+    assert row["plans_expected"] == row["ticks"] / 4  # the report's yardstick: a plan every C = 4 ticks
+    assert 0.5 * row["plans_expected"] <= row["plans_received"] <= row["plans_expected"] + 2
     assert 0 < row["p50_ms"] <= row["p99_ms"] and row["rss_mb"] > 10
     assert set(result["goals"]) and result["rss_start_mb"] > 10
     text = report(result)

@@ -152,7 +152,10 @@ def test_real_time_factor_paces_the_simulation(harness):
     start = time.monotonic()
     harness.spin_for(0.5)
     wall = time.monotonic() - start
-    assert 0.0 < sim.sim_time <= wall + 2 * sim.state_period  # never ahead of the wall clock
+    assert sim.sim_time <= wall + 2 * sim.state_period  # never ahead of the wall clock
+    # Nor far behind it: at least half real time on a loaded 2-core machine (the pacing starts at the
+    # timer's first tick, a period after the node is made).
+    assert sim.sim_time >= 0.5 * wall - 2 * sim.state_period > 0
 
 
 def test_joint_commands_set_ctrl_and_bad_ones_are_dropped(harness):
