@@ -194,17 +194,17 @@ class BatchedSim:
         if self.jacobian_steps > 1:
             self.control_step = ControlStepFD(model, self.jacobian_steps, fd.eps, fd.centered)
         if fd.method == "hybrid":
+            # Several steps a control step are captured one by one and chained (``finish_chain``).
             self.hybrid_fallback = hybrid_unsupported(self.jacobian_models[0])
-            if self.hybrid_fallback is None and self.jacobian_steps > 1:
-                steps = self.jacobian_steps
-                self.hybrid_fallback = f"the Jacobians' world takes {steps} steps per control step"
             if self.hybrid_fallback is None:
                 self.hybrid = HybridJacobians(self.jacobian_models, fd.eps, fd.centered)
             else:
                 log.warning("hybrid Jacobians: %s, so this model uses mjd_transitionFD", self.hybrid_fallback)
         # Per stepping thread, where the hybrid Jacobians retake a step with the gradient model.
         self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
-        if self.hybrid is not None and self.gradient is not None:
+        # The hybrid capture reads the simulated step itself only when that step is the Jacobians' step.
+        self._own_step = self.gradient is None and substeps == 1
+        if self.hybrid is not None and not self._own_step:
             for _ in range(self.threads):
                 self._step_scratch.put(mujoco.MjData(model))
 
@@ -264,7 +264,7 @@ class BatchedSim:
         else:
             mujoco.mjd_transitionFD(model, d, self.fd.eps, self.fd.centered, A, B, None, None)
 
-    def _hybrid_jacobians(self, jac: Jacobians, cap: Capture, background: bool) -> None:
+    def _hybrid_jacobians(self, jac: Jacobians, caps: list[Capture], background: bool) -> None:
         """The hybrid Jacobians of every env (captured as they stepped): their perturbed steps in chunks
         of envs that the threads draw from one iterator (in the background, where the caller joins in
         ``jac.result()``, or here, on every thread), then the maths, batched, on the thread that needs
@@ -282,7 +282,8 @@ class BatchedSim:
             try:
                 t0 = time.perf_counter()
                 for envs in chunks:
-                    hybrid.simulate(cap, envs, d)
+                    for cap in caps:
+                        hybrid.simulate(cap, envs, d)
                     with lock:
                         remaining[0] -= len(envs)
                         if remaining[0] == 0 and jac.done is not None:
@@ -293,7 +294,7 @@ class BatchedSim:
 
         def finish() -> None:
             t0 = time.perf_counter()
-            hybrid.finish(cap, jac.A, jac.B)
+            hybrid.finish_chain(caps, jac.A, jac.B)
             self._add_time("fd", time.perf_counter() - t0)
 
         if background:
@@ -380,7 +381,8 @@ class BatchedSim:
             diverged=np.zeros(n, dtype=bool),
         )
         hybrid = self.hybrid if jacobians else None
-        cap = hybrid.new_capture(n) if hybrid is not None else None
+        caps = [hybrid.new_capture(n) for _ in range(self.jacobian_steps)] if hybrid is not None else None
+        cap = caps[0] if caps is not None else None
         overlap = jacobians and self.fd.overlap and hybrid is None
         inline = jacobians and not overlap and hybrid is None
         if jacobians:
@@ -397,7 +399,7 @@ class BatchedSim:
         # The hybrid capture reads the simulated step itself (or retakes it with the gradient model) in
         # the stepping thread, overlapped or not: in a background thread its ~25 short calls, each
         # giving up and taking back the GIL, would queue behind the caller's Python at every one.
-        own_step = self.gradient is None
+        own_step = self._own_step
         perf_counter, fd_call, step_call = time.perf_counter, self._env_jacobians, mujoco.mj_step
         substeps = self.substeps
 
@@ -434,7 +436,7 @@ class BatchedSim:
                     if own_step:
                         hybrid.capture(cap, i, m, d)
                     else:
-                        hybrid.step_and_capture(cap, i, scratch)
+                        hybrid.step_and_capture_chain(caps, i, scratch)
                     t_fd += perf_counter() - t2
                 t_fd += t1 - t0
                 t_step += t2 - t1
@@ -459,5 +461,5 @@ class BatchedSim:
         if overlap:
             self._submit_jacobians(out.jacobians, (qpos, qvel, act, ctrl, warm))
         elif cap is not None:
-            self._hybrid_jacobians(out.jacobians, cap, background=self.fd.overlap)
+            self._hybrid_jacobians(out.jacobians, caps, background=self.fd.overlap)
         return out

@@ -278,6 +278,18 @@ class HybridJacobians:
         mujoco.mj_step(m, scratch)
         self.capture(cap, i, m, scratch)
 
+    def step_and_capture_chain(self, caps: list[Capture], i: int, scratch: mujoco.MjData) -> None:
+        """Env ``i``'s control step as ``len(caps)`` steps of its Jacobian model (a gradient twin), from
+        the state ``before_step`` recorded in ``caps[0]``: each step is captured in its own capture and
+        starts where the previous one ended (``finish_chain`` multiplies them out)."""
+        m = caps[0].models[i]
+        for j, cap in enumerate(caps):
+            if j:
+                mujoco.mj_getState(m, scratch, cap.pre[i], _STATE)
+                cap.warmstart[i] = scratch.qacc_warmstart
+                cap.ctrl[i] = caps[0].ctrl[i]
+            self.step_and_capture(cap, i, scratch)
+
     def capture(self, cap: Capture, i: int, m: mujoco.MjModel, d: mujoco.MjData) -> None:
         """Record what env ``i``'s Jacobians need from ``d``, just stepped with ``m`` (env ``i``'s Jacobian
         model); ``d`` is left as found."""
@@ -344,6 +356,19 @@ class HybridJacobians:
         B[:, :nv] = dq[:, :, nv:]
         A[cap.failed] = np.nan
         B[cap.failed] = np.nan
+
+    def finish_chain(self, caps: list[Capture], A: np.ndarray, B: np.ndarray) -> None:
+        """``finish`` for a control step of ``len(caps)`` captured steps: A = A_k···A_1 and
+        B = Σ_j A_k···A_(j+1)·B_j, batched over envs (an env with any failed step gets NaN)."""
+        if len(caps) == 1:
+            self.finish(caps[0], A, B)
+            return
+        A_j, B_j = np.empty_like(A), np.empty_like(B)
+        for j, cap in enumerate(caps):
+            self.finish(cap, A if j == 0 else A_j, B if j == 0 else B_j)
+            if j:
+                B[:] = A_j @ B + B_j
+                A[:] = A_j @ A
 
     # --- the pieces ------------------------------------------------------------------------------
     def _velocity_and_control(self, cap: Capture) -> np.ndarray:
