@@ -11,9 +11,10 @@ and everything the policy sees stay on the real world, bit for bit.
 It can also be a *gradient twin*: the same robot at the control rate. A real robot's description steps
 at 0.002 s, so a 50 Hz control step is 10 simulator steps and its exact Jacobian 10 steps' worth of
 finite differences. The twin takes ``steps`` steps of (control period / ``steps``) per control step,
-optionally with another ``integrator`` (implicitfast damps the stiff actuators that force the fine
-step) and ``cone`` (pyramidal is cheaper than elliptic), from the simulated state before each control
-step; its Jacobians stand in for the control step's (Song, Kim & Scaramuzza 2024 decouple the
+optionally with another ``integrator`` (implicitfast also takes the actuators' velocity gains
+implicitly; Euler only the joints' damping) and ``cone`` (pyramidal is cheaper, and the hybrid Jacobians
+need it), from the simulated state before each control step; its Jacobians stand in for the control
+step's (Song, Kim & Scaramuzza 2024 decouple the
 gradient's model from the simulated one the same way). How far its gradient is off: ``bench twin``.
 A twin that does not follow the robot is refused (``check_twin``).
 """

@@ -27,9 +27,11 @@ dynamics do not depend (identity columns).
 
 Each env's capture (``capture``) happens in the stepping thread right after its ``mj_step``, from the
 quantities of that step's forward pass; ``simulate`` runs the perturbed steps of a chunk of envs (in C,
-on any thread); ``finish`` does the maths for every env at once. Models with features this derivation
-does not cover (``hybrid_unsupported``) are refused by ``BatchedSim``, which then uses
-``mjd_transitionFD`` and logs why once. On 2 cores, overlapped with the networks, this is slower than
+on any thread); ``finish`` does the maths for every env at once. A control step of several steps of
+the Jacobian model (a gradient twin, or substeps) is captured step by step (``step_and_capture_chain``)
+and multiplied out (``finish_chain``). Models with features this derivation does not cover
+(``hybrid_unsupported``) are refused by ``BatchedSim``, which then uses ``mjd_transitionFD`` and logs
+why once. On 2 cores, overlapped with the networks, this is slower than
 ``mjd_transitionFD`` (the Python of the capture and the maths competes with the networks for the GIL);
 inline it is faster (docs/results, issue 19).
 """
