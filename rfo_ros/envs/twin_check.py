@@ -52,6 +52,7 @@ def probe_states(task: Task, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     start = task.initial_state(PROBE_ENVS, rng)
     d = mujoco.MjData(model)
+    size = mujoco.mj_stateSize(model, _FULL)
     states, ctrls = [], []
     for i in range(PROBE_ENVS):
         mujoco.mj_resetData(model, d)
@@ -61,7 +62,7 @@ def probe_states(task: Task, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(PROBE_STEPS):
             action = rng.uniform(-PROBE_ACTION, PROBE_ACTION, (1, task.action_dim))
             ctrl = task.action_to_ctrl(torch.from_numpy(action).to(torch.get_default_dtype()))
-            state = np.empty(mujoco.mj_stateSize(model, _FULL))
+            state = np.empty(size)
             mujoco.mj_getState(model, d, state, _FULL)
             states.append(state)
             ctrls.append(ctrl[0].double().numpy())

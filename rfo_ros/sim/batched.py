@@ -189,10 +189,6 @@ class BatchedSim:
         self.hybrid: HybridJacobians | None = None
         #: Why ``fd.method: hybrid`` fell back to finite differences (None when it did not).
         self.hybrid_fallback: str | None = None
-        #: Finite differences of a whole control step, when the Jacobians' world takes several steps.
-        self.control_step = None
-        if self.jacobian_steps > 1:
-            self.control_step = ControlStepFD(model, self.jacobian_steps, fd.eps, fd.centered)
         if fd.method == "hybrid":
             # Several steps a control step are captured one by one and chained (``finish_chain``).
             self.hybrid_fallback = hybrid_unsupported(self.jacobian_models[0])
@@ -200,6 +196,11 @@ class BatchedSim:
                 self.hybrid = HybridJacobians(self.jacobian_models, fd.eps, fd.centered)
             else:
                 log.warning("hybrid Jacobians: %s, so this model uses mjd_transitionFD", self.hybrid_fallback)
+        #: Finite differences of a whole control step, when the Jacobians' world takes several steps and
+        #: the hybrid Jacobians do not cover it.
+        self.control_step = None
+        if self.jacobian_steps > 1 and self.hybrid is None:
+            self.control_step = ControlStepFD(model, self.jacobian_steps, fd.eps, fd.centered)
         # Per stepping thread, where the hybrid Jacobians retake a step with the gradient model.
         self._step_scratch: queue.SimpleQueue[mujoco.MjData] = queue.SimpleQueue()
         # The hybrid capture reads the simulated step itself only when that step is the Jacobians' step.

@@ -17,9 +17,8 @@ import threading
 
 import mujoco
 import numpy as np
-from mujoco import rollout
 
-from rfo_ros.sim.jacobians import Layout, perturb_positions, tangent_difference
+from rfo_ros.sim.jacobians import Layout, perturb_positions, tangent_difference, thread_rollout
 
 _STATE = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 
@@ -43,14 +42,7 @@ class ControlStepFD:
         self.npos = len(self.layout.fd_cols)
         self.columns = self.npos + self.nv + self.na + self.nu
         self.rows = 1 + self.columns * (2 if centered else 1)  # row 0: the nominal control step
-        self._local = threading.local()
-
-    def _runner(self) -> rollout.Rollout:
-        """This thread's rollout runner (no thread pool of its own: the callers' threads share the work)."""
-        runner = getattr(self._local, "runner", None)
-        if runner is None:
-            runner = self._local.runner = rollout.Rollout(nthread=0)
-        return runner
+        self._runners = threading.local()
 
     def __call__(self, model: mujoco.MjModel, data: mujoco.MjData, A: np.ndarray, B: np.ndarray) -> None:
         """Write the Jacobians of ``nsteps`` steps of ``model`` from ``data``'s state and ctrl into ``A``
@@ -77,7 +69,7 @@ class ControlStepFD:
             controls[first + ctl + np.arange(self.nu), np.arange(self.nu)] += sign * eps * direction
         out = np.empty((self.rows, self.nsteps, self.nstate))
         try:
-            self._runner().rollout(
+            thread_rollout(self._runners).rollout(
                 [model] * self.rows,
                 [data],
                 starts,

@@ -216,18 +216,11 @@ class HybridJacobians:
                 twins[id(model)] = _twin(model)
         # Rebuilt by ``set_model`` when an env's model values change (``BatchedSim.models_changed``).
         self.twins = [twins[id(model)] for model in models]
-        self._local = threading.local()
+        self._runners = threading.local()
 
     def set_model(self, i: int, model: mujoco.MjModel) -> None:
         """Env ``i`` is differentiated with ``model`` (of the same structure) from its next step on."""
         self.models[i], self.twins[i] = model, _twin(model)
-
-    def _rollout(self) -> rollout.Rollout:
-        """This thread's rollout runner (no thread pool of its own: the caller's threads share the work)."""
-        runner = getattr(self._local, "rollout", None)
-        if runner is None:
-            runner = self._local.rollout = rollout.Rollout(nthread=0)
-        return runner
 
     def new_capture(self, n: int) -> Capture:
         L, E = self.layout, self.max_rows
@@ -435,7 +428,7 @@ class HybridJacobians:
             perturb_positions(qpos[:, s], sign * self.eps, L)
         total = n * rows
         out = np.empty((total, 1, self.nstate))
-        self._rollout().rollout(
+        thread_rollout(self._runners).rollout(
             [cap.models[i] for i in envs for _ in range(rows)],
             [data],
             starts.reshape(total, -1),
@@ -460,6 +453,15 @@ class HybridJacobians:
         )  # (N, signs, cols, 2nv)
         delta = (diff[:, 0] - diff[:, 1]) / (2 * eps) if self.centered else diff[:, 0] / eps
         return np.swapaxes(delta, 1, 2)
+
+
+def thread_rollout(runners: threading.local) -> rollout.Rollout:
+    """The calling thread's rollout runner in ``runners``, made on first use (no thread pool of its own:
+    the callers' threads share the work)."""
+    runner = getattr(runners, "rollout", None)
+    if runner is None:
+        runner = runners.rollout = rollout.Rollout(nthread=0)
+    return runner
 
 
 def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
