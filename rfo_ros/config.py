@@ -114,7 +114,7 @@ class EnvConfig(_Section):
 class PolicyConfig(_Section):
     hidden: tuple[int, ...] = (256, 256)
     flow_steps: int = Field(4, ge=1, description="K integration steps of the flow")
-    chunk: int = Field(1, ge=1, description="C actions per flow sample (RFO only)")
+    chunk: int = Field(1, ge=1, description="C actions per flow sample (RFO and distill)")
     solver: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"
     init_log_std: float = -0.5
 
@@ -188,6 +188,24 @@ class OnPolicyConfig(_Section):
     fpo_clip: float = Field(0.05, gt=0, description="FPO's ratio clip (PPO uses ``clip``)")
 
 
+class DistillConfig(_Section):
+    """Distillation into a flow student (``algo: distill``, ``rfo_ros/algos/distill.py``): DAgger with the
+    flow-matching loss towards an exported teacher, which may observe the simulator's truth."""
+
+    teacher: str | None = Field(
+        None, description="the teacher: an exported policy (.onnx) of the same robot and action map"
+    )
+    horizon: int = Field(32, ge=1, description="control steps per window (a multiple of policy.chunk)")
+    epochs: int = Field(4, ge=1, description="CFM epochs over each window's (observation, teacher chunk)s")
+    minibatches: int = Field(4, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    teacher_share_steps: int = Field(
+        200_000, ge=0, description="env steps over which the share of envs the teacher drives goes 1 -> 0"
+    )
+    target_clip: float = Field(0.98, gt=0, lt=1, description="teacher actions are clipped before atanh")
+
+
 class RslConfig(_Section):
     """rsl_rl's PPO (``algo: rsl_ppo``, ``rfo_ros/algos/rsl_ppo.py``), named as rsl_rl and Isaac Lab name
     them. Defaults: the legged-locomotion settings legged_gym, Isaac Lab and mjlab train with."""
@@ -235,7 +253,7 @@ class RunConfig(_Section):
 
 
 class TrainConfig(_Section):
-    algo: Literal["rfo", "shac", "sapo", "fpo", "ppo", "rsl_ppo"] = "rfo"
+    algo: Literal["rfo", "shac", "sapo", "fpo", "ppo", "rsl_ppo", "distill"] = "rfo"
     gamma: float = Field(0.99, gt=0, le=1)
     td_lambda: float = Field(0.95, ge=0, le=1)
     env: EnvConfig = EnvConfig()
@@ -245,6 +263,7 @@ class TrainConfig(_Section):
     sapo: SapoConfig = SapoConfig()
     onpolicy: OnPolicyConfig = OnPolicyConfig()
     rsl: RslConfig = RslConfig()
+    distill: DistillConfig = DistillConfig()
     run: RunConfig = RunConfig()
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import yaml
 from tqdm import tqdm
 
 from rfo_ros import distributed
-from rfo_ros.algos import BUILDERS, POLICY_KIND, CriticLearner
+from rfo_ros.algos import BUILDERS, CHUNKED, POLICY_KIND, CriticLearner
 from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs import Task, task_from_config
@@ -27,6 +27,7 @@ from rfo_ros.nets.critic import make_critic
 from rfo_ros.nets.normalizer import ObsNormalizer
 from rfo_ros.plots import learning_curve
 from rfo_ros.robot import ROBOT_RUN_FILE
+from rfo_ros.route import route_of, stage
 from rfo_ros.sim.batched import FDConfig
 from rfo_ros.sim.gradient_model import GradientModel
 
@@ -55,7 +56,7 @@ def build_actor(cfg: TrainConfig, obs_dim: int, action_dim: int, image_shape) ->
         "image_shape": image_shape,
     }
     if kind == "flow":
-        chunk = p.chunk if cfg.algo == "rfo" else 1  # on-policy FPO acts one step at a time
+        chunk = p.chunk if cfg.algo in CHUNKED else 1  # on-policy FPO acts one step at a time
         kwargs |= {"chunk": chunk, "steps": p.flow_steps, "solver": p.solver}
     elif kind == "rsl_gaussian":  # rsl_rl's own network settings (config section rsl), not ours
         r = cfg.rsl
@@ -124,6 +125,8 @@ class Runner:
         normalizer = ObsNormalizer(critic_dim).to(self.device) if own else self.actor.normalizer
         critic = CriticLearner(critic_net.to(self.device), cfg.critic, normalizer, own_normalizer=own)
         self.algo = BUILDERS[cfg.algo](cfg, self.env, self.actor, critic)
+        #: The stages that made the checkpoint this run starts from (``rfo_ros.route``).
+        self.route_before: list[dict] = []
         if cfg.run.init_from is not None:
             self.start_from(cfg.run.init_from, critic)
         if self.world > 1:
@@ -146,11 +149,14 @@ class Runner:
     def start_from(self, path: str, critic: CriticLearner) -> None:
         """Load the actor and the critic (weights, target, normalisers) of the checkpoint at ``path``."""
         ck = load_checkpoint(path)
-        if ck["algo"] != self.cfg.algo or self.cfg.algo == "rsl_ppo":
+        same_policy = POLICY_KIND.get(ck["algo"]) == POLICY_KIND[self.cfg.algo]
+        if not same_policy or "rsl_ppo" in (ck["algo"], self.cfg.algo):
             raise CheckpointError(
                 f"run.init_from {path}: a {ck['algo']} checkpoint cannot start a {self.cfg.algo} run "
-                "(init_from takes the same algorithm, and not rsl_ppo, whose networks are rsl_rl's)"
+                "(init_from takes a run of the same policy family, e.g. distill or fpo into rfo, and not "
+                "rsl_ppo, whose networks are rsl_rl's)"
             )
+        self.route_before = route_of(ck, path)
         try:
             self.actor.load_state_dict(ck["actor"]["state"])
             critic.load_state_dict(ck["algo_state"]["critic"])
@@ -191,6 +197,7 @@ class Runner:
             "best_checkpoint_return": self.best_checkpoint_return,
             "recent_returns": self.recent_returns,
             **own,
+            "route": self.route(wall),
             "world_size": self.world,
             "rank_states": ranks,  # every rank's algo/env/RNG state under torchrun, else None
         }
@@ -216,6 +223,7 @@ class Runner:
         torch.set_rng_state(own["torch_rng"])
         self.iteration, self.wall_offset = ck["iteration"], ck["wall_time_s"]
         self.best_return, self.recent_returns = ck["best_return"], ck["recent_returns"]
+        self.route_before = ck.get("route", [{}])[:-1]  # the earlier stages; this one is rebuilt at save
         # Checkpoints from before best.pt existed lack the key: no best checkpoint yet.
         self.best_checkpoint_return = ck.get("best_checkpoint_return", -float("inf"))
         self.log.load(self.iteration)
@@ -333,6 +341,7 @@ class Runner:
             "nan_skips": self.algo.optim.skipped,
             "divergences": self.env.stats.divergences,
             "time_split_s": self.time_split(),
+            "route": self.route(wall),
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.log.close()
@@ -347,6 +356,13 @@ class Runner:
         )
         self.env.close()
         return summary
+
+    def route(self, wall: float) -> list[dict]:
+        """The stages that made the actor as it is now: the earlier ones, then this run."""
+        extra = self.algo.stage_info() if hasattr(self.algo, "stage_info") else {}
+        here = stage(self.cfg.algo, self.env_steps, wall, str(self.device), seed=self.cfg.run.seed,
+                     config_hash=self.cfg.digest(), **extra)  # fmt: skip
+        return [*self.route_before, here]
 
     def time_split(self) -> dict[str, float]:
         """Where the training wall time went, summed over iterations (seconds; see ``split_time``)."""

@@ -1,10 +1,12 @@
 """Algorithms: RFO, SHAC and SAPO (short-horizon gradients through the simulator), FPO and PPO (on-policy),
-and rsl_rl's PPO (``rsl_ppo``, an optional benchmark dependency) beside ours."""
+rsl_rl's PPO (``rsl_ppo``, an optional benchmark dependency) beside ours, and ``distill`` (a teacher's
+actions into a flow student, the stage before RFO fine-tuning)."""
 
 from __future__ import annotations
 
 from rfo_ros.algos.base import Algorithm
 from rfo_ros.algos.critic import CriticLearner
+from rfo_ros.algos.distill import make_distill
 from rfo_ros.algos.fpo import make_fpo
 from rfo_ros.algos.ppo import make_ppo
 from rfo_ros.algos.rfo import make_rfo
@@ -32,6 +34,7 @@ BUILDERS = {
     "fpo": make_fpo,
     "ppo": make_ppo,
     "rsl_ppo": make_rsl_ppo,
+    "distill": make_distill,
 }
 #: Which policy family each algorithm trains.
 POLICY_KIND = {
@@ -41,8 +44,13 @@ POLICY_KIND = {
     "fpo": "flow",
     "ppo": "gaussian",
     "rsl_ppo": "rsl_gaussian",
+    "distill": "flow",
 }
 #: Whether the algorithm differentiates through the simulator (needs FD Jacobians).
-DIFFERENTIABLE = {"rfo": True, "shac": True, "sapo": True, "fpo": False, "ppo": False, "rsl_ppo": False}
+DIFFERENTIABLE = {"rfo": True, "shac": True, "sapo": True, "fpo": False, "ppo": False, "rsl_ppo": False,
+                 "distill": False}  # fmt: skip
 
-__all__ = ["BUILDERS", "DIFFERENTIABLE", "POLICY_KIND", "Algorithm", "CriticLearner"]
+#: Algorithms whose flow draws one sample per chunk of ``policy.chunk`` actions (the rest act one at a time).
+CHUNKED = ("rfo", "distill")
+
+__all__ = ["BUILDERS", "CHUNKED", "DIFFERENTIABLE", "POLICY_KIND", "Algorithm", "CriticLearner"]

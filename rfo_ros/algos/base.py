@@ -8,7 +8,11 @@ from rfo_ros.nets.actor import Actor
 
 
 class Algorithm(Protocol):
-    """One training iteration at a time; owns its optimisers, borrows the env and the actor."""
+    """One training iteration at a time; owns its optimisers, borrows the env and the actor.
+
+    Optionally ``stage_info() -> dict``: what the run's route (``rfo_ros.route``) records about the stage
+    beyond its algorithm, steps and time (a distillation's teacher).
+    """
 
     actor: Actor
 

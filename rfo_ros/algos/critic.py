@@ -12,6 +12,7 @@ import copy
 import torch
 
 from rfo_ros.algos.optim import GuardedOptimizer
+from rfo_ros.algos.returns import td_lambda_targets
 from rfo_ros.config import CriticConfig
 from rfo_ros.nets.critic import Critic, CriticEnsemble
 from rfo_ros.nets.normalizer import ObsNormalizer
@@ -57,6 +58,20 @@ class CriticLearner:
             losses.append(loss.item())
         self.update_target()
         return sum(losses) / len(losses)
+
+    def fit_td(self, window: dict[str, torch.Tensor], gamma: float, lam: float) -> float:
+        """Fit TD(λ) targets of a rolled window (T, N) of ``critic_obs``, ``rew``, ``v_next``, ``term`` and
+        ``done`` (values from the target critic), then fold the window into the normaliser; mean loss."""
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        norm_obs = self.normalizer(window["critic_obs"]).detach()
+        with torch.no_grad():
+            values = self.target(norm_obs)
+        targets = td_lambda_targets(
+            window["rew"], values, window["v_next"], window["term"], window["done"], gamma, lam
+        )
+        loss = self.fit(flat(norm_obs), flat(targets))
+        self.update_normalizer(flat(window["critic_obs"]))
+        return loss
 
     @torch.no_grad()
     def update_target(self) -> None:

@@ -18,7 +18,6 @@ import torch
 
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
-from rfo_ros.algos.returns import td_lambda_targets
 from rfo_ros.algos.reuse import SampleReuse, WindowSamples
 from rfo_ros.config import TrainConfig
 from rfo_ros.distributed import world_size
@@ -192,22 +191,8 @@ class ShortHorizonRPG:
         t_reuse = time.perf_counter() - t_reuse
 
         t2 = time.perf_counter()
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
-        norm_obs = self.critic.normalizer(data["critic_obs"]).detach()
-        with torch.no_grad():
-            values = self.critic.target(norm_obs)
-        targets = td_lambda_targets(
-            data["rew"],
-            values,
-            data["v_next"],
-            data["term"],
-            data["done"],
-            self.cfg.gamma,
-            self.cfg.td_lambda,
-        )
-        metrics["Loss/critic"] = self.critic.fit(flat(norm_obs), flat(targets))
-        self.actor.normalizer.update(flat(data["obs"]))
-        self.critic.update_normalizer(flat(data["critic_obs"]))
+        metrics["Loss/critic"] = self.critic.fit_td(data, self.cfg.gamma, self.cfg.td_lambda)
+        self.actor.normalizer.update(data["obs"].reshape(-1, data["obs"].shape[-1]))
         t_critic = time.perf_counter() - t2
         fd_after = timing.copy()
         metrics.update(

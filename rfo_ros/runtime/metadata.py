@@ -29,7 +29,7 @@ REQUIRED_KEYS = (
     "joint_names", "dt", "flow_steps", "flow_solver", "chunk", "action_dim", "obs_dim", "obs_layout",
     "normalization", "action_map", "image", "zero_noise",
 )  # fmt: skip
-OPTIONAL_KEYS = ("robot", "checkpoint", "exporter", "inpainting")
+OPTIONAL_KEYS = ("robot", "checkpoint", "exporter", "inpainting", "route")
 
 
 class ModelError(RuntimeError):
@@ -86,6 +86,9 @@ class ModelMetadata:
     inpainting: bool = False
     #: Frames the observation stacks, oldest first (``legged_obs.FrameHistory``): obs_dim = K · frame size.
     obs_history: int = 1
+    #: How the policy was made, first stage first: each stage's algorithm, env steps, wall-clock and
+    #: what it started from (``rfo_ros.route``); absent in models exported before routes were recorded.
+    route: list[dict[str, Any]] | None = None
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -217,6 +220,7 @@ class ModelMetadata:
             "checkpoint": self.checkpoint,
             "exporter": self.exporter,
             "inpainting": self.inpainting,
+            "route": self.route,
         }  # fmt: skip
         return {key: json.dumps(value, allow_nan=False) for key, value in values.items()}
 
@@ -341,6 +345,7 @@ class _Parser:
             checkpoint=self.get("checkpoint", dict, optional=True),
             exporter=self.get("exporter", str, optional=True),
             inpainting=bool(self.get("inpainting", bool, optional=True)),
+            route=self.get("route", list, optional=True),
             format=fmt,
             extra=self.raw,
         )

@@ -94,6 +94,7 @@ def build_metadata(
         robot=task.robot_spec(),
         checkpoint={"file": Path(checkpoint).name, "iteration": payload.get("iteration"),
                     "env_steps": payload.get("env_steps")},
+        route=payload.get("route"),
         exporter=f"rfo_ros.export (torch {torch.__version__}, onnx {onnx.__version__}, opset {OPSET})",
     )  # fmt: skip
 
