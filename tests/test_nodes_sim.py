@@ -23,7 +23,7 @@ from go1 import JOINT_NAMES, TERMINATION  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image, Imu, JointState  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
@@ -31,10 +31,17 @@ from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
 from rfo_ros.envs import make_task  # noqa: E402
 from rfo_ros.envs.legged_obs import quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.policy_node import PolicyNode  # noqa: E402
-from rfo_ros.nodes.ros_conversions import image_to_array, seconds_from_stamp, stamp_from_seconds  # noqa: E402
+from rfo_ros.nodes.ros_conversions import (  # noqa: E402
+    depth_pixels,
+    intrinsics_from_camera_info,
+    seconds_from_stamp,
+    stamp_from_seconds,
+)
 from rfo_ros.nodes.sim_node import SimNode  # noqa: E402
 from rfo_ros.nodes.testing import NodeHarness  # noqa: E402
 from rfo_ros.runtime import ChunkScheduler, make_policy  # noqa: E402
+from rfo_ros.runtime.camera import DepthResampler, Intrinsics  # noqa: E402
+from rfo_ros.runtime.prepare import model_camera  # noqa: E402
 from rfo_ros.sim.autograd import SimState  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
@@ -211,18 +218,42 @@ def test_reset_on_fall_restarts_and_keeps_the_distance(harness):
     assert sim.forward_distance_m == pytest.approx(0.5, abs=0.05) and sim.sim_time > 0
 
 
-def test_depth_image_is_what_the_depth_task_observes(harness):
-    sim = make_sim(harness, publish_depth=True)
-    images = harness.record(Image, "camera/depth")
+DEPTH_CAMERAS = {  # renderer, encoding, (width, height): the GL one at the sim node's defaults
+    "raycast 32FC1": ("raycast", "32FC1", (64, 48)),
+    "raycast 16UC1": ("raycast", "16UC1", (64, 48)),
+    "gl 32FC1 (defaults)": ("gl", "32FC1", (320, 240)),
+}
+
+
+@pytest.mark.parametrize("case", list(DEPTH_CAMERAS))
+def test_depth_camera_publishes_like_a_real_one_and_resamples_to_the_tasks_image(harness, case):
+    """camera/depth (z-depth) and camera/camera_info at the camera's own size; resampled to the depth task's
+    16x16 camera they give what the task observes (floor only: 1 cm at most, tests/test_camera.py)."""
+    renderer, encoding, (width, height) = DEPTH_CAMERAS[case]
+    if renderer == "gl" and not _headless_gl_backend():
+        pytest.skip("run with MUJOCO_GL=egl for offscreen rendering")
+    params = {"depth_renderer": renderer, "depth_encoding": encoding, "camera_rate_hz": 0.0}
+    if renderer == "raycast":
+        params |= {"depth_width": width, "depth_height": height}
+    sim = make_sim(harness, publish_depth=True, **params)
+    images, infos = harness.record(Image, "camera/depth"), harness.record(CameraInfo, "camera/camera_info")
     assert harness.spin_until(lambda: sim._depth_pub.get_subscription_count() > 0, TIMEOUT)
     sim.data.qpos[3:7] = [0.966, 0.0, 0.259, 0.0]  # pitched 30° down: the floor fills part of the view
     sim.step_period()
-    assert harness.spin_until(lambda: images, TIMEOUT)
-    msg = images[-1]
-    assert (msg.encoding, msg.height, msg.width) == ("32FC1", 16, 16)
+    assert harness.spin_until(lambda: images and infos, TIMEOUT)
+    msg, info = images[-1], infos[-1]
+    assert (msg.encoding, msg.width, msg.height, msg.header.stamp) == (
+        encoding,
+        width,
+        height,
+        info.header.stamp,
+    )
+    camera = intrinsics_from_camera_info(info)
+    assert camera == Intrinsics.from_fovy(width, height, 70.0)  # the MJCF camera's fovy
     task = make_task("quadruped_depth")
     expected = task.depth_image(torch.from_numpy(sim.data.qpos.copy())[None])[0].numpy()
-    np.testing.assert_allclose(image_to_array(msg, (1, 16, 16), task.depth_range), expected, atol=1e-6)
+    got = DepthResampler(model_camera(task), camera)(*depth_pixels(msg))
+    np.testing.assert_allclose(got, expected, atol=0.0025)
     assert 0.0 < expected.min() < 1.0  # something is in view
 
 
@@ -278,9 +309,18 @@ def test_unknown_world_or_keyframe_is_refused(harness):
 
 
 def test_depth_policy_closes_the_loop_on_the_depth_tasks_image(harness, tmp_path):
-    """A model with an image input subscribes to camera/depth and sees what QuadrupedWalkDepth renders."""
+    """A model with an image input subscribes to camera/depth and camera/camera_info and, from the sim's
+    camera at the model's own size and field of view (the resampling is then the identity), sees what
+    QuadrupedWalkDepth renders."""
     model = export_untrained_policy(tmp_path / "depth.onnx", task="quadruped_depth", flow_steps=2, chunk=4)
-    sim = make_sim(harness, publish_depth=True)
+    sim = make_sim(
+        harness,
+        publish_depth=True,
+        depth_renderer="raycast",
+        depth_width=16,
+        depth_height=16,
+        camera_rate_hz=0.0,
+    )
     params = {
         "model_path": str(model),
         "provider": "cpu",
@@ -302,6 +342,7 @@ def test_depth_policy_closes_the_loop_on_the_depth_tasks_image(harness, tmp_path
         expected = make_task("quadruped_depth").depth_image(torch.from_numpy(sim.data.qpos.copy())[None])[0]
         np.testing.assert_allclose(policy.ports.controller.inputs.image, expected.numpy(), atol=1e-6)
     assert sim.lockstep_timeouts == 0 and policy.ports.stats.hold_ticks == 0
+    assert policy.ports.stats.images >= 10 and policy.ports.stats.dropped_total == 0
 
 
 def test_lockstep_ros_loop_reproduces_the_tasks_own_rollout(harness, model_path):

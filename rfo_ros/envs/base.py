@@ -19,6 +19,7 @@ from rfo_ros.envs.legged_obs import ObsLayout
 from rfo_ros.sim.autograd import SimState
 
 if TYPE_CHECKING:
+    from rfo_ros.envs.depth import DepthCamera
     from rfo_ros.robot import Robot
 
 
@@ -72,6 +73,9 @@ class Task(ABC):
     image_shape: tuple[int, int, int] | None = None
     #: How the image is encoded for the exported model's contract (``runtime.metadata.ImageSpec``).
     image_encoding: str | None = None
+    #: The ray-cast camera of a depth-image task: its field of view and range go into the exported model,
+    #: so that a policy node can resample any real camera to it.
+    depth_camera: DepthCamera | None = None
     #: Velocity-commanded tasks: the (vx, vy, yaw rate) every env gets instead of a drawn command, when set.
     fixed_command: tuple[float, float, float] | None = None
     #: Whether the task takes a velocity command (``fixed_command`` then holds one for evaluation).

@@ -30,8 +30,15 @@ def pinhole_ray_directions(width: int, height: int, fovy_deg: float) -> np.ndarr
 class DepthCamera:
     """Normalised depth images (N, H, W) in [0, 1] of a named camera, for batches of ``qpos``.
 
+    Pixels measure the distance along their ray (``depth = "ray"``), not z-depth as REP 118 images do.
+
     ``geom_groups`` lists the geom groups the rays can hit (e.g. the world, not the robot itself).
+    ``rays_cam`` (height*width, 3): other unit rays in the camera frame, row-major (default: the pinhole
+    rays of the MJCF camera's ``fovy``; ``runtime.camera.Intrinsics.ray_directions`` gives any K's).
     """
+
+    #: What a pixel measures before normalisation: the distance along its ray (``runtime.camera``).
+    depth = "ray"
 
     def __init__(
         self,
@@ -41,11 +48,18 @@ class DepthCamera:
         height: int = 16,
         max_range: float = 4.0,
         geom_groups: Sequence[int] = (0, 2),
+        rays_cam: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.camera_id = model.camera(camera).id
         self.width, self.height, self.max_range = width, height, float(max_range)
-        self.rays_cam = pinhole_ray_directions(width, height, float(model.cam_fovy[self.camera_id]))
+        #: The MJCF camera's vertical field of view (deg).
+        self.fovy_deg = float(model.cam_fovy[self.camera_id])
+        if rays_cam is None:
+            rays_cam = pinhole_ray_directions(width, height, self.fovy_deg)
+        if rays_cam.shape != (width * height, 3):
+            raise ValueError(f"rays_cam has shape {rays_cam.shape}, expected ({width * height}, 3)")
+        self.rays_cam = rays_cam
         self.geomgroup = np.zeros(mujoco.mjNGROUP, dtype=np.uint8)
         self.geomgroup[list(geom_groups)] = 1
         self._datas: list[mujoco.MjData] = []

@@ -304,13 +304,13 @@ class LeggedWalkDepth(LeggedWalk):
         if robot.description.camera is None:
             raise ValueError(f"robot {robot.name!r} has no camera: set `camera:` in its robot file")
         _, h, w = self.image_shape
-        self._camera = DepthCamera(
+        self.depth_camera = DepthCamera(
             self.model, robot.description.camera, width=w, height=h, max_range=self.depth_range
         )
 
     def depth_image(self, qpos: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) normalised depth for ``qpos`` (N, nq), no gradient."""
-        image = self._camera.render(qpos.detach().cpu().numpy())
+        image = self.depth_camera.render(qpos.detach().cpu().numpy())
         return torch.from_numpy(image).unsqueeze(1)
 
     def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,14 @@ PARAMS = (
     Param("max_joint_step", 0.5, "largest change of a joint command per control step (rad)", 0.0, 100.0),
     Param("zero_noise", True, "deterministic flow (noise = 0); false: seeded Gaussian noise per plan"),
     Param("seed", 0, "seed of the flow noise when zero_noise is false", 0, 2**31 - 1),
-    Param("depth_range_m", 4.0, "32FC1 depth (m) is divided by this and clipped to [0, 1]", 0.001, 1000.0),
+    Param(
+        "depth_range_m",
+        4.0,
+        "depth models that record no camera (older exports) only: depth (m) / this, clipped to [0, 1]; "
+        "newer models carry their camera's range and field of view and resample any camera",
+        0.001,
+        1000.0,
+    ),
     Param("publish_diagnostics_hz", 1.0, "diagnostics rate (0 = off)", 0.0, 1000.0),
     Param(
         "input_thread",

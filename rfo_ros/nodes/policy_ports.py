@@ -3,8 +3,9 @@ publishers and timers of one rclpy node, converts messages for ``rfo_ros.runtime
 (which holds the control law) and publishes what the controller returns.
 
 Inputs (sensor-data QoS, relative names): ``joint_states``, ``imu``, ``cmd_vel``, ``odom`` when the model
-observes ``base_lin_vel``, and ``camera/depth`` (1 channel) or ``camera/image_raw`` (3 channels) when it
-has an image input.
+observes ``base_lin_vel``, and ``camera/depth`` (1 channel, with ``camera/camera_info`` when the model
+records its camera: any resolution and intrinsics are resampled, ``camera_input``) or ``camera/image_raw``
+(3 channels) when it has an image input.
 Outputs (reliable): ``action_chunk`` (JointTrajectory in the model's joint order, C points at
 ``time_from_start = k·dt``, ``header.stamp`` = stamp of the ``joint_states`` message observed),
 ``joint_commands`` (Float64MultiArray, one per control step, in ``robot_joint_names`` order) and
@@ -26,10 +27,11 @@ from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
-from sensor_msgs.msg import Image, Imu, JointState
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from rfo_ros.nodes.camera_input import image_input
 from rfo_ros.nodes.input_thread import InputThread, ServedElsewhere
 from rfo_ros.nodes.params import declare_params
 from rfo_ros.nodes.policy_params import PARAMS, controller_config
@@ -37,7 +39,6 @@ from rfo_ros.nodes.ros_conversions import (
     JointStateReader,
     MalformedMessageError,
     float_field_view,
-    image_to_array,
     read_quaternion_wxyz,
     read_vector3,
 )
@@ -116,6 +117,9 @@ class PolicyPorts:
         self._stamp = None  # builtin_interfaces/Time of the latest joint_states
         self._received_ns = 0  # rmw reception time (system clock, ns) of the latest joint_states
         self.node_latency, self.dispatch_latency = LatencyWindow(), LatencyWindow()
+        # The model's camera (None without an image input): message -> image, and its own counters.
+        self.camera = image_input(meta.image, p.depth_range_m, _NodeLog(self.node)) if meta.image else None
+        self.image_latency, self.images = LatencyWindow(), 0
         self._joints = JointStateReader(meta.joint_names)
         # joint_commands go out in the robot's order; everything inside stays in the model's order.
         self._to_robot = np.array([meta.joint_names.index(n) for n in self.robot_joint_names])
@@ -168,6 +172,12 @@ class PolicyPorts:
         if c.needs_odom:  # a model without base_lin_vel (joints and IMU alone) never reads odometry
             inputs.append(
                 node.create_subscription(Odometry, "odom", self.odom_callback, sensor, callback_group=group)
+            )
+        info_topic = None if self.camera is None else self.camera.camera_info_topic
+        if info_topic is not None:  # before its images, so a frame finds its CameraInfo taken
+            info_callback = self.camera_info_callback
+            inputs.append(
+                node.create_subscription(CameraInfo, info_topic, info_callback, sensor, callback_group=group)
             )
         if c.image_input is not None:
             inputs.append(
@@ -262,22 +272,34 @@ class PolicyPorts:
         command = np.array((msg.linear.x, msg.linear.y, msg.angular.z))
         self._accept("cmd_vel", self.controller.cmd_vel, command)
 
-    def image_callback(self, msg: Image) -> None:
+    def camera_info_callback(self, msg: CameraInfo) -> None:
+        with self.lock:
+            self.camera.camera_info(msg)
+
+    def image_callback(self, msg: Image, info: dict) -> None:
+        """A camera frame: converted (resampled) outside the lock, counted with its latency from rmw
+        reception to the controller when accepted, counted under ``dropped`` when refused."""
+        received_ns = info.get("received_timestamp") or time.time_ns()
         try:
-            image = image_to_array(msg, self.metadata.image.shape, self.params.depth_range_m)
+            image = self.camera.image(msg)
         except MalformedMessageError as exc:
             with self.lock:
                 self.controller.drop("image", exc)
             return
-        self._accept("image", self.controller.image, image)
+        if self._accept("image", self.controller.image, image):
+            with self.lock:
+                self.images += 1
+                self.image_latency.add(max(time.time_ns() - received_ns, 0) * 1e-9)
 
-    def _accept(self, source: str, give, value: np.ndarray) -> None:
+    def _accept(self, source: str, give, value: np.ndarray) -> bool:
         """Hand ``value`` to the controller input ``give``; a refused one is counted and warned about."""
         with self.lock:
             try:
                 give(value, time.monotonic())
             except MalformedMessageError as exc:
                 self.controller.drop(source, exc)
+                return False
+            return True
 
     # --- timers and outputs ------------------------------------------------------------------------
     def control_timer_callback(self) -> None:
@@ -333,6 +355,9 @@ class PolicyPorts:
                 node_latency=self.node_latency.summary(),
                 dispatch_latency=self.dispatch_latency.summary(),
                 dropped=dict(c.dropped),
+                images=self.images,
+                image_latency=self.image_latency.summary(),
+                camera="" if self.camera is None else self.camera.status,
             )
 
     def diagnostics_timer_callback(self) -> None:
@@ -358,6 +383,7 @@ class PolicyPorts:
             "rate_limited_steps": str(s.rate_limited_steps),
             "dropped_total": str(s.dropped_total),
             "missing_inputs": ",".join(missing),
+            **(_camera_diagnostics(s) if self.camera is not None else {}),
             **{f"dropped/{k}": str(v) for k, v in sorted(s.dropped.items())},
         }
         status = DiagnosticStatus(
@@ -370,6 +396,17 @@ class PolicyPorts:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()
         return array
+
+
+def _camera_diagnostics(s: PolicyStats) -> dict[str, str]:
+    """The camera's diagnostics values: frames accepted, their latency, the camera in use."""
+    latency = s.image_latency
+    return {
+        "images": str(s.images),
+        "image_latency_p50_ms": f"{latency.p50_ms:.3f}",
+        "image_latency_p99_ms": f"{latency.p99_ms:.3f}",
+        "camera": s.camera,
+    }
 
 
 def image_topic(meta: ModelMetadata) -> str | None:

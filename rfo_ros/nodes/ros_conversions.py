@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
 
+from rfo_ros.runtime.camera import Intrinsics
 from rfo_ros.runtime.controller import MalformedInputError
 
 #: A message that cannot be used (wrong names or lengths, non-finite values): the controller's own
@@ -142,45 +144,145 @@ def float_field_view(msg, field: str, size: int) -> np.ndarray:
     return np.frombuffer(getattr(msg, field), dtype=np.float64)
 
 
-def image_to_array(msg, shape: Sequence[int], depth_range_m: float) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as float32 (channels, height, width) matching a model's image ``shape``.
+def image_rows(msg, bytes_per_pixel: int) -> np.ndarray:
+    """The pixel bytes of a ``sensor_msgs/Image`` as (height, width * bytes_per_pixel) uint8, a view on
+    ``msg.data`` (row padding dropped). ``MalformedMessageError("truncated")`` unless the data is exactly
+    ``step * height`` bytes and a row (``step``) holds ``width`` pixels."""
+    height, width, step, size = msg.height, msg.width, msg.step, len(msg.data)
+    if step < width * bytes_per_pixel or size != step * height:
+        raise MalformedMessageError(
+            "truncated",
+            f"image {width}x{height} ({msg.encoding}, {bytes_per_pixel} bytes per pixel) needs step >= "
+            f"{width * bytes_per_pixel} and step * height bytes of data; got step {step} and {size} bytes",
+        )
+    return np.frombuffer(msg.data, dtype=np.uint8).reshape(height, step)[:, : width * bytes_per_pixel]
 
-    ``rgb8``/``bgr8`` become RGB in [0, 1] and ``mono8`` grey in [0, 1]; ``32FC1`` depth (metres, REP 118)
-    becomes ``clip(depth / depth_range_m, 0, 1)`` with NaN/inf (no return) read as 1, the normalisation
-    of ``rfo_ros.envs.depth.DepthCamera``. Raises ``MalformedMessageError`` on a size or encoding mismatch.
+
+def depth_pixels(msg) -> tuple[np.ndarray, float]:
+    """A REP 118 depth ``sensor_msgs/Image`` as ((height, width) z-depth values, metres per unit), a view
+    on the message's bytes: ``16UC1`` millimetres (0: no return) or ``32FC1`` metres (NaN/inf: none).
+
+    ``MalformedMessageError`` with reason ``encoding`` for any other encoding, ``truncated`` for a data
+    length that does not match ``step`` and the size.
+    """
+    if msg.encoding not in DEPTH_ENCODINGS:
+        accepted = ", ".join(f"{name} ({unit})" for name, (_, _, unit) in DEPTH_ENCODINGS.items())
+        raise MalformedMessageError(
+            "encoding", f"depth image encoding {msg.encoding!r} is not accepted: use {accepted} (REP 118)"
+        )
+    dtype, metres_per_unit, _ = DEPTH_ENCODINGS[msg.encoding]
+    dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    rows = image_rows(msg, dtype.itemsize)
+    return rows.view(dtype), metres_per_unit
+
+
+def image_message(stamp, frame_id: str, encoding: str, pixels: np.ndarray) -> Image:
+    """A ``sensor_msgs/Image`` of ``pixels`` (height, width[, channels]) in ``encoding``, rows unpadded."""
+    height, width = pixels.shape[:2]
+    pixels = np.ascontiguousarray(pixels)
+    msg = Image(
+        height=height, width=width, encoding=encoding, is_bigendian=int(pixels.dtype.byteorder == ">")
+    )
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.step = pixels.strides[0]
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def depth_image_data(depth_m: np.ndarray, encoding: str) -> np.ndarray:
+    """z-depth (height, width) in metres, +inf = no return, as the pixels of a REP 118 ``encoding``: ``32FC1``
+    metres as they are, ``16UC1`` rounded millimetres with 0 for no return (and beyond 65.535 m)."""
+    if encoding == "32FC1":
+        return np.ascontiguousarray(depth_m, dtype=np.float32)
+    if encoding == "16UC1":
+        mm = np.round(np.asarray(depth_m, dtype=np.float64) * 1000.0)
+        return np.where(np.isfinite(mm) & (mm > 0) & (mm <= 65535), mm, 0).astype(np.uint16)
+    raise ValueError(f"depth encoding {encoding!r}: choose one of {', '.join(DEPTH_ENCODINGS)}")
+
+
+def image_to_array(msg, shape: Sequence[int], depth_range_m: float) -> np.ndarray:
+    """A ``sensor_msgs/Image`` of exactly the model's size as float32 (channels, height, width).
+
+    ``rgb8``/``bgr8`` become RGB in [0, 1] and ``mono8`` grey in [0, 1]. Depth (``16UC1``/``32FC1``, for
+    models whose contract has no camera to resample to) becomes ``clip(depth / depth_range_m, 0, 1)`` with
+    no return (NaN, 0, inf) read as 1, the ray-cast's normalisation. Raises ``MalformedMessageError`` on a
+    size, encoding or data-length mismatch.
     """
     channels, height, width = (int(v) for v in shape)
     if msg.height != height or msg.width != width:
         raise MalformedMessageError(
             "malformed", f"image is {msg.width}x{msg.height}, the model expects {width}x{height}"
         )
-    nch, dtype = IMAGE_ENCODINGS.get(msg.encoding, (0, None))
-    if nch != channels:
+    if channels == 1 and msg.encoding in DEPTH_ENCODINGS:
+        pixels, metres_per_unit = depth_pixels(msg)
+        depth = pixels.astype(np.float32) * np.float32(metres_per_unit / depth_range_m)
+        depth[~((depth > 0) & (depth < np.inf))] = 1.0
+        return np.minimum(depth, 1.0)[None]
+    if IMAGE_ENCODINGS.get(msg.encoding) != channels:
+        accepted = [name for name, n in IMAGE_ENCODINGS.items() if n == channels]
+        if channels == 1:
+            accepted += list(DEPTH_ENCODINGS)
         raise MalformedMessageError(
-            "malformed", f"image encoding {msg.encoding!r} does not give the model's {channels} channel(s)"
+            "encoding",
+            f"image encoding {msg.encoding!r} does not give the model's {channels} channel(s): use "
+            f"{', '.join(accepted)}",
         )
-    row = width * nch * np.dtype(dtype).itemsize
-    if msg.step < row or len(msg.data) < msg.step * height:
-        raise MalformedMessageError(
-            "malformed", f"image data too short ({len(msg.data)} bytes, step {msg.step})"
-        )
-    raw = np.frombuffer(bytes(msg.data), dtype=np.uint8)[: msg.step * height].reshape(height, msg.step)
-    pixels = raw[:, :row].copy().view(dtype).reshape(height, width, nch)
-    if msg.is_bigendian and dtype == np.float32:
-        pixels = pixels.byteswap()
+    pixels = image_rows(msg, channels).reshape(height, width, channels)
     if msg.encoding == "bgr8":
         pixels = pixels[..., ::-1]
-    if dtype == np.uint8:
-        out = pixels.astype(np.float32) / 255.0
-    else:
-        out = np.clip(np.nan_to_num(pixels / depth_range_m, nan=1.0, posinf=1.0, neginf=1.0), 0.0, 1.0)
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
-#: encoding -> (channels, pixel dtype) of the images a policy can take.
-IMAGE_ENCODINGS = {
-    "rgb8": (3, np.uint8),
-    "bgr8": (3, np.uint8),
-    "mono8": (1, np.uint8),
-    "32FC1": (1, np.float32),
+def intrinsics_from_camera_info(msg) -> Intrinsics:
+    """The rectified pinhole camera of a ``sensor_msgs/CameraInfo``: its size and K.
+
+    Lens distortion is not modelled, so D must be empty or all zero (``plumb_bob`` with zero D is what
+    depth cameras publish for their rectified depth stream); binning and a region of interest are refused
+    (publish the full image). Raises ``MalformedMessageError`` (reason ``camera_info``) naming the problem.
+    """
+    d = np.asarray(msg.d, dtype=np.float64)
+    roi = msg.roi
+    problems = []
+    if d.size and not (np.isfinite(d).all() and (d == 0).all()):
+        problems.append(
+            f"distortion {msg.distortion_model!r} D={d.tolist()} is not zero (subscribe to the rectified "
+            "depth image, whose CameraInfo has zero D)"
+        )
+    if msg.binning_x > 1 or msg.binning_y > 1:
+        problems.append(f"binning {msg.binning_x}x{msg.binning_y} is not supported (publish unbinned images)")
+    if (
+        roi.x_offset
+        or roi.y_offset
+        or (roi.width and roi.width != msg.width)
+        or (roi.height and roi.height != msg.height)
+    ):
+        problems.append("a region of interest is not supported (publish the full image)")
+    k = np.asarray(msg.k, dtype=np.float64)
+    try:
+        intrinsics = Intrinsics(int(msg.width), int(msg.height), k[0], k[4], k[2], k[5])
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise MalformedMessageError("camera_info", "CameraInfo refused: " + "; ".join(problems))
+    return intrinsics
+
+
+def fill_camera_info(msg, stamp, frame_id: str, camera: Intrinsics) -> None:
+    """Fill a ``sensor_msgs/CameraInfo`` for a rectified, distortion-free pinhole ``camera``."""
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.width, msg.height = camera.width, camera.height
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    msg.k = k
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0]
+
+
+#: encoding -> channels of the 8-bit images a policy can take as they are.
+IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+#: REP 118 depth encoding -> (pixel dtype, metres per unit, unit).
+DEPTH_ENCODINGS = {
+    "16UC1": (np.dtype(np.uint16), 0.001, "millimetres"),
+    "32FC1": (np.dtype(np.float32), 1.0, "metres"),
 }

@@ -2,9 +2,12 @@
 
 Publishes, at ``state_rate_hz`` of sim time (default: the world's task control rate), ``imu``, ``odom``,
 the camera images, ``joint_states`` (in that order: the policy node treats ``joint_states`` as the trigger
-of a control step) and ``/clock``. Images: with ``publish_camera`` ``camera/image_raw`` (rgb8, rendered
-offscreen, ``MUJOCO_GL=egl``), with ``publish_depth`` ``camera/depth`` (32FC1 metres, ray-cast with the
-training task's ``rfo_ros.envs.depth.DepthCamera``), both from the MJCF camera ``camera_name``. Applies
+of a control step) and ``/clock``. Images, at ``camera_rate_hz`` of sim time, from the MJCF camera
+``camera_name``: with ``publish_camera`` ``camera/image_raw`` (rgb8, rendered offscreen, ``MUJOCO_GL=egl``);
+with ``publish_depth`` ``camera/depth`` and ``camera/camera_info`` as a real depth camera publishes them
+(REP 118 z-depth, ``32FC1`` metres or ``16UC1`` millimetres, no return beyond ``depth_range_m``) at its own
+resolution and field of view (``depth_width`` x ``depth_height`` at ``depth_fovy_deg``; rendered by
+``sim_camera``), so a policy node resamples them to its model's camera as on a robot. Applies
 the latest ``joint_commands`` as actuator controls (position targets, actuator order) or, with
 ``command_source: action_chunk``, executes the points of the latest ``action_chunk`` at
 ``header.stamp + time_from_start`` (sim time).
@@ -40,22 +43,26 @@ from rclpy.clock import Clock, ClockType  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
-from sensor_msgs.msg import Image, Imu, JointState  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from rfo_ros.envs.depth import DepthCamera  # noqa: E402
 from rfo_ros.envs.legged_obs import projected_gravity, quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.params import Param, declare_params  # noqa: E402
 from rfo_ros.nodes.ros_conversions import (  # noqa: E402
+    depth_image_data,
+    fill_camera_info,
     fill_imu,
     fill_odometry,
     float_field_view,
+    image_message,
     seconds_from_stamp,
     stamp_from_seconds,
 )
+from rfo_ros.nodes.sim_camera import DEPTH_RENDERERS  # noqa: E402
 from rfo_ros.nodes.spin import run_node  # noqa: E402
 from rfo_ros.robot import Robot  # noqa: E402
+from rfo_ros.runtime.camera import Intrinsics  # noqa: E402
 from rfo_ros.sim.worlds import load_model  # noqa: E402
 
 PARAMS = (
@@ -88,14 +95,34 @@ PARAMS = (
         "initial_keyframe", "", "keyframe to start from; empty = the world's first keyframe (qpos0 if none)"
     ),
     Param("publish_camera", False, "render camera/image_raw (rgb8) offscreen (needs EGL)"),
-    Param("publish_depth", False, "ray-cast camera/depth (32FC1, metres; +inf beyond depth_range_m)"),
+    Param(
+        "publish_depth",
+        False,
+        "camera/depth (z-depth, REP 118) and camera/camera_info, as a real depth camera",
+    ),
     Param("camera_name", "front", "MJCF camera of both images"),
     Param("camera_width", 64, "rgb image width (px)", 1, 4096),
     Param("camera_height", 64, "rgb image height (px)", 1, 4096),
-    Param("depth_width", 16, "depth image width (px; QuadrupedWalkDepth trains on 16)", 1, 4096),
-    Param("depth_height", 16, "depth image height (px)", 1, 4096),
-    Param("depth_range_m", 4.0, "longest depth ray (m)", 0.001, 1000.0),
-    Param("camera_rate_hz", 0.0, "image rate (sim time); 0 = the state rate", 0.0, 10000.0),
+    Param("depth_width", 320, "depth image width (px)", 1, 4096),
+    Param("depth_height", 240, "depth image height (px)", 1, 4096),
+    Param(
+        "depth_fovy_deg",
+        0.0,
+        "depth camera's vertical field of view (deg); 0 = the MJCF camera's",
+        0.0,
+        179.0,
+    ),
+    Param(
+        "depth_encoding", "32FC1", "32FC1 (metres, +inf = no return) or 16UC1 (millimetres, 0 = no return)"
+    ),
+    Param(
+        "depth_renderer",
+        "gl",
+        "gl: MuJoCo's OpenGL renderer (MUJOCO_GL=egl), ~5 ms per 320x240 frame on a CPU; "
+        "raycast: mj_multiRay, no GL, ~33 ms per 320x240 frame",
+    ),
+    Param("depth_range_m", 4.0, "depth camera range: farther reads as no return (m)", 0.001, 1000.0),
+    Param("camera_rate_hz", 30.0, "image rate (sim time); 0 = the state rate", 0.0, 10000.0),
     Param(
         "fall_min_height",
         0.15,
@@ -250,7 +277,7 @@ class SimNode(Node):
         self.create_subscription(Float64MultiArray, "joint_commands", self.joint_commands_callback, RELIABLE)
         if p.command_source == "action_chunk":
             self.create_subscription(JointTrajectory, "action_chunk", self.action_chunk_callback, RELIABLE)
-        self._renderer = self._depth_camera = None
+        self._renderer = self._depth_camera = None  # rgb renderer, depth camera (sim_camera)
         if p.publish_camera or p.publish_depth:
             self._init_cameras()
         self._joint_msg = JointState(name=list(self.joint_names))
@@ -282,12 +309,26 @@ class SimNode(Node):
                 ) from exc
             self._image_pub = self.create_publisher(Image, "camera/image_raw", RELIABLE)
         if p.publish_depth:
-            self._depth_camera = DepthCamera(
-                m, p.camera_name, width=p.depth_width, height=p.depth_height, max_range=p.depth_range_m
-            )
-            self._depth_pub = self.create_publisher(Image, "camera/depth", RELIABLE)
+            self._init_depth_camera()
         self._image_period = 1.0 / p.camera_rate_hz if p.camera_rate_hz > 0 else self.state_period
         self._next_image = 0.0
+
+    def _init_depth_camera(self) -> None:
+        p, m = self.params, self.model
+        if p.depth_encoding not in ("32FC1", "16UC1"):
+            raise ValueError(f"parameter depth_encoding={p.depth_encoding!r}: choose 32FC1 or 16UC1")
+        if p.depth_renderer not in DEPTH_RENDERERS:
+            raise ValueError(
+                f"parameter depth_renderer={p.depth_renderer!r}: choose {' or '.join(DEPTH_RENDERERS)}"
+            )
+        fovy = p.depth_fovy_deg or float(m.cam_fovy[m.camera(p.camera_name).id])
+        intrinsics = Intrinsics.from_fovy(p.depth_width, p.depth_height, fovy)
+        render = DEPTH_RENDERERS[p.depth_renderer]
+        self._depth_camera = render(m, p.camera_name, intrinsics, p.depth_range_m)
+        self._camera_info = CameraInfo()
+        fill_camera_info(self._camera_info, stamp_from_seconds(0.0), p.camera_name, intrinsics)
+        self._depth_pub = self.create_publisher(Image, "camera/depth", RELIABLE)
+        self._camera_info_pub = self.create_publisher(CameraInfo, "camera/camera_info", RELIABLE)
 
     # --- commands ----------------------------------------------------------------------------------
     def joint_commands_callback(self, msg: Float64MultiArray) -> None:
@@ -437,11 +478,12 @@ class SimNode(Node):
         if self._renderer is not None:
             self._renderer.update_scene(self.data, p.camera_name)
             rgb = self._renderer.render()
-            self._image_pub.publish(_image_msg(stamp, p.camera_name, "rgb8", rgb))
-        if self._depth_camera is not None:
-            normalised = self._depth_camera.render_one(self.data)  # distance / range, 1 = nothing in range
-            depth = np.where(normalised >= 1.0, np.inf, normalised * p.depth_range_m).astype(np.float32)
-            self._depth_pub.publish(_image_msg(stamp, p.camera_name, "32FC1", depth))
+            self._image_pub.publish(image_message(stamp, p.camera_name, "rgb8", rgb))
+        if self._depth_camera is not None:  # CameraInfo first: a subscriber has it when the image comes
+            self._camera_info.header.stamp = stamp
+            self._camera_info_pub.publish(self._camera_info)
+            depth = depth_image_data(self._depth_camera.render(self.data), p.depth_encoding)
+            self._depth_pub.publish(image_message(stamp, p.camera_name, p.depth_encoding, depth))
 
     # --- results -----------------------------------------------------------------------------------
     @property
@@ -472,9 +514,10 @@ class SimNode(Node):
         )
 
     def destroy_node(self) -> None:
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
+        for name in ("_renderer", "_depth_camera"):
+            if getattr(self, name, None) is not None:
+                getattr(self, name).close()
+                setattr(self, name, None)
         super().destroy_node()
 
 
@@ -490,16 +533,6 @@ def _task_dt(world: str, timestep: float) -> float:
 def _sensor_adr(model: mujoco.MjModel, kind) -> int | None:
     ids = np.flatnonzero(model.sensor_type == int(kind))
     return int(model.sensor_adr[ids[0]]) if len(ids) else None
-
-
-def _image_msg(stamp, frame_id: str, encoding: str, pixels: np.ndarray) -> Image:
-    height, width = pixels.shape[:2]
-    pixels = np.ascontiguousarray(pixels)
-    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0)
-    msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    msg.step = pixels.strides[0]
-    msg.data = pixels.tobytes()
-    return msg
 
 
 def main(args=None) -> int:

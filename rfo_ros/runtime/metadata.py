@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rfo_ros.envs.legged_obs import ObsLayout, layout_metadata, parse_layout_metadata
+from rfo_ros.runtime.camera import ModelCamera
 
 FORMAT = "rfo_ros.onnx/1"
 INPUT_NAMES = ("observation", "noise", "image", "committed", "committed_weight")
@@ -42,10 +43,15 @@ class RobotMismatchError(ModelError):
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """The ``image`` input: (channels, height, width) float32, and how the task produced the pixels."""
+    """The ``image`` input: (channels, height, width) float32, and how the task produced the pixels.
+
+    ``camera``: the depth camera the pixels come from (field of view, depth range; ``runtime.camera``), so
+    a node can resample any real camera to it; None for models exported before it was recorded.
+    """
 
     shape: tuple[int, int, int]
     encoding: str | None
+    camera: ModelCamera | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +220,7 @@ class ModelMetadata:
             "image": None if self.image is None else {
                 "input": "image", "shape": list(self.image.shape), "dtype": "float32", "layout": "CHW",
                 "encoding": self.image.encoding,
+                **({"camera": self.image.camera.to_metadata()} if self.image.camera else {}),
             },
             "zero_noise": self.zero_noise,
             "robot": self.robot,
@@ -362,4 +369,17 @@ class _Parser:
         encoding = block.get("encoding")
         if encoding is not None and not isinstance(encoding, str):
             raise self.fail("image", "'encoding' must be a string or null")
-        return ImageSpec(shape=(shape[0], shape[1], shape[2]), encoding=encoding)
+        return ImageSpec(shape=(shape[0], shape[1], shape[2]), encoding=encoding, camera=self.camera(block))
+
+    def camera(self, image: dict[str, Any]) -> ModelCamera | None:
+        """The image's ``camera`` entry (absent in models exported before it was recorded: None)."""
+        block = image.get("camera")
+        if block is None:
+            return None
+        _, height, width = image["shape"]
+        try:
+            return ModelCamera(
+                width, height, float(block["fovy_deg"]), float(block["depth_range_m"]), block["depth"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.fail("image", f"'camera' needs fovy_deg, depth_range_m and depth ({exc})") from None

@@ -19,6 +19,7 @@ from rfo_ros.checkpoint import load_actor
 from rfo_ros.envs import Task, make_task
 from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.nets.actor import Actor
+from rfo_ros.runtime.camera import ModelCamera
 from rfo_ros.runtime.graph import ExportModule
 from rfo_ros.runtime.metadata import ImageSpec, ModelMetadata
 
@@ -52,6 +53,14 @@ def observation_layout(task: Task, obs_dim: int) -> ObsLayout:
     if task.obs_layout is not None:
         return task.obs_layout
     return ObsLayout((ObsField.make("state", obs_dim, f"the {task.world} task's observation"),))
+
+
+def model_camera(task: Task) -> ModelCamera | None:
+    """The depth camera of an image task as the model's contract carries it (None without one)."""
+    cam = task.depth_camera
+    if cam is None:
+        return None
+    return ModelCamera(cam.width, cam.height, cam.fovy_deg, cam.max_range, depth=cam.depth)
 
 
 def build_metadata(
@@ -88,7 +97,7 @@ def build_metadata(
         action_offset=np.asarray(amap.offset, np.float64),
         action_low=np.asarray(amap.low, np.float64),
         action_high=np.asarray(amap.high, np.float64),
-        image=ImageSpec(image_shape, task.image_encoding) if image_shape else None,
+        image=ImageSpec(image_shape, task.image_encoding, model_camera(task)) if image_shape else None,
         zero_noise=module.zero_noise,
         inpainting=module.inpainting,
         robot=task.robot_spec(),

@@ -53,7 +53,9 @@ class PolicyStats:
     received (rmw reception time of the ``joint_states`` message) -> ``action_chunk`` published.
     ``dispatch_latency``: rmw reception of ``joint_states`` -> its callback starts (the executor's or input
     thread's share of ``node_latency``). ``dropped``: rejected input messages by reason (e.g.
-    ``joint_states/malformed``, ``imu/nonfinite``).
+    ``joint_states/malformed``, ``imu/nonfinite``, ``image/camera_refused``). Models with an image input:
+    ``images`` accepted, ``image_latency`` from an image's rmw reception to the controller (conversion and
+    resampling included), ``camera`` the camera in use (or why it was refused).
     """
 
     provider: str
@@ -66,6 +68,9 @@ class PolicyStats:
     node_latency: LatencySummary
     dispatch_latency: LatencySummary
     dropped: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    image_latency: LatencySummary | None = None
+    camera: str = ""
 
     @property
     def dropped_total(self) -> int:
