@@ -41,7 +41,9 @@ def evaluate(
     tasks the mean tracking error |command_xy - v_xy| (m/s) and the mean commanded speed |command_xy|;
     tasks whose ``success(state)`` gives (N,) bools
     (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
-    (the state that step starts from). Every task reports ``action_change_mean``: the RMS over action
+    (the state that step starts from); tasks whose ``crossed(state)`` gives (N,) bools (an obstacle course)
+    ``crossings``, the episodes whose trunk passed the course's finish and that never fell, and
+    ``crossing_rate``, their fraction. Every task reports ``action_change_mean``: the RMS over action
     entries of |a_t - a_(t-1)| (policy units, [-1, 1]), averaged over alive steps: how jumpy the commands
     are. ``command`` fixes a velocity-commanded
     task's command (its ``fixed_command``) for every episode. ``task_options``: what ``make_task`` needs
@@ -68,7 +70,8 @@ def evaluate(
     measure_speed = task.forward_speed(env.state) is not None
     measure_tracking = task.tracking_error(env.state) is not None
     measure_success = task.success(env.state) is not None
-    succeeded = np.zeros(episodes, dtype=bool)
+    measure_crossing = task.crossed(env.state) is not None
+    succeeded, crossed = np.zeros(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
     for t in range(task.info.episode_length):
         if t % chunk == 0:
             noise = torch.zeros(episodes, chunk, actor.action_dim) if deterministic else None
@@ -80,6 +83,8 @@ def evaluate(
             command_sum += alive * task.command_speed(env.state).numpy()
         if measure_success:  # before the step: an episode's end resets its env (and redraws its goal)
             succeeded = np.where(alive, task.success(env.state).numpy(), succeeded)
+        if measure_crossing:  # before the step too: a reset redraws the env's course
+            crossed |= alive & task.crossed(env.state).numpy()
         action = actions[:, t % chunk]
         if previous is not None:
             change_sum += alive * (action - previous).pow(2).mean(1).sqrt().numpy()
@@ -107,6 +112,10 @@ def evaluate(
         out["command_speed_mean"] = float((command_sum / np.maximum(lengths, 1)).mean())
     if measure_success:
         out["success_rate"] = float(succeeded.mean())
+    if measure_crossing:
+        crossings = crossed & ~falls
+        out["crossings"] = int(crossings.sum())
+        out["crossing_rate"] = float(crossings.mean())
     return out
 
 

@@ -20,6 +20,8 @@ TASKS: dict[str, str] = {
     "legged": "rfo_ros.envs.legged_walk:LeggedWalk",
     "quadruped": "rfo_ros.envs.legged_walk:QuadrupedWalk",
     "quadruped_depth": "rfo_ros.envs.legged_walk:QuadrupedWalkDepth",
+    "quadruped_terrain": "rfo_ros.envs.course_walk:QuadrupedTerrain",
+    "quadruped_terrain_depth": "rfo_ros.envs.course_walk:QuadrupedTerrainDepth",
     "ant": "rfo_ros.envs.ant:AntRun",
     "soft_quadruped": "rfo_ros.envs.soft_quadruped:SoftQuadrupedRun",
     "push": "rfo_ros.envs.push:PushBox",

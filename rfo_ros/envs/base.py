@@ -107,6 +107,21 @@ class Task(ABC):
         """Whether each env's goal is reached (bool), for tasks with a goal."""
         return None
 
+    def crossed(self, state: SimState) -> torch.Tensor | None:
+        """Whether each env's trunk is past the finish of its obstacle course (bool), for tasks with one."""
+        return None
+
+    def env_models(self, num_envs: int) -> list[mujoco.MjModel] | None:
+        """One MjModel per env when the task's world differs between envs (an obstacle course drawn per
+        episode, which ``resample`` writes into them), else None: every env steps ``model``. The same list
+        for the same ``num_envs``: ``VecEnv`` steps it, and physics randomisation writes into it too."""
+        return None
+
+    def models_of_batch(self, n: int) -> list[mujoco.MjModel] | None:
+        """The per-env models ``env_models`` made for ``n`` envs, if it did, else None: a batch of another
+        size (``obs_dim``'s probe) is seen in ``model``'s world."""
+        return None
+
     @classmethod
     def create(cls, **options: Any) -> Task:
         """The task on its world from ``sim/`` (tasks with options, such as a robot file, override)."""

@@ -72,13 +72,14 @@ class DepthCamera:
         """(channels, height, width) of one image, as the policy's ``ObsSplit`` expects."""
         return (1, self.height, self.width)
 
-    def render_one(self, data: mujoco.MjData) -> np.ndarray:
-        """Depth image (H, W) of ``data``, whose ``mj_kinematics`` and ``mj_camlight`` must be current."""
+    def render_one(self, data: mujoco.MjData, model: mujoco.MjModel | None = None) -> np.ndarray:
+        """Depth image (H, W) of ``data``, whose ``mj_kinematics`` and ``mj_camlight`` must be current, in
+        ``model`` (default: the camera's; another copy of it, e.g. an env's own world)."""
         cid = self.camera_id
         origin = data.cam_xpos[cid].copy()
         rays = self.rays_cam @ data.cam_xmat[cid].reshape(3, 3).T  # camera frame -> world frame
         mujoco.mj_multiRay(
-            self.model,
+            self.model if model is None else model,
             data,
             origin,
             rays.reshape(-1),
@@ -94,16 +95,19 @@ class DepthCamera:
         dist = np.where(self._geomid >= 0, self._dist, self.max_range)
         return np.clip(dist / self.max_range, 0.0, 1.0).reshape(self.height, self.width)
 
-    def render(self, qpos: np.ndarray) -> np.ndarray:
-        """Depth images (N, H, W) for ``qpos`` (N, nq) float64."""
+    def render(self, qpos: np.ndarray, models: Sequence[mujoco.MjModel] | None = None) -> np.ndarray:
+        """Depth images (N, H, W) for ``qpos`` (N, nq) float64; ``models``: each row's own copy of the
+        camera's model (an env's world, e.g. its obstacle course), default the camera's for every row."""
         qpos = np.atleast_2d(np.asarray(qpos, dtype=np.float64))
+        if models is not None and len(models) != qpos.shape[0]:
+            raise ValueError(f"{len(models)} models for {qpos.shape[0]} states")
         while len(self._datas) < qpos.shape[0]:
             self._datas.append(mujoco.MjData(self.model))
         out = np.empty((qpos.shape[0], self.height, self.width))
         for i, q in enumerate(qpos):
-            d = self._datas[i]
+            d, m = self._datas[i], self.model if models is None else models[i]
             d.qpos[:] = q
-            mujoco.mj_kinematics(self.model, d)
-            mujoco.mj_camlight(self.model, d)
-            out[i] = self.render_one(d)
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_camlight(m, d)
+            out[i] = self.render_one(d, m)
         return out

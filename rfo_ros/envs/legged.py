@@ -175,9 +175,14 @@ class LeggedTask(Task):
             torch.from_numpy(qpos), torch.from_numpy(qvel), torch.zeros(n, self.model.na, dtype=torch.float64)
         )
 
+    def trunk_height(self, qpos: torch.Tensor) -> torch.Tensor:
+        """(N,) the trunk's height above the ground that carries the robot: on flat ground, its z."""
+        return base_height(qpos)
+
     def healthy(self, state: SimState) -> torch.Tensor:
-        """(N,) bool: trunk height within [min_height, max_height] and tilt below ``max_tilt_deg``."""
-        h = base_height(state.qpos)
+        """(N,) bool: trunk height (``trunk_height``) within [min_height, max_height] and tilt below
+        ``max_tilt_deg``."""
+        h = self.trunk_height(state.qpos)
         return (h >= self.min_height) & (h <= self.max_height) & (tilt_cos(state.qpos) >= self._min_tilt_cos)
 
     def terminated(self, state: SimState) -> torch.Tensor:

@@ -22,7 +22,6 @@ from rfo_ros.envs.legged import (
     LeggedTask,
     band_reward,
     base_ang_vel_body,
-    base_height,
     base_lin_vel_body,
     base_quat,
     exp_tracking,
@@ -205,7 +204,7 @@ class LeggedWalk(LeggedTask):
         terms = {
             "track_lin_vel": lambda: exp_tracking(lin_error_sq, shape.lin_vel_sigma_sq),
             "track_yaw_rate": lambda: exp_tracking(yaw_error_sq, shape.yaw_rate_sigma_sq),
-            "height": lambda: band_reward(base_height(qpos), *band, width=shape.height_width),
+            "height": lambda: band_reward(self.trunk_height(qpos), *band, width=shape.height_width),
             "orientation": lambda: (g[:, :2] ** 2).sum(1),
             "lin_vel_z": lambda: v[:, 2] ** 2,
             "ang_vel_xy": lambda: (omega[:, :2] ** 2).sum(1),
@@ -309,8 +308,10 @@ class LeggedWalkDepth(LeggedWalk):
         )
 
     def depth_image(self, qpos: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) normalised depth for ``qpos`` (N, nq), no gradient."""
-        image = self.depth_camera.render(qpos.detach().cpu().numpy())
+        """(N, 1, H, W) normalised depth for ``qpos`` (N, nq), no gradient; each env in its own world
+        when the task has per-env worlds (``env_models``) of that batch size."""
+        models = self.models_of_batch(qpos.shape[0])
+        image = self.depth_camera.render(qpos.detach().cpu().numpy(), models)
         return torch.from_numpy(image).unsqueeze(1)
 
     def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:

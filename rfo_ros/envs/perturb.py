@@ -16,6 +16,8 @@
   linearly from 0 over that much simulated time (the control steps taken since construction).
 - rough ground: the world gains a heightfield (``rfo_ros.envs.terrain``); each env's model holds its own
   terrain, redrawn at reset.
+- a task whose world already differs per env (an obstacle course, ``Task.env_models``) owns the per-env
+  models: the physics is drawn into those (rough ground, which would replace its world, is refused).
 
 Perturbations draw from their own generator: switching them on leaves the reset-state stream as it was.
 """
@@ -106,13 +108,22 @@ class WorldPerturbations(Perturbations):
         self.cfg, self.rng, self.n = randomization, rng, num_envs
         self.task, self.robot = task, robot
         self.dt = task.dt
+        # A task whose world differs per env (an obstacle course) owns the per-env models: the physics is
+        # drawn into those (it writes constants the course never touches).
+        task_models = task.env_models(num_envs)
+        if task_models is not None and randomization.rough_ground_m is not None:
+            raise ValueError(
+                f"env.randomization.rough_ground_m: {type(task).__name__}'s world already differs per env "
+                "(an obstacle course); rough ground would replace it"
+            )
         m = self._base_model(task, robot, randomization)
         self._trunk = m.body(robot.description.trunk).id
         # The robot's other bodies: the trunk's subtree (every body whose root is the trunk), minus the trunk.
         self._links = np.flatnonzero((m.body_rootid == self._trunk) & (np.arange(m.nbody) != self._trunk))
         self._dofs = robot.dof_adr
         self._actuators = robot.actuator_ids
-        self.models = [copy.copy(m) for _ in range(num_envs)] if randomization.physics else None
+        if randomization.physics:
+            self.models = task_models or [copy.copy(m) for _ in range(num_envs)]
         self._terrain_cells = int(m.hfield_nrow[0]) if randomization.rough_ground_m is not None else 0
         self._scratch = mujoco.MjData(m) if self.models else None
         self._nominal = copy.copy(m)

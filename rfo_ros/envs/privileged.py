@@ -8,7 +8,8 @@ noise included) followed by those fields, in the order named:
 
 - ``base_lin_vel`` (3): the trunk's linear velocity in the body frame, m/s × 2 (the actor's scale),
   noise-free; differentiable, so a differentiable method's bootstrap passes its gradient on.
-- ``base_height`` (1): the trunk origin's height (m), differentiable.
+- ``base_height`` (1): the trunk's height (m) above the ground that carries it (``trunk_height``: on flat
+  ground the trunk origin's z), differentiable.
 - ``clean_obs`` (D): the present observation frame without sensor noise, differentiable.
 - ``physics`` (12): the env's drawn constants: friction, added trunk mass (kg), CoM offset (3, m), link
   mass scale, motor strength, kp and kd scale, joint damping and armature scale, friction loss; the
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from rfo_ros.envs.legged import base_height, base_lin_vel_body
+from rfo_ros.envs.legged import base_lin_vel_body
 from rfo_ros.envs.legged_obs import PRIVILEGED_FIELDS, check_privileged_fields
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def _base_lin_vel(env: VecEnv) -> Reader:
 
 
 def _base_height(env: VecEnv) -> Reader:
-    return lambda: base_height(env.state.qpos)[:, None]
+    return lambda: env.task.trunk_height(env.state.qpos)[:, None]
 
 
 def _clean_obs(env: VecEnv) -> Reader:

@@ -87,8 +87,10 @@ class VecEnv:
         self.shaping = tuple(shaping)
         self.num_envs = num_envs
         self.perturb = make_perturbations(task, num_envs, randomization, seed)
+        # Per-env models: randomised physics' copies (which hold a task's per-env world too), or the task's.
+        models = self.perturb.models if self.perturb.models is not None else task.env_models(num_envs)
         self.sim = BatchedSim(
-            task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=self.perturb.models,
+            task.model, num_envs, threads=threads, fd=fd or FDConfig(), models=models,
             gradient=gradient, substeps=task.substeps,
         )
         if self.sim.gradient is not None and self.sim.gradient.twin:
@@ -102,6 +104,7 @@ class VecEnv:
         self.episode_step = np.zeros(num_envs, dtype=np.int64)
         self.episode_return = np.zeros(num_envs)
         self.task.resample(np.ones(num_envs, dtype=bool), self.rng)
+        self.sim.models_changed(np.ones(num_envs, dtype=bool))  # a task's per-env worlds are drawn now
         self.history = FrameHistory(task.obs_history)
         self.obs_dim = int(self.observe().shape[1])
         self.critic = CriticObservation(self, critic_obs) if critic_obs else None

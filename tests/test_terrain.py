@@ -1,0 +1,211 @@
+"""The obstacle course (sim/quadruped_terrain.xml, rfo_ros.envs.course, quadruped_terrain[_depth]): the
+world loads and draws a new course per env and episode, each env steps and sees its own; heights are
+measured above the blocks; crossing is counted, standing still never crosses; the depth camera sees the
+blocks and a RealSense D435 covers it; the training configs load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from go1 import DEFAULT_JOINT_POS
+
+from rfo_ros.config import load_config
+from rfo_ros.envs import make_task, task_from_config
+from rfo_ros.envs.course import Course, CourseSpec
+from rfo_ros.envs.course_walk import QuadrupedTerrain
+from rfo_ros.envs.vec_env import VecEnv
+from rfo_ros.evaluate import evaluate
+from rfo_ros.randomization import Randomization
+from rfo_ros.runtime.camera import DepthResampler, Intrinsics
+from rfo_ros.runtime.prepare import model_camera
+from rfo_ros.sim.autograd import SimState
+
+REPO = Path(__file__).resolve().parents[1]
+STAND = np.array([0.0, 0.0, 0.30, 1.0, 0.0, 0.0, 0.0, *DEFAULT_JOINT_POS])
+
+
+class StandStill:
+    """A policy that holds the standing pose (action 0) whatever it observes."""
+
+    chunk, action_dim = 1, 12
+
+    def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None):
+        actions = torch.zeros(obs.shape[0], 1, self.action_dim)
+        return actions, actions
+
+
+def _ray_down(model: mujoco.MjModel, x: float) -> float:
+    """Height of the first world geom under (x, 0), by a ray from 2 m up."""
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    geomid = np.zeros(1, np.int32)
+    groups = np.zeros(mujoco.mjNGROUP, np.uint8)
+    groups[0] = 1
+    down = np.array([0.0, 0.0, -1.0])
+    return 2.0 - mujoco.mj_ray(model, data, np.array([x, 0.0, 2.0]), down, groups, 1, -1, geomid)
+
+
+def test_the_world_declares_its_course_and_both_tasks_share_it():
+    blind, seeing = make_task("quadruped_terrain"), make_task("quadruped_terrain_depth")
+    spec = blind.course.spec
+    assert spec.block_height == (0.08, 0.15) and spec.camera == "chin" and blind.course.num_blocks == 3
+    assert blind.world == seeing.world == "quadruped_terrain"
+    assert blind.description == seeing.description  # same robot, world, commands and rewards
+    assert blind.command_range[0] == spec.command_vx
+    assert (blind.obs_dim, seeing.obs_dim) == (48, 48 + 16 * 16)
+    assert blind.solved_rule == "falls == 0 and crossing_rate >= 0.9"
+    # The checkpoint's options rebuild the same task.
+    assert make_task("quadruped_terrain", **blind.options()).description == blind.description
+    with pytest.raises(ValueError, match="go1"):
+        make_task("quadruped_terrain", robot="hexapod")
+
+
+def test_each_env_draws_its_own_course_at_every_reset_and_steps_in_it():
+    task = make_task("quadruped_terrain")
+    env = VecEnv(task, 3, seed=0, threads=1)
+    first = task.course_layout.clone()
+    assert len({tuple(row.flatten().tolist()) for row in first}) == 3  # three different courses
+    spec = task.course.spec
+    near, far, height = first[..., 0], first[..., 1], first[..., 2]
+    assert ((height >= spec.block_height[0]) & (height <= spec.block_height[1])).all()
+    assert (near[:, 0] >= spec.start_x[0]).all() and (near[:, 0] <= spec.start_x[1]).all()
+    assert (near[:, 1:] >= far[:, :-1] - 1e-12).all()  # blocks in order, never overlapping
+    for i, model in enumerate(env.sim.models):  # each env's own model holds its course
+        block = first[i, 1].numpy()
+        assert _ray_down(model, block[:2].mean()) == pytest.approx(block[2])
+        assert _ray_down(model, block[0] - 1e-3) < block[2]
+    env._reset_where(np.array([True, False, False]))  # env 0's episode ends: a new course for it only
+    assert not torch.equal(task.course_layout[0], first[0])
+    torch.testing.assert_close(task.course_layout[1:], first[1:])
+    block = task.course_layout[0, 1].numpy()
+    assert _ray_down(env.sim.models[0], block[:2].mean()) == pytest.approx(block[2])
+    # The state of a run carries the courses: a resumed env steps the same ones.
+    saved = env.state_dict()
+    other = VecEnv(make_task("quadruped_terrain"), 3, seed=5, threads=1)
+    other.load_state_dict(saved)
+    for a, b in zip(env.sim.models, other.sim.models, strict=True):
+        np.testing.assert_array_equal(a.body_pos, b.body_pos)
+        np.testing.assert_array_equal(a.geom_size, b.geom_size)
+
+
+def test_randomised_physics_writes_into_the_same_per_env_worlds():
+    task = make_task("quadruped_terrain")
+    env = VecEnv(task, 2, seed=1, threads=1, randomization=Randomization(friction=(0.5, 0.6)))
+    for stepped, drawn, course in zip(env.sim.models, env.perturb.models, task.env_models(2), strict=True):
+        assert stepped is drawn is course
+    layout = task.course_layout.numpy()
+    for i, model in enumerate(env.sim.models):
+        assert 0.5 <= model.geom_friction[task.course.geoms[0], 0] <= 0.6
+        assert _ray_down(model, layout[i, 0, :2].mean()) == pytest.approx(layout[i, 0, 2])
+    with pytest.raises(ValueError, match="rough ground"):
+        VecEnv(make_task("quadruped_terrain"), 2, randomization=Randomization(rough_ground_m=0.03))
+
+
+def test_standing_on_a_block_is_standing_tall_not_a_fall():
+    task = make_task("quadruped_terrain")
+    env = VecEnv(task, 2, seed=2, threads=1)
+    layout = task.course_layout.numpy()
+    qpos = env.state.qpos.clone()
+    qpos[0, 0] = layout[0, 1, :2].mean()  # env 0 on its middle block
+    qpos[0, 2] += layout[0, 1, 2]
+    env.state = SimState(qpos, torch.zeros_like(env.state.qvel), env.state.act)
+    for _ in range(100):
+        result = env.step(torch.zeros(2, 12))
+    assert not result.terminated.any()
+    z, height = env.state.qpos[:, 2].numpy(), task.trunk_height(env.state.qpos).numpy()
+    assert z[0] == pytest.approx(layout[0, 1, 2] + height[0])
+    assert height[0] == pytest.approx(height[1], abs=0.01)
+    terms = task.reward_terms(env.state, torch.zeros(2, 12), env.state)["height"].numpy()
+    assert terms[0] == pytest.approx(terms[1], abs=0.05)  # the same height reward as on the floor
+
+
+def test_standing_still_never_crosses():
+    result = evaluate(StandStill(), "quadruped_terrain", 2, 0, True)
+    assert result["falls"] == 0 and result["crossings"] == 0 and result["crossing_rate"] == 0.0
+    assert not make_task("quadruped_terrain").solved(result)
+
+
+def test_a_crossing_counts_only_without_a_fall(monkeypatch):
+    """Both robots start past the finish line; the one dropped upside down falls and does not count."""
+    start = QuadrupedTerrain.initial_state
+
+    def past_the_course(self, n, rng):
+        state = start(self, n, rng)
+        qpos = state.qpos.clone()
+        qpos[:, 0] = 10.0  # past any course (the farthest finish is at 4.1 m)
+        qpos[1, 3:7] = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=qpos.dtype)  # env 1 upside down
+        return SimState(qpos, state.qvel, state.act)
+
+    monkeypatch.setattr(QuadrupedTerrain, "initial_state", past_the_course)
+    result = evaluate(StandStill(), "quadruped_terrain", 2, 0, True)
+    assert result["falls"] == 1 and result["crossings"] == 1 and result["crossing_rate"] == 0.5
+    task = make_task("quadruped_terrain")
+    assert task.solved({**result, "falls": 0, "crossing_rate": 0.9})
+    assert not task.solved({**result, "falls": 0, "crossing_rate": 0.85})
+    assert not task.solved({**result, "falls": 1, "crossing_rate": 1.0})
+
+
+def test_the_depth_camera_sees_each_envs_blocks():
+    task = make_task("quadruped_terrain_depth")
+    models = task.env_models(2)
+    near = task.course.nominal.copy()
+    near[:, :2] += 0.9 - near[0, 0]  # env 0: the first block 0.55 m ahead of the nose, in full view
+    task.course.apply(models[0], near)
+    task.course.apply(models[1], near + [100.0, 100.0, 0.0])  # env 1: no block in view, flat ground
+    qpos = torch.from_numpy(np.stack([STAND, STAND]))
+    image = task.depth_image(qpos)[:, 0]
+    closer = image[1] - image[0]  # normalised depth: 1 = the depth range (4 m)
+    assert (closer >= -1e-9).all()  # a block never makes a pixel farther
+    assert (closer * task.depth_range > 0.05).sum() >= 16  # at least a row of pixels 5 cm nearer
+    assert (image[1] < 1).all()  # looking down: every ray of the flat image hits the ground in range
+
+
+def test_a_realsense_d435_covers_the_terrain_camera():
+    camera = model_camera(make_task("quadruped_terrain_depth"))
+    assert camera.fovy_deg <= 55 and (camera.width, camera.height) == (16, 16)
+    focal_x, focal_y = 424 / math.tan(math.radians(87 / 2)), 240 / math.tan(math.radians(58 / 2))
+    d435 = Intrinsics(848, 480, focal_x, focal_y, 423.5, 239.5)  # its 87 x 58 degree depth stream
+    DepthResampler(camera, d435)  # raises FieldOfViewError when the camera cannot cover the model's
+
+
+def test_a_course_spec_names_what_is_wrong():
+    def world(custom: str) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_string(
+            f"<mujoco><custom>{custom}</custom><worldbody><body name='course_block_0' pos='1 0 0.05'>"
+            "<geom type='box' size='0.2 1 0.05'/></body></worldbody></mujoco>"
+        )
+
+    good = {"start_x": "0.5 1", "block_length": "0.3 0.4", "block_height": "0.05 0.1", "gap": "0 0.1",
+            "finish_margin": "0.3", "command_vx": "0.5 1", "solved_crossing_rate": "0.9"}  # fmt: skip
+
+    def custom(**change) -> str:
+        entries = {k: v for k, v in {**good, **change}.items() if v is not None}
+        return "".join(f"<numeric name='course_{k}' data='{v}'/>" for k, v in entries.items())
+
+    assert CourseSpec.from_model(world("")) is None  # no course declared
+    course = Course(world(custom()))
+    np.testing.assert_allclose(course.nominal, [[0.8, 1.2, 0.1]])
+    for change, message in (
+        ({"gap": None}, "course_gap"),
+        ({"block_height": "0.1 0.05"}, "low > high"),
+        ({"block_length": "0 0.4"}, "course_block_length must be > 0"),
+        ({"finish_margin": "0.3 0.4"}, "needs 1 value"),
+        ({"solved_crossing_rate": "1.5"}, "course_solved_crossing_rate"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            Course(world(custom(**change)))
+
+
+@pytest.mark.parametrize("name", ["quadruped_terrain_depth_rfo", "quadruped_terrain_rfo"])
+def test_the_training_configs_load(name):
+    cfg = load_config(REPO / "config" / "train" / f"{name}.yaml")
+    reference = load_config(REPO / "config" / "train" / "quadruped_rfo.yaml")
+    assert cfg.algo == "rfo" and cfg.env.task == name.removesuffix("_rfo")
+    assert (cfg.policy, cfg.critic, cfg.diff) == (reference.policy, reference.critic, reference.diff)
+    task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history)
+    assert task.image_shape == ((1, 16, 16) if "depth" in name else None)
