@@ -2,7 +2,7 @@
 
     python -m rfo_ros.bringup quadruped [--headless] [--duration 20] [--report] [--model PATH]
                                         [--params config/quadruped.yaml] [--fast] [--strip out.png]
-                                        [--video out.mp4] [--lifecycle]
+                                        [--video out.mp4] [--lifecycle] [--terrain [--course-seed N]]
     python -m rfo_ros.bringup --robot config/robots/<name>.yaml --model models/<name>.onnx [...]
 
 ``--robot`` (default ``go1``, the quadruped; ``quadruped`` names it too) is a robot file: the sim node
@@ -14,6 +14,15 @@ Starts what ``launch/quadruped.launch.py`` starts — ``sim_node`` and ``policy_
 each on its own executor thread, as two processes would run them (the policy node's state topics on its
 input thread), for ``--duration`` seconds of sim time. (One ``SingleThreadedExecutor`` per node rather than
 a ``MultiThreadedExecutor``: Jazzy's does not wait for running callbacks when shut down.)
+
+``--terrain`` runs the robot in the obstacle-course world (``sim/quadruped_terrain.xml``, the world of the
+``quadruped_terrain`` tasks; the Go1-class quadruped only), one course drawn from ``--course-seed``,
+commanded at the middle of the course's speeds. A model with a depth image input gets the sim node's
+depth camera (``publish_depth``: 320x240 z-depth + CameraInfo at 30 Hz, resampled by the policy node to
+the model's camera) from the camera the model was trained with (its robot contract's ``camera``: the chin
+camera of ``quadruped_terrain_depth``, the front one of ``quadruped_depth``); a blind model runs blind.
+The report then adds the crossing (the trunk past the course's finish without a fall) and the camera's
+frames, rate and latency (rmw reception of a frame -> the controller has it, resampling included).
 
 ``--lifecycle`` starts the managed policy node instead (``policy_lifecycle_node``, as the launch file's
 ``lifecycle:=true``) and drives it through configure and activate before the run; a failed configure
@@ -45,13 +54,15 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: headless offscreen rendering
 
-from rfo_ros.demo_report import DemoReport  # noqa: E402
+from rfo_ros.demo_report import CameraSummary, DemoReport  # noqa: E402
 from rfo_ros.nodes.spin import isolated_ros_env  # noqa: E402
 from rfo_ros.paths import DEFAULT_PARAMS, package_file, resolve_model_path  # noqa: E402
 
 #: Demo names accepted as the positional argument, and the robot file each brings up.
 DEMOS = {"quadruped": "go1"}
 DEFAULT_ROBOT = "go1"
+#: The robot of the obstacle-course world (``--terrain``: ``sim/quadruped_terrain.xml`` includes it).
+TERRAIN_ROBOT = "go1"
 #: Frames per second of sim time in ``--video`` (the sim node's ``record_every_s`` is set to match).
 VIDEO_FPS = 30.0
 #: Parameters ``--fast`` sets on top of the YAML: an exact lock-step loop, no real-time pacing.
@@ -76,6 +87,8 @@ def run_bringup(
     wall_timeout: float | None = None,
     lifecycle: bool = False,
     video: str | os.PathLike | None = None,
+    terrain: bool = False,
+    course_seed: int = 0,
 ) -> DemoReport:
     """Run the sim + policy nodes on ``robot`` (a robot file, a name in config/robots, or a demo name of
     ``DEMOS``) for ``duration`` s of sim time and report what happened.
@@ -84,7 +97,8 @@ def run_bringup(
     over the YAML (and over ``--fast``). ``wall_timeout``: stop after this many wall seconds in any case
     (the report then says it is incomplete); default generous. ``lifecycle``: the managed policy node,
     configured and activated here. ``video``: an MP4 of the whole run (the sim then records its state at
-    ``VIDEO_FPS`` unless ``overrides`` set ``record_every_s``).
+    ``VIDEO_FPS`` unless ``overrides`` set ``record_every_s``). ``terrain``: the obstacle-course world with
+    one course drawn from ``course_seed``, the depth camera on for a depth model (module docstring).
     """
     from rfo_ros.robot import RobotError, node_parameters, read_description
 
@@ -92,12 +106,20 @@ def run_bringup(
     if not params_file.is_file():
         raise BringupError(f"parameter file not found: {params_file}")
     robot = DEMOS.get(str(robot), robot)
+    terrain_overrides, scratch = {}, None
     try:
+        if terrain and read_description(robot).name != TERRAIN_ROBOT:
+            raise BringupError(f"--terrain: the obstacle course is for the {TERRAIN_ROBOT}, not {robot!r}")
+        if terrain:  # its robot file: removed when the run ends (or, on an early error, at exit)
+            scratch = tempfile.TemporaryDirectory(prefix="rfo_bringup_")
+            robot, terrain_overrides = terrain_setup(model, course_seed, Path(scratch.name))
         robot_params, robot_name = node_parameters(robot), read_description(robot).name
     except RobotError as exc:
         raise BringupError(str(exc)) from exc
     video_overrides = {"sim_node": {"record_every_s": 1.0 / VIDEO_FPS}} if video else {}
-    node_overrides = _merge(robot_params, video_overrides, FAST_OVERRIDES if fast else {}, overrides or {})
+    node_overrides = _merge(
+        robot_params, terrain_overrides, video_overrides, FAST_OVERRIDES if fast else {}, overrides or {}
+    )
     if model is not None:
         node_overrides.setdefault("policy_node", {})["model_path"] = str(model)
     node_overrides.setdefault("policy_node", {})["use_sim_time"] = True  # as the launch file with use_sim
@@ -138,6 +160,7 @@ def run_bringup(
         complete, wall = _spin_until(executors, sim, duration, timeout)
         stats, sim_report = policy.ports.stats, sim.report()
         meta = policy.ports.metadata
+        course = getattr(sim, "course_layout", None)  # the run's obstacle course, in its pictures
         report = DemoReport(
             robot=robot_name,
             model_path=str(policy.ports.model_path),
@@ -162,15 +185,78 @@ def run_bringup(
             hold_steps=stats.hold_ticks,
             dropped_messages=stats.dropped_total + sim.dropped,
             complete=complete,
-            strip_path=str(save_image_strip(sim.world, sim.trajectory, strip)) if strip else None,
-            video_path=str(save_video(sim.world, sim.trajectory, video)) if video else None,
+            strip_path=_picture(save_image_strip, strip, sim, course),
+            video_path=_picture(save_video, video, sim, course),
             notes=_notes(meta, stats),
+            crossings=sim_report.crossings,
+            attempts=sim_report.attempts,
+            course_finish_x=sim_report.course_finish_x,
+            camera=camera_summary(stats, sim_report) if meta.image is not None else None,
         )
     finally:
         for node in reversed(nodes):  # the policy first: its hold command still reaches the sim
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+        if scratch is not None:
+            scratch.cleanup()
     return report
+
+
+def terrain_setup(model: str | os.PathLike | None, course_seed: int, tmp: Path) -> tuple[Path, dict]:
+    """(robot file, node parameters) of the obstacle-course demo for ``model`` (default: the shipped one).
+
+    The robot file (written to ``tmp``) is the model's robot placed in the course world, with the camera the
+    model was trained with; the sim node draws the course from ``course_seed`` and, for a model with a depth
+    image input, publishes its depth camera from that camera."""
+    import yaml
+
+    from rfo_ros.envs.course_walk import QuadrupedTerrain, course_description
+    from rfo_ros.robot import RobotError, description_tree
+    from rfo_ros.runtime import ModelError, load_metadata
+
+    path = resolve_model_path(model)
+    try:
+        meta = load_metadata(path)
+    except (ModelError, OSError) as exc:
+        raise BringupError(f"--terrain: cannot read the model {path}: {exc}") from exc
+    trained = (meta.robot or {}).get("description") or TERRAIN_ROBOT
+    try:
+        description = course_description(trained, QuadrupedTerrain.course_world)
+    except (RobotError, ValueError) as exc:
+        raise BringupError(f"--terrain: {exc}") from exc
+    if description.name != TERRAIN_ROBOT:
+        raise BringupError(f"--terrain: the obstacle course is the {TERRAIN_ROBOT} robot's; {path} drives "
+                           f"{description.name!r}")  # fmt: skip
+    depth = meta.image is not None and meta.image.shape[0] == 1
+    own_camera = trained.get("camera") if isinstance(trained, dict) else None
+    if depth and own_camera:  # the camera the model saw in training, wherever the course's looks
+        description = description.model_copy(update={"camera": own_camera})
+    robot_file = tmp / f"{description.name}_terrain.yaml"
+    robot_file.write_text(yaml.safe_dump(description_tree(description), sort_keys=False))
+    sim = {"course_seed": int(course_seed), "publish_depth": depth}
+    if depth:
+        sim["camera_name"] = description.camera
+    return robot_file, {"sim_node": sim}
+
+
+def camera_summary(stats, sim_report) -> CameraSummary:
+    """What the policy node made of the sim's depth camera: frames published and used, their rate (sim
+    time), latency, frames dropped, the camera in use."""
+    t = sim_report.sim_time
+    dropped = sum(n for reason, n in stats.dropped.items() if reason.startswith("image/"))
+    return CameraSummary(
+        published=sim_report.depth_frames,
+        used=stats.images,
+        rate_hz=stats.images / t if t > 0 else 0.0,
+        latency=stats.image_latency,
+        dropped=dropped,
+        status=stats.camera,
+    )
+
+
+def _picture(save, path, sim, course) -> str | None:
+    """``save`` (the strip's or the video's) of the sim's trajectory to ``path``, if asked for."""
+    return str(save(sim.world, sim.trajectory, path, course_layout=course)) if path else None
 
 
 def _activate(policy) -> None:
@@ -275,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the managed (lifecycle) policy node, configured and activated",
     )
+    p.add_argument(
+        "--terrain",
+        action="store_true",
+        help="the obstacle-course world (sim/quadruped_terrain.xml); depth models get the sim's depth camera",
+    )
+    p.add_argument("--course-seed", type=int, default=0, help="seed of the --terrain course (-1: the MJCF's)")
     return p
 
 
@@ -293,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             from rfo_ros.bench.latency import export_untrained_policy
 
             legged = {} if robot == DEFAULT_ROBOT else {"task": "legged", "robot": robot}
+            if args.terrain:  # a perceptive policy: the plumbing of the camera too
+                legged = {"task": "quadruped_terrain_depth"}
             model = export_untrained_policy(Path(tmp) / "untrained.onnx", **legged)
         elif model is None and not resolve_model_path(None).is_file():
             print(
@@ -311,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.strip,
                 lifecycle=args.lifecycle,
                 video=args.video,
+                terrain=args.terrain,
+                course_seed=args.course_seed,
             )
         except BringupError as exc:
             print(f"rfo_bringup: error: {exc}", file=sys.stderr)

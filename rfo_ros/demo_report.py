@@ -9,11 +9,28 @@ from rfo_ros.runtime.stats import LatencySummary
 
 
 @dataclass(frozen=True)
+class CameraSummary:
+    """The depth camera in a run: frames the sim published and the policy used (their rate over sim time,
+    Hz), the latency from a frame's rmw reception to the controller having it (resampling included, ms),
+    frames the policy node refused, and the camera it resampled (or why it refused it)."""
+
+    published: int
+    used: int
+    rate_hz: float
+    latency: LatencySummary
+    dropped: int
+    status: str
+
+
+@dataclass(frozen=True)
 class DemoReport:
     """One closed-loop run (sim node + policy node). Times in s, distances in m, latencies in ms.
 
     ``control_latency``: ``joint_states`` received (rmw reception time) -> ``action_chunk`` published,
     measured inside the policy node on every plan; ``model_latency``: the ONNX Runtime call alone.
+    In a world with an obstacle course: ``crossings`` of ``attempts`` (the run, and each restart after a
+    fall) passed the finish line at ``course_finish_x`` without a fall (None: no course). Models with an
+    image input: ``camera``.
     """
 
     robot: str
@@ -42,6 +59,10 @@ class DemoReport:
     strip_path: str | None = None
     video_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    crossings: int | None = None
+    attempts: int = 1
+    course_finish_x: float | None = None
+    camera: CameraSummary | None = None
 
     def as_dict(self) -> dict:
         return _json_safe(asdict(self))
@@ -67,6 +88,19 @@ class DemoReport:
             f"  control steps      {self.control_steps} ({self.plans} plans, {self.hold_steps} hold steps, "
             f"{self.dropped_messages} dropped messages)",
         ]
+        if self.crossings is not None:
+            lines.append(
+                f"  obstacle course    crossed {self.crossings} of {self.attempts} attempt(s) without a fall "
+                f"(finish line x = {self.course_finish_x:.2f} m)"
+            )
+        if self.camera is not None:
+            cam, lat = self.camera, self.camera.latency
+            lines += [
+                f"  camera             {cam.used} of {cam.published} depth frames used "
+                f"({cam.rate_hz:.1f} Hz of sim time), {cam.dropped} refused; {cam.status}",
+                f"  camera latency     p50 {lat.p50_ms:.3f} ms, p99 {lat.p99_ms:.3f} ms (frame received -> "
+                "controller, resampling included)",
+            ]
         if self.strip_path:
             lines.append(f"  image strip        {self.strip_path}")
         if self.video_path:

@@ -17,10 +17,12 @@ import numpy as np
 Samples = Sequence[tuple[float, np.ndarray]]  # (sim time, qpos), as SimNode.trajectory records them
 
 
-def scenery_model(world: str | os.PathLike):
+def scenery_model(world: str | os.PathLike, course_layout: np.ndarray | None = None):
     """The world ``world`` (a name in sim/ or an MJCF path) with a checker floor, a sky and more light.
 
     The floor is the geom named ``floor`` (every ground plane in sim/ is); worlds without one get the sky.
+    ``course_layout`` (B, 3): where a world with an obstacle course had its blocks (``rfo_ros.envs.course``;
+    default: where its MJCF places them).
     """
     import mujoco
 
@@ -54,7 +56,12 @@ def scenery_model(world: str | os.PathLike):
             geom.material = "rfo_floor"
     spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
     spec.visual.headlight.diffuse = [0.6, 0.6, 0.6]
-    return spec.compile()
+    model = spec.compile()
+    if course_layout is not None:
+        from rfo_ros.envs.course import Course
+
+        Course(model).apply(model, course_layout)
+    return model
 
 
 def render_frames(model, samples: Samples, size: tuple[int, int] = (240, 320)) -> list[np.ndarray]:
@@ -81,16 +88,22 @@ def render_frames(model, samples: Samples, size: tuple[int, int] = (240, 320)) -
 
 
 def save_image_strip(
-    world: str | os.PathLike, trajectory: Samples, path: str | os.PathLike, frames: int = 6, size=(240, 320)
+    world: str | os.PathLike,
+    trajectory: Samples,
+    path: str | os.PathLike,
+    frames: int = 6,
+    size=(240, 320),
+    course_layout: np.ndarray | None = None,
 ) -> Path:
-    """A PNG of ``frames`` snapshots of the rollout side by side (white separators between them)."""
+    """A PNG of ``frames`` snapshots of the rollout side by side (white separators between them);
+    ``course_layout``: the run's obstacle course (``scenery_model``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not trajectory:
         raise ValueError("no trajectory samples to draw (record_every_s = 0?)")
     picks = np.unique(np.linspace(0, len(trajectory) - 1, frames).round().astype(int))
     try:
-        images = render_frames(scenery_model(world), [trajectory[i] for i in picks], size)
+        images = render_frames(scenery_model(world, course_layout), [trajectory[i] for i in picks], size)
     except Exception as exc:  # no EGL/OSMesa: draw the path instead
         return _plot_path(trajectory, path, reason=str(exc))
     for image in images:
@@ -102,9 +115,14 @@ def save_image_strip(
 
 
 def save_video(
-    world: str | os.PathLike, trajectory: Samples, path: str | os.PathLike, size=(270, 480)
+    world: str | os.PathLike,
+    trajectory: Samples,
+    path: str | os.PathLike,
+    size=(270, 480),
+    course_layout: np.ndarray | None = None,
 ) -> Path:
-    """An H.264 MP4 of every trajectory sample, played at the sampling rate (real time)."""
+    """An H.264 MP4 of every trajectory sample, played at the sampling rate (real time);
+    ``course_layout``: the run's obstacle course (``scenery_model``)."""
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -112,7 +130,7 @@ def save_video(
     if len(trajectory) < 2:
         raise ValueError("a video needs at least two trajectory samples")
     fps = (len(trajectory) - 1) / max(trajectory[-1][0] - trajectory[0][0], 1e-9)
-    frames = render_frames(scenery_model(world), trajectory, size)
+    frames = render_frames(scenery_model(world, course_layout), trajectory, size)
     with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
         for frame in frames:
             writer.append_data(frame)

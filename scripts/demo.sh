@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main demo: the closed-loop quadruped (sim node + policy node), headless, 20 s, with a report, an
 # image strip and an MP4 (runs/demo/strip.png, runs/demo/demo.mp4; the report says where they are).
-# Extra arguments go to the bringup, e.g. `bash scripts/demo.sh --duration 60`.
+# Extra arguments go to the bringup, e.g. `bash scripts/demo.sh --duration 60`; the obstacle course, with a
+# perceptive model seeing the sim's depth camera (the report adds crossings and the camera's rate/latency):
+# `bash scripts/demo.sh --terrain --model models/quadruped_perceptive.onnx`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

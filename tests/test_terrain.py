@@ -1,29 +1,44 @@
 """The obstacle course (sim/quadruped_terrain.xml, rfo_ros.envs.course, quadruped_terrain[_depth]): the
 world loads and draws a new course per env and episode, each env steps and sees its own; heights are
 measured above the blocks; crossing is counted, standing still never crosses; the depth camera sees the
-blocks and a RealSense D435 covers it; the training configs load."""
+blocks and a RealSense D435 covers it; the training configs load; the sim node draws a course and counts
+crossings; the bringup's --terrain demo runs a depth model with the sim's camera and reports it."""
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-import mujoco
-import numpy as np
-import pytest
-import torch
-from go1 import DEFAULT_JOINT_POS
+from rfo_ros.nodes.spin import isolated_ros_env
 
-from rfo_ros.config import load_config
-from rfo_ros.envs import make_task, task_from_config
-from rfo_ros.envs.course import Course, CourseSpec
-from rfo_ros.envs.course_walk import QuadrupedTerrain
-from rfo_ros.envs.vec_env import VecEnv
-from rfo_ros.evaluate import evaluate
-from rfo_ros.randomization import Randomization
-from rfo_ros.runtime.camera import DepthResampler, Intrinsics
-from rfo_ros.runtime.prepare import model_camera
-from rfo_ros.sim.autograd import SimState
+os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: stay on this machine
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from go1 import DEFAULT_JOINT_POS  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from rfo_ros.bench.latency import export_untrained_policy  # noqa: E402
+from rfo_ros.bringup import run_bringup  # noqa: E402
+from rfo_ros.config import load_config  # noqa: E402
+from rfo_ros.envs import make_task, task_from_config  # noqa: E402
+from rfo_ros.envs.course import Course, CourseSpec  # noqa: E402
+from rfo_ros.envs.course_walk import QuadrupedTerrain  # noqa: E402
+from rfo_ros.envs.vec_env import VecEnv  # noqa: E402
+from rfo_ros.evaluate import evaluate  # noqa: E402
+from rfo_ros.nodes.sim_node import SimNode  # noqa: E402
+from rfo_ros.nodes.testing import NodeHarness  # noqa: E402
+from rfo_ros.randomization import Randomization  # noqa: E402
+from rfo_ros.robot import description_tree  # noqa: E402
+from rfo_ros.runtime.camera import DepthResampler, Intrinsics  # noqa: E402
+from rfo_ros.runtime.prepare import model_camera  # noqa: E402
+from rfo_ros.sim.autograd import SimState  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parents[1]
 STAND = np.array([0.0, 0.0, 0.30, 1.0, 0.0, 0.0, 0.0, *DEFAULT_JOINT_POS])
@@ -209,3 +224,70 @@ def test_the_training_configs_load(name):
     assert (cfg.policy, cfg.critic, cfg.diff) == (reference.policy, reference.critic, reference.diff)
     task = task_from_config(cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history)
     assert task.image_shape == ((1, 16, 16) if "depth" in name else None)
+
+
+# --- the sim node and the demo ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def terrain_robot(tmp_path) -> Path:
+    """A robot file of the go1 in the course world (what the bringup's --terrain writes)."""
+    path = tmp_path / "go1_terrain.yaml"
+    path.write_text(yaml.safe_dump(description_tree(make_task("quadruped_terrain").description)))
+    return path
+
+
+def make_sim(harness: NodeHarness, **params) -> SimNode:
+    params = {"real_time_factor": 0.0, "lockstep": True, "lockstep_timeout_s": 60.0, **params}
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return harness.add(SimNode(**harness.node_kwargs(parameter_overrides=overrides)))
+
+
+def test_the_sim_node_draws_one_course_per_run_and_counts_crossings(terrain_robot):
+    with NodeHarness() as h:
+        nominal = make_sim(h, robot=str(terrain_robot), course_seed=-1)
+        course = Course(nominal.model)
+        np.testing.assert_allclose(nominal.course_layout, course.nominal)
+        drawn = make_sim(h, robot=str(terrain_robot), course_seed=7)
+        np.testing.assert_allclose(drawn.course_layout, course.draw(np.random.default_rng(7), 1)[0])
+        block = drawn.course_layout[1]
+        assert _ray_down(drawn.model, block[:2].mean()) == pytest.approx(block[2])  # placed in its world
+        for sim in (nominal, drawn):
+            sim.step_period()
+            assert sim.report().crossings == 0 and sim.report().course_finish_x == pytest.approx(
+                sim.course_layout[-1, 1] + course.spec.finish_margin
+            )
+        nominal.data.qpos[0] = nominal.course_finish_x + 0.05  # past the finish, standing
+        nominal.step_period()
+        assert (nominal.report().crossings, nominal.report().falls) == (1, 0)
+        drawn.data.qpos[0] = drawn.course_finish_x + 0.05
+        drawn.data.qpos[3:7] = (0.0, 1.0, 0.0, 0.0)  # past it, but upside down: a fall, no crossing
+        drawn.step_period()
+        assert (drawn.report().crossings, drawn.report().falls) == (0, 1)
+
+
+def test_the_terrain_demo_runs_a_depth_model_with_the_sim_camera(tmp_path):
+    model = export_untrained_policy(
+        tmp_path / "seeing.onnx", task="quadruped_terrain_depth", flow_steps=1, chunk=1
+    )
+    report = run_bringup(model=model, duration=1.0, fast=True, terrain=True, course_seed=-1)
+    assert report.complete and report.task == "quadruped_terrain_depth"
+    assert {"depth", "camera_info"} <= set(report.policy_inputs)
+    assert report.crossings == 0 and report.attempts == 1
+    assert report.course_finish_x == pytest.approx(
+        Course(make_task("quadruped_terrain").model).nominal[-1, 1] + 0.3
+    )
+    cam = report.camera
+    assert 0 < cam.used <= cam.published and cam.dropped == 0 and cam.latency.count == cam.used
+    assert cam.rate_hz == pytest.approx(30.0, abs=2.0)  # the sim camera's 30 Hz of sim time
+    assert cam.status.startswith("320x240")  # the sim's camera, resampled to the model's
+    text = report.text()
+    assert "obstacle course" in text and "camera latency" in text
+    assert report.as_dict()["camera"]["used"] == cam.used
+
+
+def test_the_terrain_demo_runs_a_blind_model_blind(tmp_path):
+    model = export_untrained_policy(tmp_path / "blind.onnx", task="quadruped_terrain", flow_steps=1, chunk=1)
+    report = run_bringup(model=model, duration=0.5, fast=True, terrain=True)
+    assert report.complete and report.camera is None and "depth" not in report.policy_inputs
+    assert report.crossings == 0 and "camera" not in report.text()

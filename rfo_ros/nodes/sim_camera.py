@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
 
 import mujoco
@@ -97,16 +98,30 @@ class GLDepth:
                 "the ray-cast depth renderer"
             ) from exc
         self._renderer.enable_depth_rendering()
+        _release_gl_context()
 
     def render(self, data: mujoco.MjData) -> np.ndarray:
         """(height, width) float32 z-depth of ``data`` (cameras current: after ``mj_forward``)."""
         self._renderer.update_scene(data, self.camera, self._option)
-        z = self._renderer.render()
+        try:
+            z = self._renderer.render()
+        finally:
+            _release_gl_context()
         z[(z > self.max_range) | (z >= self._zfar * (1 - 1e-6))] = np.inf
         return z
 
     def close(self) -> None:
         self._renderer.close()
+
+
+def _release_gl_context() -> None:
+    """Unbind the calling thread's EGL context: an EGL context is current on one thread at a time, and a
+    node made on one thread (where the renderer's context became current) may be spun on another. The
+    renderer makes its context current again at every frame. Other GL backends are left as they are."""
+    if os.environ.get("MUJOCO_GL", "").lower() == "egl":
+        from mujoco.egl import EGL
+
+        EGL.eglReleaseThread()
 
 
 #: ``depth_renderer`` parameter value -> renderer class.

@@ -21,6 +21,12 @@ With a ``robot`` file (``rfo_ros.robot``) the world is that robot's MJCF, it sta
 pose, publishes at its control period, reads ``joint_commands`` in the robot file's joint order and
 detects falls with its termination; without one, ``world`` is loaded as is (commands in actuator order).
 
+A world with an obstacle course (``sim/quadruped_terrain.xml``, ``rfo_ros.envs.course``) gets one course
+per run, drawn from ``course_seed`` (-1: the course as the MJCF places it) before any camera is made; the
+trunk's height is then measured above the ground under the standing feet, as the training task does, and
+the report counts crossings: attempts (the run, or the time between two ``reset_on_fall`` restarts) in
+which the trunk passed the course's finish line and the robot never fell.
+
 For reports: a fall detector (trunk below ``fall_min_height`` or tilted past ``fall_max_tilt_deg``, the
 task's failure termination), the distance walked and a (time, qpos) trajectory sampled every
 ``record_every_s`` — see ``SimNode.report()``.
@@ -47,6 +53,7 @@ from sensor_msgs.msg import CameraInfo, Image, Imu, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from rfo_ros.envs.course import Course, CourseSpec, support_points  # noqa: E402
 from rfo_ros.envs.legged_obs import projected_gravity, quat_rotate_inverse  # noqa: E402
 from rfo_ros.nodes.params import Param, declare_params  # noqa: E402
 from rfo_ros.nodes.ros_conversions import (  # noqa: E402
@@ -139,6 +146,13 @@ PARAMS = (
     ),
     Param("reset_on_fall", False, "restart from the initial keyframe after a fall"),
     Param(
+        "course_seed",
+        0,
+        "worlds with an obstacle course: the seed of this run's course; -1 = the course the MJCF places",
+        -1,
+        2**31 - 1,
+    ),
+    Param(
         "record_every_s", 0.1, "sample (time, qpos) this often (sim time) for reports; 0 = off", 0.0, 3600.0
     ),
     Param("base_frame", "base", "child_frame_id of odom and frame_id of imu"),
@@ -164,6 +178,12 @@ class SimReport:
     mean_forward_speed: float
     commands_received: int
     lockstep_timeouts: int
+    #: Worlds with an obstacle course: attempts that crossed without a fall, attempts, the finish line (m).
+    crossings: int | None = None
+    attempts: int = 1
+    course_finish_x: float | None = None
+    #: Depth frames published (``publish_depth``).
+    depth_frames: int = 0
 
 
 class SimNode(Node):
@@ -222,6 +242,24 @@ class SimNode(Node):
         self._free_qadr = int(m.jnt_qposadr[free[0]]) if free else None
         self._free_vadr = int(m.jnt_dofadr[free[0]]) if free else None
         self._accel = _sensor_adr(m, mujoco.mjtSensor.mjSENS_ACCELEROMETER)
+        self._load_course()
+
+    def _load_course(self) -> None:
+        """Draw and place this run's obstacle course, when the world has one (before cameras copy it)."""
+        m, seed = self.model, self.params.course_seed
+        self.course = Course(m) if CourseSpec.from_model(m) is not None else None
+        if self.course is None:
+            return
+        draw = self.course.draw(np.random.default_rng(seed), 1)[0] if seed >= 0 else self.course.nominal
+        self.course_layout = draw
+        self.course.apply(m, draw)
+        self.course_finish_x = float(self.course.finish_x(draw[None])[0])
+        # Where the ground that carries the robot is: its standing feet (without a robot file, the trunk).
+        self._support = support_points(self.robot) if self.robot is not None else np.zeros((1, 2))
+        blocks = ", ".join(f"x {a:.2f}-{b:.2f} m, {h * 100:.0f} cm high" for a, b, h in draw)
+        self.get_logger().info(
+            f"obstacle course (seed {seed}): {blocks}; finish at x = {self.course_finish_x:.2f} m"
+        )
 
     def _init_state(self) -> None:
         m = self.model
@@ -244,6 +282,8 @@ class SimNode(Node):
         self.commands_received = 0
         self.lockstep_timeouts = 0
         self.dropped = 0
+        self.depth_frames = 0
+        self._attempts: list[list[bool]] = []  # per attempt: [crossed, fell]
         self.trajectory: list[tuple[float, np.ndarray]] = []
         self._chunk: tuple[float, np.ndarray, np.ndarray] | None = None  # (start s, times (C,), ctrl (C, nu))
         self._forward_before_reset = 0.0
@@ -262,6 +302,7 @@ class SimNode(Node):
             mujoco.mj_resetData(m, d)
         mujoco.mj_forward(m, d)
         self._start_xy = self._base_pos()[:2].copy()
+        self._attempts.append([False, False])
         self._waiting_since: float | None = None  # lockstep: wall time of the last publication
         self._command_seen = True
         self._next_record = (
@@ -417,11 +458,17 @@ class SimNode(Node):
             self.trajectory.append((float(self.data.time), self.data.qpos.copy()))
             self._next_record += p.record_every_s
         pos, quat = self._base_pos(), self.data.qpos[self._free_qadr + 3 : self._free_qadr + 7]
-        unhealthy = pos[2] < self.fall_min_height or -projected_gravity(quat)[2] < self._min_tilt_cos
+        height = pos[2] - self._ground_height()
+        unhealthy = height < self.fall_min_height or -projected_gravity(quat)[2] < self._min_tilt_cos
+        attempt = self._attempts[-1]
         if unhealthy and not self.fallen:
             self.falls += 1
-            self.get_logger().warning(f"fall at t={self.data.time:.2f} s (trunk height {pos[2]:.3f} m)")
+            attempt[1] = True
+            self.get_logger().warning(f"fall at t={self.data.time:.2f} s (trunk height {height:.3f} m)")
         self.fallen = unhealthy
+        if self.course is not None and not attempt[0] and pos[0] >= self.course_finish_x:
+            attempt[0] = True
+            self.get_logger().info(f"crossed the course at t={self.data.time:.2f} s")
         if unhealthy and p.reset_on_fall:
             self._forward_before_reset += float(pos[0] - self._start_xy[0])
             self._distance_before_reset += float(np.linalg.norm(pos[:2] - self._start_xy))
@@ -429,6 +476,13 @@ class SimNode(Node):
             self._reset()
             self.data.time = sim_time
             self.fallen = False
+
+    def _ground_height(self) -> float:
+        """Height of the ground under the robot's standing feet (m): 0 without a course."""
+        if self.course is None:
+            return 0.0
+        qpos = self.data.qpos[self._free_qadr : self._free_qadr + 7][None]
+        return float(self.course.support_height(self.course_layout[None], qpos, self._support)[0])
 
     def _base_pos(self) -> np.ndarray:
         if self._free_qadr is None:
@@ -484,6 +538,7 @@ class SimNode(Node):
             self._camera_info_pub.publish(self._camera_info)
             depth = depth_image_data(self._depth_camera.render(self.data), p.depth_encoding)
             self._depth_pub.publish(image_message(stamp, p.camera_name, p.depth_encoding, depth))
+            self.depth_frames += 1
 
     # --- results -----------------------------------------------------------------------------------
     @property
@@ -511,6 +566,10 @@ class SimNode(Node):
             mean_forward_speed=self.forward_distance_m / t if t > 0 else 0.0,
             commands_received=self.commands_received,
             lockstep_timeouts=self.lockstep_timeouts,
+            crossings=None if self.course is None else sum(c and not f for c, f in self._attempts),
+            attempts=len(self._attempts),
+            course_finish_x=None if self.course is None else self.course_finish_x,
+            depth_frames=self.depth_frames,
         )
 
     def destroy_node(self) -> None:
