@@ -1,5 +1,6 @@
 """The node benchmarks over real rclpy topics, shrunk to seconds: ``bench soak`` fills in its per-minute
-rows and goals; ``bench latency`` measures the bare echo and the policy node under either executor."""
+rows and goals; ``bench latency`` measures the bare echo and the policy node under either executor, and
+the node with a depth camera beside the states."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import argparse
 
 import pytest
 
-from rfo_ros.bench.latency import export_untrained_policy, node_latency, round_trips
+from rfo_ros.bench.latency import (
+    CAMERA_TASK,
+    added_latency,
+    export_untrained_policy,
+    node_latency,
+    parse_resolution,
+    round_trips,
+)
 from rfo_ros.bench.soak import report, soak
 from rfo_ros.runtime import load_metadata
 
@@ -43,3 +51,25 @@ def test_latency_bench_measures_the_node_with_its_own_diagnostics(tmp_path):
     node = node_latency(model, "cpu", 30, 5, 200.0)
     assert node["node_lost"] == 0 and 0 < node["node_p50_ms"] <= node["node_p99_ms"]
     assert node["node_model_p50_ms"] is not None  # the node's own diagnostics came back
+
+
+def test_latency_bench_with_a_depth_camera_beside_the_states(tmp_path):
+    """``bench latency --camera``: a perceptive model fed 320x240 16UC1 frames (+ CameraInfo) at 0.3 of the
+    state rate answers every state, and its diagnostics give the frames' own latency."""
+    from rfo_ros.nodes.latency_driver import DepthStream
+    from rfo_ros.runtime.camera import Intrinsics
+
+    model = export_untrained_policy(tmp_path / "seeing.onnx", task=CAMERA_TASK, flow_steps=1, chunk=1)
+    stream = DepthStream(Intrinsics.from_fovy(320, 240, 58.0), "16UC1", frames_per_state=0.3)
+    settings = argparse.Namespace(n=30, warmup=5, rate_hz=200.0)
+    params = {"model_path": model, "provider": "cpu", "tick_source": "state", "replan_every": 1,
+              "publish_diagnostics_hz": 5.0, "watchdog_timeout_s": 1.0}  # fmt: skip
+    cam = round_trips(model, "rfo_ros.nodes.policy_node", params, "cam_node", settings, True, stream)
+    assert cam["cam_node_lost"] == 0 and 0 < cam["cam_node_p50_ms"] <= cam["cam_node_p99_ms"]
+    assert cam["cam_node_images"] >= 0.3 * 35 - 2  # the frames reached the controller
+    assert 0 < cam["cam_node_image_p50_ms"] <= cam["cam_node_image_p99_ms"]
+    added = added_latency({**cam, "cam_model_p50_ms": 0.1, "cam_model_p99_ms": 0.2})
+    assert added["cam_node_added_p50_ms"] == pytest.approx(cam["cam_node_p50_ms"] - 0.1)
+    assert parse_resolution("640X480") == (640, 480)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_resolution("640")

@@ -16,6 +16,14 @@ back to back) with ``node_b2b_*`` for the node's own overhead, and read ``node_*
 
 Default model: ``models/quadruped.onnx`` when it is a K=8, C=8 flow policy, else an untrained quadruped flow
 policy with K=8, C=8 (12 joints) exported to a temporary folder. Prints one JSON line with ``--json``.
+
+``--camera 320x240`` (or larger) measures the node once more with a camera: a perceptive model
+(``--camera-model``, default an untrained ``quadruped_terrain_depth`` flow with the same K and C) fed a
+depth stream (``camera/depth`` in ``--camera-encoding`` + ``camera/camera_info``, ``--camera-rate-hz``)
+beside the same states (``rfo_ros.nodes.latency_driver.DepthStream``): ``cam_node_*`` as ``node_*``, the
+frames' own latency in the node (``cam_node_image_*``: reception -> the controller has the resampled
+image), and what the node adds to its model with and without the camera, ``node_added_*`` and
+``cam_node_added_*`` (round trip minus the bare model call, at p50 and at p99).
 """
 
 from __future__ import annotations
@@ -29,12 +37,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the tasks load MuJoCo: only the functions that build one import them
+if TYPE_CHECKING:  # the tasks load MuJoCo, the driver rclpy: only the functions that use them import them
     from rfo_ros.envs import Task
+    from rfo_ros.nodes.latency_driver import DepthStream
 
 #: The targets the node is held to on a development CPU (issue: ROS node latency).
 GOAL_NODE_P99_MS = 2.0
 GOAL_OVERHEAD_P50_MS = 0.3
+#: ``--camera``: the perceptive task of the default camera model, and a RealSense D435's vertical field of
+#: view (its depth stream is 87 x 58 deg), the default camera's when it covers the model's.
+CAMERA_TASK = "quadruped_terrain_depth"
+D435_FOVY_DEG = 58.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +64,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="single,events",
         help="executors of the bare rclpy echo measured beside the node (single, events): transport floor",
     )
+    p.add_argument(
+        "--camera",
+        default=None,
+        metavar="WxH",
+        help="also measure with a depth camera of this resolution (e.g. 320x240) and a perceptive model",
+    )
+    p.add_argument("--camera-encoding", default="16UC1", choices=("16UC1", "32FC1"), help="depth encoding")
+    p.add_argument("--camera-rate-hz", type=float, default=30.0, help="depth frames per second")
+    p.add_argument(
+        "--camera-fovy-deg",
+        type=float,
+        default=0.0,
+        help="the camera's vertical field of view; 0 = a RealSense D435's 58 deg, or wider than the model's",
+    )
+    p.add_argument("--camera-model", default=None, help="ONNX depth policy for --camera (default: untrained)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
 
 
@@ -65,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
             echo = round_trips(model, "rfo_ros.nodes.echo_node", {"executor": kind}, f"echo_{kind}", args)
             result.update({k: v for k, v in echo.items() if k != "rate_hz"})
             result[f"node_minus_echo_{kind}_p50_ms"] = result["node_p50_ms"] - echo[f"echo_{kind}_p50_ms"]
+        if args.camera:
+            result.update(camera_latency(args, Path(tmp)))
+    result.update(added_latency(result))
     result["node_overhead_p50_ms"] = result["node_p50_ms"] - result["model_p50_ms"]
     result["node_b2b_overhead_p50_ms"] = result["node_b2b_p50_ms"] - result["model_p50_ms"]
     result["goals"] = {
@@ -220,10 +251,13 @@ def round_trips(
     prefix: str,
     settings: argparse.Namespace,
     diagnostics: bool = False,
+    camera: DepthStream | None = None,
 ) -> dict:
     """``settings.n`` round trips (after ``settings.warmup``) to the node ``module`` in its own process, at
     the model's control rate, then as many back to back: ``<prefix>_*`` and ``<prefix>_b2b_*`` percentiles
-    (and, with ``diagnostics``, the policy node's own view of the paced run)."""
+    (and, with ``diagnostics``, the policy node's own view of the paced run: ``<prefix>_internal_*``,
+    ``<prefix>_dispatch_*``, ``<prefix>_model_*``). ``camera``: a depth stream beside the states (then also
+    the frames' latency in the node, ``<prefix>_image_*``, and ``<prefix>_images`` accepted)."""
     from rfo_ros.nodes.latency_driver import LatencyDriver, policy_node_process
     from rfo_ros.nodes.spin import isolated_ros_env
     from rfo_ros.runtime import load_metadata
@@ -235,7 +269,7 @@ def round_trips(
     namespace = f"/rfo_latency_{os.getpid()}_{prefix}"
     with policy_node_process(namespace, params, module) as node:
         # The robot stands: its joints at the action map's offset (the standing pose).
-        with LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist()) as driver:
+        with LatencyDriver(namespace, meta.joint_names, meta.action_offset.tolist(), camera) as driver:
             driver.wait_for_policy(timeout_s=60.0, process=node)
             paced, lost = driver.measure(n + warmup, rate)
             inside = driver.last_diagnostics(timeout_s=3.0) if diagnostics else {}
@@ -243,14 +277,73 @@ def round_trips(
     out = {"rate_hz": rate, f"{prefix}_samples": n, f"{prefix}_lost": lost + lost_b2b}
     out.update(_percentiles(prefix, paced[warmup:]))
     if diagnostics:
-        for key in ("node_latency", "dispatch_latency", "model_latency"):
-            name = {"node_latency": "node_internal", "dispatch_latency": "node_dispatch"}.get(
-                key, "node_model"
-            )
-            out[f"{name}_p50_ms"] = inside.get(f"{key}_p50_ms")
-            out[f"{name}_p99_ms"] = inside.get(f"{key}_p99_ms")
+        names = {"node_latency": "internal", "dispatch_latency": "dispatch", "model_latency": "model"}
+        if camera is not None:
+            names["image_latency"] = "image"
+            out[f"{prefix}_images"] = inside.get("images")
+        for key, name in names.items():
+            out[f"{prefix}_{name}_p50_ms"] = inside.get(f"{key}_p50_ms")
+            out[f"{prefix}_{name}_p99_ms"] = inside.get(f"{key}_p99_ms")
     out.update(_percentiles(f"{prefix}_b2b", back_to_back[warmup:]))
     return out
+
+
+def camera_latency(args: argparse.Namespace, tmp: Path) -> dict:
+    """The node with a perceptive model and a depth stream beside the states (``--camera``): ``cam_*`` as
+    the camera-less run's keys, and what the node adds to its model with and without the camera."""
+    from rfo_ros.nodes.latency_driver import DepthStream
+    from rfo_ros.runtime import load_metadata
+    from rfo_ros.runtime.camera import Intrinsics
+
+    width, height = parse_resolution(args.camera)
+    model = args.camera_model or export_untrained_policy(
+        tmp / f"untrained_depth_K{args.steps}_C{args.chunk}.onnx",
+        task=CAMERA_TASK,
+        flow_steps=args.steps,
+        chunk=args.chunk,
+    )
+    meta = load_metadata(model)
+    if meta.image is None or meta.image.camera is None:
+        raise ValueError(f"--camera-model {model}: not a depth model that records its camera")
+    fovy = args.camera_fovy_deg or max(D435_FOVY_DEG, meta.image.camera.fovy_deg + 2.0)
+    rate = args.rate_hz or 1.0 / meta.dt
+    intrinsics = Intrinsics.from_fovy(width, height, fovy)
+    stream = DepthStream(intrinsics, args.camera_encoding, args.camera_rate_hz / rate)
+    settings = argparse.Namespace(n=args.n, warmup=args.warmup, rate_hz=args.rate_hz)
+    params = {"model_path": model, "provider": args.provider, "tick_source": "state", "replan_every": 1,
+              "publish_diagnostics_hz": 2.0, "watchdog_timeout_s": 1.0}  # fmt: skip
+    bare = model_latency(model, args.provider, args.model_n)
+    out = {
+        "camera": f"{width}x{height} {args.camera_encoding} at {args.camera_rate_hz:g} Hz, fovy {fovy:g} deg",
+        "camera_model": str(model),
+        "cam_model_p50_ms": bare["model_p50_ms"],
+        "cam_model_p99_ms": bare["model_p99_ms"],
+    }
+    cam = round_trips(Path(model), "rfo_ros.nodes.policy_node", params, "cam_node", settings, True, stream)
+    out.update({k: v for k, v in cam.items() if k != "rate_hz"})
+    return out
+
+
+def added_latency(result: dict) -> dict:
+    """What the node adds to its model (round trip minus the bare model call, at p50 and at p99), without
+    the camera (``node_added_*``) and, when measured, with it (``cam_node_added_*``)."""
+    out = {}
+    for prefix, model in (("node", "model"), ("cam_node", "cam_model")):
+        if f"{prefix}_p50_ms" in result:
+            for q in ("p50", "p99"):
+                out[f"{prefix}_added_{q}_ms"] = result[f"{prefix}_{q}_ms"] - result[f"{model}_{q}_ms"]
+    return out
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"320x240"`` -> (320, 240); ``ValueError`` naming the value otherwise."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--camera {text!r}: give WIDTHxHEIGHT, e.g. 320x240") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"--camera {text!r}: width and height must be at least 1")
+    return width, height
 
 
 def _percentiles(prefix: str, seconds: list[float]) -> dict:

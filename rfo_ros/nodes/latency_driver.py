@@ -3,6 +3,11 @@
 Per round trip it publishes ``imu``, ``odom`` and then ``joint_states`` stamped ``(sec=i, nanosec=1)`` and
 waits for the ``action_chunk`` whose header carries that stamp (the policy node stamps each chunk with
 the observation's stamp): publish -> receipt, measured in this process on one clock.
+
+With a ``DepthStream`` it also plays a depth camera: ``camera/camera_info`` and a ``camera/depth`` frame
+right before the ``joint_states`` of every state a frame falls on (``frames_per_state`` of them per state,
+e.g. 0.3 for a 30 Hz camera beside 100 Hz states), as the sim node publishes its images: the node takes in
+a frame (conversion, resampling) while that state waits behind it, the unsynchronised camera's worst case.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
@@ -21,11 +28,31 @@ from nav_msgs.msg import Odometry
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Imu, JointState
+from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
+from rfo_ros.nodes.ros_conversions import depth_image_data, fill_camera_info, image_message
+from rfo_ros.runtime.camera import Intrinsics
+
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass(frozen=True)
+class DepthStream:
+    """A depth camera played beside the states: ``intrinsics`` (its CameraInfo), frames in ``encoding``
+    (``16UC1`` millimetres, a RealSense's, or ``32FC1`` metres), ``frames_per_state`` frames per state."""
+
+    intrinsics: Intrinsics
+    encoding: str
+    frames_per_state: float
+
+    def frame(self) -> np.ndarray:
+        """One z-depth frame (metres): the ground ahead of a downward-tilted camera, nearer towards the
+        bottom rows (what it shows does not change what the node's conversion costs)."""
+        k = self.intrinsics
+        rows = np.linspace(3.0, 0.4, k.height, dtype=np.float32)
+        return np.repeat(rows[:, None], k.width, axis=1)
 
 
 @contextmanager
@@ -55,7 +82,13 @@ class LatencyDriver:
     standing pose, from the model's metadata).
     """
 
-    def __init__(self, namespace: str, joint_names: Sequence[str], joint_positions: Sequence[float]) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        joint_names: Sequence[str],
+        joint_positions: Sequence[float],
+        camera: DepthStream | None = None,
+    ) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("latency_driver", namespace=namespace, context=self.context)
@@ -84,6 +117,17 @@ class LatencyDriver:
         self._latest_diagnostics: dict[str, str] = {}
         #: Called with (sequence number, perf_counter arrival time) of each action_chunk when set.
         self.on_chunk = None
+        self.camera = camera
+        #: Depth frames published (``camera``).
+        self.frames_sent = 0
+        self._frames_due = 1.0  # the first state brings a frame: the node needs one to plan
+        if camera is not None:
+            self._info_pub = node.create_publisher(CameraInfo, "camera/camera_info", RELIABLE)
+            self._depth_pub = node.create_publisher(Image, "camera/depth", RELIABLE)
+            self._info = CameraInfo()
+            fill_camera_info(self._info, Time(), "camera", camera.intrinsics)
+            pixels = depth_image_data(camera.frame(), camera.encoding)
+            self._depth = image_message(Time(), "camera", camera.encoding, pixels)
 
     def __enter__(self) -> LatencyDriver:
         return self
@@ -116,6 +160,14 @@ class LatencyDriver:
         self._imu.header.stamp = self._odom.header.stamp = self._joints.header.stamp = stamp
         self._imu_pub.publish(self._imu)
         self._odom_pub.publish(self._odom)
+        if self.camera is not None and self._frames_due >= 1.0:
+            self._frames_due -= 1.0
+            self._info.header.stamp = self._depth.header.stamp = stamp
+            self._info_pub.publish(self._info)
+            self._depth_pub.publish(self._depth)
+            self.frames_sent += 1
+        if self.camera is not None:
+            self._frames_due += self.camera.frames_per_state
         sent = time.perf_counter()
         self._joint_pub.publish(self._joints)
         return sent
