@@ -121,21 +121,26 @@ def evaluate(
 
 class OnnxActor:
     """An exported model, batched, behind the training ``Actor``'s call: ``(obs, noise) -> (actions, None)``
-    with actions in policy units [-1, 1] (the graph's actuator commands mapped back by the action map)."""
+    with actions in policy units [-1, 1] (the graph's actuator commands mapped back by the action map).
+    An image model's observation carries the image flattened after the proprioception, as the task
+    observes it; it goes to the graph's ``image`` input."""
 
     def __init__(self, path: str | Path, seed: int = 0) -> None:
         from rfo_ros.runtime.ort_model import metadata_from_session, open_session, session_options
 
         self.session = open_session(path, options=session_options(threads=1))
         self.metadata = meta = metadata_from_session(self.session, path)
-        if meta.image is not None or meta.inpainting:
-            raise ValueError(f"{path}: image and inpainting models are not supported here")
+        if meta.inpainting:
+            raise ValueError(f"{path}: inpainting models are not supported here")
         self.chunk, self.action_dim = meta.chunk, meta.action_dim
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        n = obs.shape[0]
-        feeds = {"observation": obs.numpy().astype(np.float32)}
+        n, meta = obs.shape[0], self.metadata
+        values = obs.numpy().astype(np.float32)
+        feeds = {"observation": values[:, : meta.obs_dim]}
+        if meta.image is not None:
+            feeds["image"] = values[:, meta.obs_dim :].reshape(n, *meta.image.shape)
         if not self.metadata.zero_noise:
             shape = (n, self.chunk, self.action_dim)
             eps = self.rng.standard_normal(shape) if noise is None else noise.numpy()

@@ -291,3 +291,21 @@ def test_the_terrain_demo_runs_a_blind_model_blind(tmp_path):
     report = run_bringup(model=model, duration=0.5, fast=True, terrain=True)
     assert report.complete and report.camera is None and "depth" not in report.policy_inputs
     assert report.crossings == 0 and "camera" not in report.text()
+
+
+def test_an_exported_depth_model_is_evaluated_as_its_checkpoint(tmp_path):
+    """``python -m rfo_ros.evaluate model.onnx`` on the perceptive task: the image part of the observation
+    goes to the graph's image input, and the actions are the checkpoint's."""
+    from rfo_ros.bench.latency import untrained_checkpoint
+    from rfo_ros.checkpoint import load_actor
+    from rfo_ros.evaluate import OnnxActor
+    from rfo_ros.export import export_onnx
+
+    checkpoint, task = untrained_checkpoint(
+        tmp_path / "seeing.pt", "quadruped_terrain_depth", flow_steps=1, chunk=1
+    )
+    export_onnx(checkpoint, tmp_path / "seeing.onnx", zero_noise=True, task=task)
+    env = VecEnv(task, 3, seed=0, threads=1)
+    obs, noise = env.reset(), torch.zeros(3, 1, 12)
+    onnx, (torch_actor, _) = OnnxActor(tmp_path / "seeing.onnx"), load_actor(checkpoint)
+    torch.testing.assert_close(onnx(obs, noise)[0], torch_actor(obs, noise)[0].detach(), atol=1e-5, rtol=0)
