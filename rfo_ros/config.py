@@ -114,7 +114,7 @@ class EnvConfig(_Section):
 class PolicyConfig(_Section):
     hidden: tuple[int, ...] = (256, 256)
     flow_steps: int = Field(4, ge=1, description="K integration steps of the flow")
-    chunk: int = Field(1, ge=1, description="C actions per flow sample (RFO and distill)")
+    chunk: int = Field(1, ge=1, description="C actions per flow sample (rfo, fpo, distill)")
     solver: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"
     init_log_std: float = -0.5
 
@@ -175,7 +175,7 @@ class SapoConfig(_Section):
 class OnPolicyConfig(_Section):
     """PPO and FPO."""
 
-    rollout_steps: int = Field(32, ge=1)
+    rollout_steps: int = Field(32, ge=1, description="decisions per env per rollout (C control steps each)")
     epochs: int = Field(5, ge=1)
     minibatches: int = Field(4, ge=1)
     lr: float = Field(3e-4, gt=0)

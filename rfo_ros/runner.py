@@ -56,7 +56,7 @@ def build_actor(cfg: TrainConfig, obs_dim: int, action_dim: int, image_shape) ->
         "image_shape": image_shape,
     }
     if kind == "flow":
-        chunk = p.chunk if cfg.algo in CHUNKED else 1  # on-policy FPO acts one step at a time
+        chunk = p.chunk if cfg.algo in CHUNKED else 1
         kwargs |= {"chunk": chunk, "steps": p.flow_steps, "solver": p.solver}
     elif kind == "rsl_gaussian":  # rsl_rl's own network settings (config section rsl), not ours
         r = cfg.rsl

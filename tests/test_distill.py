@@ -134,3 +134,27 @@ def test_the_distilled_student_exports_blind_with_its_chunk_and_route_and_rfo_co
 def test_a_model_without_a_route_still_loads():
     meta = load_metadata(TEACHER)  # exported before routes were recorded
     assert meta.route is None and meta.policy_kind == "flow"
+
+
+def test_fpo_with_chunks_makes_one_decision_per_chunk(tmp_path):
+    """FPO can fine-tune a chunked student: a decision runs the C actions open loop and its reward is their
+    discounted sum (checked against the same env stepped by hand); a rollout counts decisions."""
+    fpo = [*STUDENT, "algo=fpo", "onpolicy.rollout_steps=2", "run.total_env_steps=64"]
+    runner = Runner(load_config(None, fpo), tmp_path / "f", progress=False)
+    algo, env = runner.algo, runner.env
+    assert runner.actor.chunk == 4
+    actions = torch.rand(8, 4, 12) * 2 - 1
+    state = env.state_dict()
+    by_hand = [env.step(actions[:, j]) for j in range(4)]
+    env.load_state_dict(state)
+    decision = algo._execute(actions)
+    alive = torch.ones(8, dtype=torch.bool)
+    expected = torch.zeros(8)
+    for j, res in enumerate(by_hand):
+        expected += torch.where(alive, 0.99**j * res.reward, torch.zeros(8))
+        alive &= ~(res.terminated | res.truncated)
+    torch.testing.assert_close(decision.reward, expected)
+    assert torch.equal(decision.obs, by_hand[-1].obs)
+    before = env.stats.env_steps
+    algo.iterate()
+    assert env.stats.env_steps - before == 2 * 4 * 8

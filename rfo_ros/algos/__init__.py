@@ -51,6 +51,6 @@ DIFFERENTIABLE = {"rfo": True, "shac": True, "sapo": True, "fpo": False, "ppo": 
                  "distill": False}  # fmt: skip
 
 #: Algorithms whose flow draws one sample per chunk of ``policy.chunk`` actions (the rest act one at a time).
-CHUNKED = ("rfo", "distill")
+CHUNKED = ("rfo", "distill", "fpo")
 
 __all__ = ["BUILDERS", "CHUNKED", "DIFFERENTIABLE", "POLICY_KIND", "Algorithm", "CriticLearner"]

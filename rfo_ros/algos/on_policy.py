@@ -2,11 +2,15 @@
 
 The two share storage, GAE and the clipped update; they differ only in the likelihood ratio
 (``RatioModel``): PPO uses log-probabilities of a tanh-Gaussian, FPO the flow-matching loss change.
+A flow with action chunks (FPO with ``policy.chunk`` C > 1) makes one decision per chunk: the C actions
+run open loop and the decision's reward is their discounted sum (``OnPolicyPG._execute``); a rollout
+holds ``onpolicy.rollout_steps`` decisions.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -36,6 +40,19 @@ class RatioModel(Protocol):
     def entropy(self, actor: Actor) -> torch.Tensor: ...
 
 
+@dataclass
+class Decision:
+    """One sampled chunk's outcome: its reward (N,), whether its episode terminated or ended (N,), the
+    critic's observation of where it ended (N, D), and what to act on next."""
+
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    done: torch.Tensor
+    final_critic_obs: torch.Tensor
+    obs: torch.Tensor
+    critic_obs: torch.Tensor
+
+
 def clipped_surrogate(log_ratio: torch.Tensor, adv: torch.Tensor, clip: float) -> torch.Tensor:
     """PPO's pessimistic clipped objective, negated into a loss (scalar)."""
     ratio = log_ratio.exp()
@@ -54,7 +71,7 @@ class OnPolicyPG:
 
     @torch.no_grad()
     def _collect(self) -> dict[str, torch.Tensor]:
-        env, actor, critic, critic_norm = self.env, self.actor, self.critic.critic, self.critic.normalizer
+        actor, critic, critic_norm = self.actor, self.critic.critic, self.critic.normalizer
         keys = ("obs_norm", "critic_obs_norm", "z", "rew", "term", "done", "value", "v_next", "old")
         rec: dict[str, list] = {k: [] for k in keys}
         obs, critic_obs = self.obs, self.critic_obs
@@ -62,36 +79,62 @@ class OnPolicyPG:
             obs_norm = actor.normalizer(obs)
             critic_obs_norm = critic_norm(critic_obs)
             actions, z = actor.policy(obs_norm)
-            res = env.step(actions[:, 0])
+            step = self._execute(actions)
             rec["obs_norm"].append(obs_norm)
             rec["critic_obs_norm"].append(critic_obs_norm)
             rec["z"].append(z)
             rec["old"].append(self.ratio.record(actor, obs_norm, z))
-            rec["rew"].append(res.reward)
-            rec["term"].append(res.terminated)
-            rec["done"].append(res.terminated | res.truncated)
+            rec["rew"].append(step.reward)
+            rec["term"].append(step.terminated)
+            rec["done"].append(step.done)
             rec["value"].append(critic(critic_obs_norm))
-            rec["v_next"].append(critic(critic_norm(res.final_critic_obs)))
+            rec["v_next"].append(critic(critic_norm(step.final_critic_obs)))
             actor.normalizer.update(obs)
             self.critic.update_normalizer(critic_obs)
-            obs, critic_obs = res.obs, res.critic_obs
+            obs, critic_obs = step.obs, step.critic_obs
         self.obs, self.critic_obs = obs, critic_obs
         data = {k: torch.stack(v) for k, v in rec.items() if k != "old"}
         data["old"] = {k: torch.stack([o[k] for o in rec["old"]]) for k in rec["old"][0]}
         return data
+
+    def _execute(self, actions: torch.Tensor) -> Decision:
+        """Execute a sample's C actions (N, C, m) open loop, as the robot will: one decision.
+
+        Its reward is the discounted sum over the steps of the episode it started in; an episode that
+        ends inside the chunk ends the decision there (the chunk's remaining actions play into the next
+        episode's first steps, which the next decision observes). With C = 1 this is one plain step.
+        """
+        gamma = self.cfg.gamma
+        reward = torch.zeros(actions.shape[0], device=actions.device)
+        terminated = torch.zeros(actions.shape[0], dtype=torch.bool, device=actions.device)
+        done, final = terminated.clone(), None
+        for j in range(actions.shape[1]):
+            res = self.env.step(actions[:, j])
+            live = ~done
+            reward = reward + torch.where(live, gamma**j * res.reward, torch.zeros_like(res.reward))
+            terminated = terminated | (live & res.terminated)
+            # The value to bootstrap from: the last state the decision's episode reached.
+            final = (
+                res.final_critic_obs
+                if final is None
+                else torch.where(live[:, None], res.final_critic_obs, final)
+            )
+            done = done | (live & (res.terminated | res.truncated))
+        return Decision(reward, terminated, done, final, res.obs, res.critic_obs)
 
     def iterate(self) -> dict[str, float]:
         c = self.cfg.onpolicy
         t0 = time.perf_counter()
         data = self._collect()
         t_collect = time.perf_counter() - t0
+        # A decision spans C control steps: its bootstrap is discounted by γ^C (λ stays per decision).
         adv = gae(
             data["rew"],
             data["value"],
             data["v_next"],
             data["term"],
             data["done"],
-            self.cfg.gamma,
+            self.cfg.gamma**self.actor.chunk,
             c.gae_lambda,
         )
         returns = adv + data["value"]

@@ -1,6 +1,8 @@
 """``python -m rfo_ros.bench latency [--json] [--model PATH]``: model and policy-node latency on this machine.
 
-- model: the bare ONNX Runtime call (``rfo_ros.runtime.measure_model_latency``) in this process;
+- model: the bare ONNX Runtime call (``rfo_ros.runtime.measure_model_latency``) in this process, back to
+  back (``model_*``) and paced at the control rate (``model_paced_*``); ``node_model_over_paced_p50`` is
+  the node's own call (``node_model_p50_ms``) over the paced bare one: what the node adds to the model;
 - node: through real ROS topics on loopback. The policy node runs in its own process (``python -m
   rfo_ros.nodes.policy_node``, one control step per ``joint_states``, a plan on every one); a driver node
   here publishes ``imu``, ``odom`` and then ``joint_states`` stamped with a sequence number and times,
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rfo_latency_") as tmp:
         model, untrained = resolve_model(args.model, args.steps, args.chunk, Path(tmp))
         result = {"model": str(model), "untrained": untrained}
-        result.update(model_latency(model, args.provider, args.model_n))
+        result.update(model_latency(model, args.provider, args.model_n, args.rate_hz))
         result.update(node_latency(model, args.provider, args.n, args.warmup, args.rate_hz))
         # The same round trips to a node that does nothing: what rclpy and the transport cost alone.
         for kind in args.echo_executors.split(","):
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             result.update(camera_latency(args, Path(tmp)))
     result.update(added_latency(result))
     result["node_overhead_p50_ms"] = result["node_p50_ms"] - result["model_p50_ms"]
+    if "node_model_p50_ms" in result:  # the same call inside the node against bare, both paced
+        result["node_model_over_paced_p50"] = result["node_model_p50_ms"] / result["model_paced_p50_ms"]
     result["node_b2b_overhead_p50_ms"] = result["node_b2b_p50_ms"] - result["model_p50_ms"]
     result["goals"] = {
         f"node_p99_ms<={GOAL_NODE_P99_MS}": result["node_p99_ms"] <= GOAL_NODE_P99_MS,
@@ -219,13 +223,18 @@ def resolve_model(model: str | None, steps: int, chunk: int, tmp: Path) -> tuple
 
 
 # --- measurements --------------------------------------------------------------------------------------
-def model_latency(model: Path, provider: str, n: int) -> dict:
+def model_latency(model: Path, provider: str, n: int, rate_hz: float = 0.0) -> dict:
+    """The bare model call back to back (``model_*``) and paced at the node's control rate
+    (``model_paced_*``, like for like with the call inside the node, ``node_model_*``)."""
     from rfo_ros.runtime import make_policy, measure_model_latency
 
     policy = make_policy(model, backend="onnx", provider=provider)
     stats = measure_model_latency(policy, n)
     meta = policy.metadata
+    paced = measure_model_latency(policy, min(n, 500), rate_hz=rate_hz or 1.0 / meta.dt)
     return {
+        "model_paced_p50_ms": float(paced["p50_ms"]),
+        "model_paced_p99_ms": float(paced["p99_ms"]),
         "provider": policy.provider,
         "flow_steps": meta.flow_steps,
         "chunk": meta.chunk,

@@ -136,13 +136,17 @@ def make_policy(path: str | os.PathLike, backend: str = "onnx", **kwargs) -> Pol
     raise ValueError(f"unknown policy backend {backend!r}; choose 'onnx' or 'torch'")
 
 
-def measure_model_latency(policy: Policy, n: int = 1000, warmup: int = 20, seed: int = 0) -> dict[str, float]:
+def measure_model_latency(
+    policy: Policy, n: int = 1000, warmup: int = 20, seed: int = 0, rate_hz: float = 0.0
+) -> dict[str, float]:
     """Latency of ``policy.infer`` (validation, noise draw and graph) over ``n`` calls, in milliseconds.
 
     Inputs are random but fixed (drawn once). ``p50_ms``/``p90_ms``/``p99_ms``/``max_ms``/``mean_ms`` are
     wall-clock; ``cpu_p50_ms``/``cpu_p99_ms`` are the calling thread's CPU time, which leaves out time
     the OS gave to other processes (equal to wall time on an idle core for single-threaded backends such
     as ORT on CPU with ``threads=1``; an undercount for multi-threaded ones). ``n`` is returned too.
+    ``rate_hz`` > 0 paces the calls (one per period, sleeping in between) as a control loop does: an idle
+    core and cold caches make each call slower than back to back, and a node's call is paced.
     """
     meta, rng = policy.metadata, np.random.default_rng(seed)
     obs = rng.standard_normal(meta.obs_dim).astype(np.float32)
@@ -150,7 +154,12 @@ def measure_model_latency(policy: Policy, n: int = 1000, warmup: int = 20, seed:
     for _ in range(warmup):
         policy.infer(obs, image=image)
     wall, cpu = np.empty(n), np.empty(n)
+    period_ns = int(1e9 / rate_hz) if rate_hz > 0 else 0
+    next_ns = time.perf_counter_ns()
     for i in range(n):
+        if period_ns:
+            next_ns += period_ns
+            time.sleep(max(0.0, (next_ns - time.perf_counter_ns()) / 1e9))
         w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         policy.infer(obs, image=image)
         cpu[i], wall[i] = time.thread_time_ns() - c0, time.perf_counter_ns() - w0
