@@ -13,7 +13,6 @@ from pathlib import Path
 from rfo_ros.nodes.spin import isolated_ros_env
 
 os.environ.update(isolated_ros_env())  # before any rclpy.init in this process: stay on this machine
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: the demo renders depth headless
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
