@@ -80,6 +80,15 @@ class Termination(_Section):
         return None if value is not None and math.isinf(value) else value  # inf and None say the same
 
 
+class Gait(_Section):
+    """An open-loop stepping prior the policy's action adds to, and a clock the policy observes
+    (``rfo_ros.envs.gait``): joint j's target gains ``lift_j · max(sin(2π(f·t + phase_j)), 0)``."""
+
+    frequency_hz: float = Field(gt=0, description="steps per second of each leg")
+    phase: tuple[float, ...] = Field(description="per policy joint: its leg's phase offset (cycles)")
+    lift: tuple[float, ...] = Field(description="per policy joint: the offset at mid-swing (rad)")
+
+
 class Control(_Section):
     """Control period = ``substeps`` × the MJCF timestep (the same target held over the substeps)."""
 
@@ -203,6 +212,7 @@ class RobotDescription(_Section):
     reset: Reset = Reset()
     episode: Episode = Episode()
     camera: str | None = Field(None, description="MJCF camera of image observations (depth tasks)")
+    gait: Gait | None = Field(None, description="a stepping prior and clock for residual policies")
     critic_obs: tuple[str, ...] = Field(
         (), description="privileged fields a critic observes in training when the config names none"
     )
@@ -237,6 +247,8 @@ class RobotDescription(_Section):
         if self.height_band[0] > self.height_band[1]:
             raise ValueError(f"height_band = {list(self.height_band)}: low > high")
         per_joint = {"action_scale": self.action_scale}
+        if self.gait is not None:
+            per_joint.update({"gait.phase": self.gait.phase, "gait.lift": self.gait.lift})
         if isinstance(self.pd_gains, PDGains):
             per_joint.update({"pd_gains.kp": self.pd_gains.kp, "pd_gains.kd": self.pd_gains.kd})
         for name, value in per_joint.items():

@@ -226,6 +226,10 @@ class Task(ABC):
         threshold = self.info.solved_return
         return threshold is not None and evaluation["return_mean"] >= threshold
 
+    def advance(self) -> None:  # noqa: B027 - optional hook
+        """One control step has passed for every env (called after its reward, before its observation):
+        tasks with a clock (a gait) move it on; the others keep this no-op."""
+
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.
 

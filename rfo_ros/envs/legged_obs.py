@@ -152,14 +152,18 @@ class ObsLayout:
 
 
 def legged_obs_layout(
-    joint_names: Sequence[str], standing_pose: Sequence[float], base_lin_vel: bool = True
+    joint_names: Sequence[str],
+    standing_pose: Sequence[float],
+    base_lin_vel: bool = True,
+    gait_clock: bool = False,
 ) -> ObsLayout:
     """The velocity-tracking observation of a legged robot with these policy joints (12 + 3n values).
 
     Body-frame velocities, projected gravity, the command, the joint positions minus the standing pose,
     the joint velocities and the last action, scaled as legged_gym does (lin. vel. ×2, ang. vel. ×0.25,
     yaw-rate command ×0.25, joint velocities ×0.05). Without ``base_lin_vel`` (9 + 3n values) it is what
-    joint encoders and an IMU measure: a robot needs no odometry for it.
+    joint encoders and an IMU measure: a robot needs no odometry for it. ``gait_clock`` appends the
+    robot's gait clock (sin, cos of its phase, ``rfo_ros.envs.gait``), 2 more values.
     """
     n = len(joint_names)
     if len(standing_pose) != n:
@@ -177,8 +181,15 @@ def legged_obs_layout(
             ObsField.make("joint_pos", n, f"joint positions (rad), {order}", offset=tuple(standing_pose)),
             ObsField.make("joint_vel", n, f"joint velocities (rad/s), {order}", scale=0.05),
             ObsField.make("last_action", n, "previous policy action in [-1, 1]"),
+            *((GAIT_CLOCK,) if gait_clock else ()),
         )
     )
+
+
+#: The gait clock's field: a deployment computes it from the time since its controller started.
+GAIT_CLOCK = ObsField.make(
+    "gait_clock", 2, "(sin, cos) of the gait phase 2π·f·t, t since the controller started (s)"
+)
 
 
 #: The privileged fields a critic may observe (``rfo_ros.envs.privileged`` computes them in training).

@@ -18,6 +18,7 @@ import torch
 
 from rfo_ros.envs.base import ActionMap, TaskInfo
 from rfo_ros.envs.depth import DepthCamera
+from rfo_ros.envs.gait import GaitPrior
 from rfo_ros.envs.legged import (
     LeggedTask,
     band_reward,
@@ -104,7 +105,9 @@ class LeggedWalk(LeggedTask):
         t = d.termination
         self.min_height, self.max_tilt_deg = t.min_height, t.max_tilt_deg
         self.max_height = math.inf if t.max_height is None else t.max_height
-        self.obs_layout = legged_obs_layout(d.joints, robot.standing_pose.tolist(), base_lin_vel=base_lin_vel)
+        self.obs_layout = legged_obs_layout(
+            d.joints, robot.standing_pose.tolist(), base_lin_vel=base_lin_vel, gait_clock=d.gait is not None
+        )
         self.default_critic_obs = d.critic_obs
         super().__init__(model)
         self._qpos_idx = torch.from_numpy(robot.qpos_adr.astype(np.int64))
@@ -116,6 +119,10 @@ class LeggedWalk(LeggedTask):
         #: (low, high) per command entry (vx, vy, yaw rate) for ``resample``.
         self.command_range: tuple[tuple[float, float], ...] = d.commands.ranges()
         self.command: torch.Tensor | None = None
+        g = d.gait
+        self.gait = None if g is None else GaitPrior(g.frequency_hz, g.phase, g.lift, self.dt)
+        #: Control steps since each env's reset: the gait clock's time (``advance``, ``resample``).
+        self.gait_steps: torch.Tensor | None = None
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -131,6 +138,18 @@ class LeggedWalk(LeggedTask):
             return rng.uniform(lo, hi, (k, 3))
 
         self.command = self.resample_rows(self.command, mask, draw)
+        if self.gait is not None:
+            self.gait_steps = self.resample_rows(self.gait_steps, mask, lambda k: np.zeros(k))
+
+    def advance(self) -> None:
+        if self.gait_steps is not None:
+            self.gait_steps = self.gait_steps + 1
+
+    def gait_steps_for(self, n: int) -> torch.Tensor:
+        """The (n,) gait clock's steps: the per-env ones, or zeros for a batch of another size."""
+        if self.gait_steps is not None and self.gait_steps.shape[0] == n:
+            return self.gait_steps
+        return torch.zeros(n, dtype=torch.float64)
 
     def commands_for(self, n: int) -> torch.Tensor:
         """The (n, 3) command: the per-env one, or (for a batch of another size, e.g. ``obs_dim``'s probe)
@@ -155,8 +174,13 @@ class LeggedWalk(LeggedTask):
         return ActionMap(scale=r.action_scale.copy(), offset=r.standing_pose.copy(), low=low, high=high)
 
     def joint_targets(self, action: torch.Tensor) -> torch.Tensor:
-        """Position targets (N, n) in policy-joint order for ``action`` (N, n)."""
-        return super().action_to_ctrl(action)
+        """Position targets (N, n) in policy-joint order for ``action`` (N, n), the gait's prior added
+        before the clip where the robot has one."""
+        if self.gait is None:
+            return super().action_to_ctrl(action)
+        prior = self.gait.prior(self.gait_steps_for(action.shape[0]))
+        targets = self._offset + prior + self._scale * action.to(torch.float64)
+        return torch.maximum(torch.minimum(targets, self._high), self._low)
 
     def action_to_ctrl(self, action: torch.Tensor) -> torch.Tensor:
         targets = self.joint_targets(action)
@@ -181,6 +205,8 @@ class LeggedWalk(LeggedTask):
             "joint_vel": self.joint_vel(qvel),
             "last_action": last_action.to(qpos.dtype),
         }
+        if self.gait is not None:
+            fields["gait_clock"] = self.gait.clock(self.gait_steps_for(qpos.shape[0])).to(qpos.dtype)
         return build_observation(fields, self.obs_layout)
 
     def pd_torque(self, state: SimState, action: torch.Tensor) -> torch.Tensor:

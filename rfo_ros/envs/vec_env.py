@@ -176,6 +176,7 @@ class VecEnv:
         reward = torch.where(diverged, torch.zeros_like(reward), reward)
         terminated = self.task.terminated(state) & ~diverged
         self.state, self.last_action = state, action
+        self.task.advance()
         final_obs = self.history.push(self.observe_frame())
         final_critic_obs = self.critic_view(final_obs)
 

@@ -1,0 +1,69 @@
+"""A gait clock and an open-loop stepping prior that the policy's action adds to (residual learning).
+
+A robot file's ``gait`` section (``rfo_ros.robot.Gait``) names a stepping frequency f and, per policy
+joint, a phase offset p_j (cycles) and a lift amplitude l_j (rad). With t the time since the episode
+(or the controller) started and φ = 2π f t:
+
+    clock(t)   = (sin φ, cos φ)                                   an observation field, ``gait_clock``
+    prior_j(t) = l_j · max(sin(φ + 2π p_j), 0)                    added to the joint target
+
+so each leg lifts in the swing half of its own phase and rests in the other half; a trot is two
+diagonal pairs half a cycle apart. The prior alone steps in place: walking, balance and speed are the
+policy's. Why: a first-order method (RFO, SHAC) starting from a standing robot sees a gradient that
+improves standing and none that discovers stepping, and on the fine-timestep Go1 it stays standing; a
+periodic baseline with a residual policy gives it a stepping robot to improve (residual policy learning
+over a simple gait for first-order gradients: Luo et al., 2024, arXiv:2410.03076).
+
+Everything here is written over ``sin φ`` and ``cos φ`` so that the exported graph can compute the prior
+from the observation's clock field alone (``prior_from_clock``): a deployment only supplies the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["GaitPrior"]
+
+
+class GaitPrior:
+    """The clock and prior of one robot's ``gait`` section, for a control period ``dt`` (s)."""
+
+    def __init__(self, frequency_hz: float, phase: Sequence[float], lift: Sequence[float], dt: float) -> None:
+        if not frequency_hz > 0:
+            raise ValueError(f"gait.frequency_hz must be > 0, got {frequency_hz}")
+        if len(phase) != len(lift):
+            raise ValueError(f"gait.phase has {len(phase)} values, gait.lift {len(lift)}")
+        self.frequency_hz, self.dt = float(frequency_hz), float(dt)
+        angle = 2 * math.pi * np.asarray(phase, dtype=np.float64)
+        self._cos_p = torch.from_numpy(np.cos(angle))
+        self._sin_p = torch.from_numpy(np.sin(angle))
+        self._lift = torch.from_numpy(np.asarray(lift, dtype=np.float64))
+
+    @property
+    def step_angle(self) -> float:
+        """How far φ advances in one control step (rad)."""
+        return 2 * math.pi * self.frequency_hz * self.dt
+
+    def clock(self, steps: torch.Tensor) -> torch.Tensor:
+        """(N, 2) ``(sin φ, cos φ)`` after ``steps`` (N,) control steps."""
+        phi = steps.to(torch.float64) * self.step_angle
+        return torch.stack([torch.sin(phi), torch.cos(phi)], dim=1)
+
+    def prior_from_clock(self, clock: torch.Tensor, ahead: int = 0) -> torch.Tensor:
+        """(N, n) joint offsets (rad) ``ahead`` control steps after the time whose clock is ``clock``
+        (N, 2): the clock is turned by ``ahead`` steps, then each joint's phase is added."""
+        sin, cos = clock[:, :1], clock[:, 1:2]
+        if ahead:
+            turn_sin, turn_cos = math.sin(ahead * self.step_angle), math.cos(ahead * self.step_angle)
+            sin, cos = sin * turn_cos + cos * turn_sin, cos * turn_cos - sin * turn_sin
+        p_cos, p_sin, lift = (x.to(clock.dtype) for x in (self._cos_p, self._sin_p, self._lift))
+        swing = sin * p_cos + cos * p_sin  # sin(φ + 2π p_j)
+        return lift * torch.clamp(swing, min=0.0)
+
+    def prior(self, steps: torch.Tensor) -> torch.Tensor:
+        """(N, n) joint offsets (rad) after ``steps`` (N,) control steps."""
+        return self.prior_from_clock(self.clock(steps))
