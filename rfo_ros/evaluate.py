@@ -146,7 +146,8 @@ class OnnxActor:
             eps = self.rng.standard_normal(shape) if noise is None else noise.numpy()
             feeds["noise"] = eps.astype(np.float32)
         commands = self.session.run(None, feeds)[0].astype(np.float64)
-        return torch.from_numpy(self.metadata.policy_action(commands)).to(torch.float32), None
+        prior = meta.chunk_prior(values[:, : meta.obs_dim])  # a gait's, which the task adds back
+        return torch.from_numpy(meta.policy_action(commands, prior)).to(torch.float32), None
 
 
 def load_policy(path: str) -> tuple[object, str, dict]:

@@ -81,6 +81,8 @@ def trace(module: ExportModule, opset: int = OPSET) -> onnx.ModelProto:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*will be removed.*")
+        # The gait prior's phases and lifts are constants of the graph, as intended.
+        warnings.filterwarnings("ignore", message=".*torch.as_tensor results are registered as constants.*")
         torch.onnx.export(
             module, example, buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
             input_names=module.input_names, output_names=[OUTPUT_NAME], dynamic_axes=dynamic,
@@ -117,7 +119,13 @@ def parity_error(
         noise.zero_()
     with torch.no_grad():
         action = reference(obs, noise)[0].reshape(n * module.chunk, module.action_dim)
-    expected = task.action_to_ctrl(action).reshape(n, module.chunk, module.action_dim).numpy()
+    # The task's action map, and the gait prior a robot with one adds at each step of the chunk from
+    # the observation's clock (the training env adds it from its own step count).
+    amap = task.action_map()
+    clock = obs[:, module.clock].double().numpy() if module.gait is not None else None
+    prior = 0.0 if clock is None else module.gait.chunk_prior(clock, module.chunk)
+    action = action.reshape(n, module.chunk, module.action_dim).double().numpy()
+    expected = np.clip(amap.offset + prior + amap.scale * action, amap.low, amap.high)
     feeds = {"observation": obs[:, : module.obs_dim], "noise": noise}
     if module.image_shape:
         feeds["image"] = obs[:, module.obs_dim :].reshape(n, *module.image_shape)

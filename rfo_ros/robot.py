@@ -328,8 +328,13 @@ def read_description(source: str | os.PathLike | Mapping[str, Any] | RobotDescri
 
 
 def description_tree(description: RobotDescription) -> dict[str, Any]:
-    """The description as plain dicts, lists and numbers (YAML-, JSON- and checkpoint-safe)."""
-    return json.loads(json.dumps(description.model_dump()))
+    """The description as plain dicts, lists and numbers (YAML-, JSON- and checkpoint-safe). An unset
+    ``gait`` is left out, so the trees of robots without one read as they did before the section existed
+    (in checkpoints, models and config hashes)."""
+    tree = json.loads(json.dumps(description.model_dump()))
+    if tree.get("gait") is None:
+        tree.pop("gait", None)
+    return tree
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:
@@ -430,7 +435,12 @@ class Robot:
             "joint_names": list(d.joints),
             "default_joint_pos": self.standing_pose.tolist(),
             "action_scale": self.action_scale.tolist(),
-            "action_formula": "target = clip(default_joint_pos + action_scale * action, lower, upper)",
+            "action_formula": (
+                "target = clip(default_joint_pos + action_scale * action, lower, upper)"
+                if d.gait is None
+                else "target = clip(default_joint_pos + gait_prior(gait_clock) + action_scale * action, "
+                "lower, upper)"
+            ),
             # null where a joint is unlimited: the metadata is strict JSON.
             "joint_lower": _finite_or_none(self.joint_lower),
             "joint_upper": _finite_or_none(self.joint_upper),

@@ -92,3 +92,75 @@ def test_robots_without_a_gait_are_unchanged():
     assert "gait_clock" not in task.obs_layout.names and task.gait is None
     action = torch.rand(3, task.action_dim) * 2 - 1
     assert torch.equal(task.joint_targets(action), task.action_to_ctrl(action))
+
+
+# --- deployment: the exported graph adds the prior from the observed clock; the controller keeps time --
+def _gait_model(tmp_path, chunk: int = 3):
+    from rfo_ros.checkpoint import save_checkpoint
+    from rfo_ros.export import export_onnx
+    from rfo_ros.nets.actor import Actor
+
+    task = make_task("legged", robot=GAIT_ROBOT)
+    torch.manual_seed(0)
+    spec = {"obs_dim": task.obs_dim, "action_dim": task.action_dim, "hidden": (32, 32), "chunk": chunk}
+    actor = Actor("flow", {**spec, "steps": 2})
+    actor.normalizer.update(torch.randn(256, task.obs_dim) * 0.5)
+    payload = {"task": "legged", "task_options": task.options(), "algo": "rfo", "actor": actor.spec(),
+               "config": {}, "commit": "test", "iteration": 0, "env_steps": 0}  # fmt: skip
+    save_checkpoint(tmp_path / "gait.pt", payload)
+    report = export_onnx(tmp_path / "gait.pt", tmp_path / "gait.onnx", zero_noise=True)  # parity inside
+    return task, actor.eval(), report
+
+
+def test_exported_chunk_is_what_the_training_env_would_command_at_each_step(tmp_path):
+    task, actor, report = _gait_model(tmp_path)
+    assert report.parity_max_abs_error <= 1e-5 and report.metadata.gait is not None
+    env = VecEnv(task, 2, seed=0)
+    env.reset()
+    for _ in range(5):  # the clock 5 steps on: the graph must turn it for the chunk's later steps
+        obs = env.step(torch.zeros(2, task.action_dim)).obs
+    from rfo_ros.evaluate import OnnxActor
+
+    onnx_actor = OnnxActor(report.path)
+    commands = onnx_actor.session.run(None, {"observation": obs.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        actions = actor(obs, torch.zeros(2, 3, task.action_dim))[0]
+    steps = task.gait_steps.clone()
+    for k in range(3):
+        task.gait_steps = steps + k
+        np.testing.assert_allclose(commands[:, k], task.joint_targets(actions[:, k]).numpy(), atol=1e-4)
+    task.gait_steps = steps
+    # Mapped back to policy units (the prior taken off), the actions are the actor's own.
+    np.testing.assert_allclose(onnx_actor(obs)[0].numpy(), actions.numpy(), atol=1e-4)
+
+
+def test_controller_feeds_its_own_clock_and_takes_the_prior_off_the_last_action(tmp_path):
+    from rfo_ros.runtime import make_policy
+    from rfo_ros.runtime.controller import Controller, ControllerConfig
+
+    task, actor, report = _gait_model(tmp_path)
+    meta = report.metadata
+    policy = make_policy(report.path, provider="cpu")
+    seen, infer = [], policy.infer
+
+    def recording(obs, **kwargs):  # the observations the controller plans from
+        seen.append(np.array(obs, dtype=np.float64))
+        return infer(obs, **kwargs)
+
+    policy.infer = recording
+    config = ControllerConfig(tick_source="state", watchdog_timeout_s=1.0, max_joint_step=10.0)
+    c = Controller(policy, config)
+    clock = task.obs_layout.slice("gait_clock")
+    for step in range(5):  # plans at steps 0 and 3 (C = 3)
+        now = 0.02 * (step + 1)
+        c.imu(np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3), now)
+        c.odom(np.zeros(3), now)
+        assert c.joint_state(meta.action_offset, np.zeros(12), now, stamp=now).command is not None
+        planned_at = step - step % 3
+        assert len(seen) == planned_at // 3 + 1
+        np.testing.assert_allclose(seen[-1][clock], meta.gait.clock_at(planned_at), atol=1e-12)
+        with torch.no_grad():
+            want = actor(torch.as_tensor(seen[-1], dtype=torch.float32)[None], torch.zeros(1, 3, 12))[0]
+        # The command executed at this step had the prior of this step added: taken off, it is the
+        # actor's action for this step of the chunk (what training's last_action field holds).
+        np.testing.assert_allclose(c.last_action, want[0, step - planned_at].numpy(), atol=1e-4)

@@ -83,7 +83,7 @@ class OnnxTeacher:
         if not self.meta.zero_noise:
             feeds["noise"] = self.rng.standard_normal((obs.shape[0], *self._noise_shape), dtype=np.float32)
         ctrl = self.session.run(None, feeds)[0][:, 0].astype(np.float64)
-        action = np.clip((ctrl - self.meta.action_offset) * self.meta.action_scale_inverse, -1.0, 1.0)
+        action = self.meta.policy_action(ctrl, self.meta.step_prior(feeds["observation"]))
         return torch.from_numpy(action).to(obs.dtype)
 
     def describe(self) -> dict:

@@ -61,7 +61,7 @@ def closed_loop(
             if previous is not None:
                 (at_replan if planned else between).append(float(np.abs(command - previous).max()))
             previous = command
-            action = meta.policy_action(command)
+            action = meta.policy_action(command, meta.step_prior(obs.numpy()[:, : meta.obs_dim])[0])
             result = env.step(torch.as_tensor(action, dtype=torch.float32)[None])
             if speed_of is not None:
                 speeds.append(float(speed_of(env.state)[0]))

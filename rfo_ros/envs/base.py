@@ -57,6 +57,8 @@ class Task(ABC):
 
     world: str
     info: TaskInfo
+    #: The robot's gait prior (``rfo_ros.envs.gait.GaitPrior``) when its actions add to one, else None.
+    gait: Any = None
     #: mj_steps per control step (same ctrl held); each one is differentiated.
     substeps: int = 1
     #: Observation fields this task's options left out (sensor noise configured for them is moot).

@@ -141,6 +141,9 @@ class Controller:
             "joint_vel": self.inputs.joint_vel,
             "last_action": self.last_action,
         }  # every observation field the controller can build from its inputs (legged_obs names)
+        self.gait = meta.gait  # its clock counts this controller's control steps (``step``)
+        if self.gait is not None:
+            self._fields["gait_clock"] = np.zeros(2)
         unknown = [name for name in self.layout.names if name not in self._fields]
         if unknown:
             raise ModelError(
@@ -272,11 +275,17 @@ class Controller:
         action = self.scheduler.action(self.step)
         if action is None:  # no chunk covers this step (cannot happen after a successful plan)
             return Output(chunk, self._hold(now))
-        self.last_action[:] = self.metadata.policy_action(action)
+        self.last_action[:] = self.metadata.policy_action(action, self._gait_prior())
         command = self._limit(action)
         self.step += 1
         self.counts["ticks"] += 1
         return Output(chunk, command)
+
+    def _gait_prior(self) -> np.ndarray | float:
+        """The gait prior the model added to this step's command (0.0 without a gait)."""
+        if self.gait is None:
+            return 0.0
+        return self.gait.prior_from_clock(self.gait.clock_at(self.step)[None])[0]
 
     def _resume(self) -> None:
         if self.holding:
@@ -313,6 +322,8 @@ class Controller:
         if self.history_frames > 1 and self._frame_step == self.step:
             return self.history.current()  # stored already: nothing to build
         self._fields["projected_gravity"] = projected_gravity(self.inputs.quat_wxyz)
+        if self.gait is not None:
+            self._fields["gait_clock"][:] = self.gait.clock_at(self.step)
         if self.history_frames == 1:
             return build_observation(self._fields, self.layout)
         self._frame_step = self.step

@@ -6,7 +6,10 @@
     obs_norm = clip((obs - mean) / sqrt(var + eps), ±clip)
     z        = fixed-step ODE solve of v_θ from x_0 = noise, K steps unrolled   (flow)
              | mean(o) + std · noise                                              (tanh-Gaussian)
-    ctrl     = max(min(offset + scale · tanh(z), high), low)                     (Task.action_map)
+    ctrl     = max(min(offset + prior + scale · tanh(z), high), low)             (Task.action_map)
+
+where ``prior`` (C, m) is the robot's gait prior (``rfo_ros.envs.gait``) at each step of the chunk,
+computed from the observation's ``gait_clock`` columns, and 0 for robots without a gait.
 
 With ``inpainting`` (flow policies) two more inputs condition the chunk on actions already committed,
 for real-time chunk execution (Black et al. 2025): ``committed`` (B, C, m) in actuator units and
@@ -36,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rfo_ros.envs.base import ActionMap
+from rfo_ros.envs.gait import GaitPrior
 from rfo_ros.nets.actor import Actor
 from rfo_ros.nets.flow import FlowPolicy, time_embedding
 from rfo_ros.nets.gaussian import TanhGaussianPolicy
@@ -181,8 +185,15 @@ class ExportModule(nn.Module):
         zero_noise: bool = False,
         steps: int | None = None,
         inpainting: bool = False,
+        gait: GaitPrior | None = None,
+        clock: slice | None = None,
     ):
         super().__init__()
+        if (gait is None) != (clock is None):
+            raise ValueError("a gait prior needs the observation's clock columns, and only it does")
+        # The robot's gait prior (rfo_ros.envs.gait), added to every command of the chunk from the
+        # observation's clock: a deployment supplies the clock and nothing else.
+        self.gait, self.clock = gait, clock
         policy = actor.policy
         if len(action_map.scale) != actor.action_dim:
             raise ValueError(
@@ -234,9 +245,10 @@ class ExportModule(nn.Module):
             shapes["image"] = (batch, *self.image_shape)
         return {name: shapes[name] for name in self.input_names}
 
-    def committed_latent(self, committed: torch.Tensor) -> torch.Tensor:
-        """Actuator commands (B, C, m) -> the latents (B, C·m) whose action map gives them back."""
-        action = ((committed - self.offset) * self.inv_scale).clamp(-1.0 + 1e-6, 1.0 - 1e-6)
+    def committed_latent(self, committed: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Actuator commands (B, C, m) -> the latents (B, C·m) whose action map (about ``offset``) gives
+        them back."""
+        action = ((committed - offset) * self.inv_scale).clamp(-1.0 + 1e-6, 1.0 - 1e-6)
         # atanh, written out: the ONNX exporter has no Atanh at this opset.
         return (0.5 * torch.log((1.0 + action) / (1.0 - action))).flatten(1)
 
@@ -246,10 +258,13 @@ class ExportModule(nn.Module):
         if self.image_shape:
             obs = torch.cat([obs, named["image"].flatten(1)], dim=1)
         feat = self.features(self.normalizer(obs))
+        offset = self.offset
+        if self.gait is not None:
+            offset = offset + self.gait.chunk_prior(named["observation"][:, self.clock], self.chunk)
         if self.inpainting:
             weight = (named["committed_weight"][:, :, None] * self.per_actuator).flatten(1)
-            z = self.head(feat, named.get("noise"), self.committed_latent(named["committed"]), weight)
+            z = self.head(feat, named.get("noise"), self.committed_latent(named["committed"], offset), weight)
         else:
             z = self.head(feat, named.get("noise"))
-        ctrl = self.offset + self.scale * torch.tanh(z)
+        ctrl = offset + self.scale * torch.tanh(z)
         return torch.maximum(torch.minimum(ctrl, self.high), self.low)

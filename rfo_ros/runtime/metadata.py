@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rfo_ros.envs.gait import GaitPrior, clock_columns
 from rfo_ros.envs.legged_obs import ObsLayout, layout_metadata, parse_layout_metadata
 from rfo_ros.runtime.camera import ModelCamera
 
@@ -152,10 +153,33 @@ class ModelMetadata:
         scale = self.action_scale
         return np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
 
-    def policy_action(self, command: np.ndarray) -> np.ndarray:
+    def policy_action(self, command: np.ndarray, prior: np.ndarray | float = 0.0) -> np.ndarray:
         """The policy-space action in [-1, 1] (m,) that the action map turns into ``command`` (clipped):
-        what the ``last_action`` observation field holds once ``command`` has been executed."""
-        return np.clip((command - self.action_offset) * self.action_scale_inverse, -1.0, 1.0)
+        what the ``last_action`` observation field holds once ``command`` has been executed. ``prior``:
+        the gait prior the graph added to that command (``gait``), zero for models without one."""
+        offset = self.action_offset + prior
+        return np.clip((command - offset) * self.action_scale_inverse, -1.0, 1.0)
+
+    @functools.cached_property
+    def gait(self) -> GaitPrior | None:
+        """The robot's gait prior (``rfo_ros.envs.gait``) when the model was trained with one: the graph
+        adds it to its commands, computed from the observation's ``gait_clock`` field, which the caller
+        supplies (a controller counts its control steps)."""
+        spec = ((self.robot or {}).get("description") or {}).get("gait")
+        return None if spec is None else GaitPrior.from_spec(spec, self.dt)
+
+    def chunk_prior(self, observation: np.ndarray) -> np.ndarray:
+        """(B, C, m) the gait prior the graph added to each command of the chunks it planned from
+        ``observation`` (B, obs_dim); zeros for models without a gait."""
+        if self.gait is None:
+            return np.zeros((len(observation), self.chunk, self.action_dim))
+        clock = observation[:, clock_columns(self.obs_layout, self.obs_history)]
+        return self.gait.chunk_prior(np.asarray(clock, dtype=np.float64), self.chunk)
+
+    def step_prior(self, observation: np.ndarray) -> np.ndarray:
+        """(B, m) the gait prior at the time of ``observation`` (B, obs_dim): what the graph added to the
+        first command of the chunk it plans from it; zeros for models without a gait."""
+        return self.chunk_prior(observation)[:, 0]
 
     # --- robot -------------------------------------------------------------------------------------
     def check_robot(

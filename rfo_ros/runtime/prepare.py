@@ -17,6 +17,7 @@ import torch
 
 from rfo_ros.checkpoint import load_actor
 from rfo_ros.envs import Task, make_task
+from rfo_ros.envs.gait import clock_columns
 from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.nets.actor import Actor
 from rfo_ros.runtime.camera import ModelCamera
@@ -119,9 +120,12 @@ def prepare(
     actor, payload = load_checkpoint_actor(checkpoint)
     try:
         task = task or make_task(payload["task"], **payload.get("task_options", {}))
+        gait = task.gait
+        clock = None if gait is None else clock_columns(task.obs_layout, task.obs_history)
         module = ExportModule(
-            actor, task.action_map(), zero_noise=zero_noise, steps=steps, inpainting=inpainting
-        )
+            actor, task.action_map(), zero_noise=zero_noise, steps=steps, inpainting=inpainting,
+            gait=gait, clock=clock,
+        )  # fmt: skip
     except (KeyError, ValueError, TypeError) as exc:
         raise ExportError(f"cannot export {checkpoint}: {exc}") from exc
     return module, build_metadata(module, actor, payload, task, checkpoint), task
