@@ -30,7 +30,7 @@ fi
 
 if want race; then
   at=250000,500000,750000,1000000
-  race() { $py -m rfo_ros.bench learn --tasks legged --seeds 3 --jobs 1 --at-steps $at --out $out "$@" \
+  race() { $py -m rfo_ros.bench learn --tasks legged --seeds 3 --jobs 1 --at-steps $at --out $out/race "$@" \
     --set env.robot=config/robots/go1_gait.yaml --config-task quadruped --tag _go1_gait; }
   race --algos ppo --steps 1500000 --max-wall 300
   race --algos rfo --steps 1000000 --max-wall 600 --set env.jacobians=hybrid

@@ -1,0 +1,41 @@
+"""Training-return curves of named run folders, over env steps and over wall-clock, one figure each.
+
+    python scripts/plot_runs.py OUT_STEM "LABEL=FOLDER[,FOLDER...]" ...
+
+Each LABEL's folders are seeds of one setting (mean ± std band, as ``bench learn`` draws them);
+writes OUT_STEM.png (env steps) and OUT_STEM_wall.png (wall-clock).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rfo_ros.metrics import MetricsLog
+from rfo_ros.plots import seed_band_curves
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    stem = Path(argv[0])
+    by_steps, by_wall = {}, {}
+    for spec in argv[1:]:
+        label, folders = spec.split("=", 1)
+        steps, walls = [], []
+        for folder in folders.split(","):
+            log = MetricsLog(Path(folder), tensorboard=False)
+            log.load(10**12)
+            rows = [r for r in log.rows if "Train/return_mean100" in r]
+            y = [r["Train/return_mean100"] for r in rows]
+            steps.append(([r["Train/env_steps"] for r in rows], y))
+            walls.append(([r["Train/wall_time_s"] for r in rows], y))
+        by_steps[label], by_wall[label] = steps, walls
+    seed_band_curves(by_steps, stem.name, "env steps", stem.with_suffix(".png"))
+    seed_band_curves(by_wall, stem.name, "wall-clock s", stem.parent / f"{stem.name}_wall.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
