@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rfo_ros.metrics import MetricsLog
-from rfo_ros.plots import seed_band_curves
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
+from rfo_ros.metrics import MetricsLog  # noqa: E402
+from rfo_ros.plots import seed_band_curves  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
