@@ -324,9 +324,10 @@ def _spin_until(executors, sim, duration: float, wall_timeout: float) -> tuple[b
 
 
 def subscribed_topics(node) -> list[str]:
-    """The topics ``node`` subscribes to, by their last name part, sorted (what a policy reads)."""
-    topics = node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())
-    return sorted({name.rsplit("/", 1)[-1] for name, _ in topics})
+    """The topics ``node`` subscribes to, by their last name part, sorted (what a policy reads). Read
+    from the node itself: the ROS graph's view of it waits on discovery, which a one-second lock-step
+    run can end before (it then listed no inputs at all)."""
+    return sorted({sub.topic_name.rsplit("/", 1)[-1] for sub in node.subscriptions})
 
 
 def _notes(meta, stats) -> list[str]:
