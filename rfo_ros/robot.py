@@ -331,10 +331,8 @@ def description_tree(description: RobotDescription) -> dict[str, Any]:
     """The description as plain dicts, lists and numbers (YAML-, JSON- and checkpoint-safe). An unset
     ``gait`` is left out, so the trees of robots without one read as they did before the section existed
     (in checkpoints, models and config hashes)."""
-    tree = json.loads(json.dumps(description.model_dump()))
-    if tree.get("gait") is None:
-        tree.pop("gait", None)
-    return tree
+    unset = {"gait"} if description.gait is None else None
+    return json.loads(json.dumps(description.model_dump(exclude=unset)))
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:

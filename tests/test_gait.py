@@ -132,6 +132,9 @@ def test_exported_chunk_is_what_the_training_env_would_command_at_each_step(tmp_
     task.gait_steps = steps
     # Mapped back to policy units (the prior taken off), the actions are the actor's own.
     np.testing.assert_allclose(onnx_actor(obs)[0].numpy(), actions.numpy(), atol=1e-4)
+    # The prior at the observation's own step (what the teacher and bench chunks take off): the chunk's first.
+    meta, values = report.metadata, obs.numpy().astype(np.float64)
+    np.testing.assert_allclose(meta.step_prior(values), meta.chunk_prior(values)[:, 0], atol=1e-12)
 
 
 def test_controller_feeds_its_own_clock_and_takes_the_prior_off_the_last_action(tmp_path):

@@ -168,18 +168,23 @@ class ModelMetadata:
         spec = ((self.robot or {}).get("description") or {}).get("gait")
         return None if spec is None else GaitPrior.from_spec(spec, self.dt)
 
+    def _clock(self, observation: np.ndarray) -> np.ndarray:
+        """(B, 2) the gait clock an observation (B, obs_dim) carries."""
+        return np.asarray(observation[:, clock_columns(self.obs_layout, self.obs_history)], dtype=np.float64)
+
     def chunk_prior(self, observation: np.ndarray) -> np.ndarray:
         """(B, C, m) the gait prior the graph added to each command of the chunks it planned from
         ``observation`` (B, obs_dim); zeros for models without a gait."""
         if self.gait is None:
             return np.zeros((len(observation), self.chunk, self.action_dim))
-        clock = observation[:, clock_columns(self.obs_layout, self.obs_history)]
-        return self.gait.chunk_prior(np.asarray(clock, dtype=np.float64), self.chunk)
+        return self.gait.chunk_prior(self._clock(observation), self.chunk)
 
     def step_prior(self, observation: np.ndarray) -> np.ndarray:
         """(B, m) the gait prior at the time of ``observation`` (B, obs_dim): what the graph added to the
         first command of the chunk it plans from it; zeros for models without a gait."""
-        return self.chunk_prior(observation)[:, 0]
+        if self.gait is None:
+            return np.zeros((len(observation), self.action_dim))
+        return self.gait.prior_from_clock(self._clock(observation))
 
     # --- robot -------------------------------------------------------------------------------------
     def check_robot(
