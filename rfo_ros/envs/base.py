@@ -170,9 +170,10 @@ class Task(ABC):
         lo, hi = np.where(limited, lo, -1.0), np.where(limited, hi, 1.0)
         return ActionMap(scale=(hi - lo) / 2, offset=(hi + lo) / 2, low=lo, high=hi)
 
-    def action_to_ctrl(self, action: torch.Tensor) -> torch.Tensor:
-        """Actuator controls (N, nu) for policy actions in [-1, 1] (N, m), via ``action_map``."""
-        ctrl = self._offset + self._scale * action.to(torch.float64)
+    def action_to_ctrl(self, action: torch.Tensor, prior: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Actuator controls (N, nu) for policy actions in [-1, 1] (N, m), via ``action_map``; ``prior``
+        (a gait's, (N, m)) is added before the clip."""
+        ctrl = self._offset + prior + self._scale * action.to(torch.float64)
         return torch.maximum(torch.minimum(ctrl, self._high), self._low)
 
     @abstractmethod

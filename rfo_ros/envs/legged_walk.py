@@ -176,11 +176,8 @@ class LeggedWalk(LeggedTask):
     def joint_targets(self, action: torch.Tensor) -> torch.Tensor:
         """Position targets (N, n) in policy-joint order for ``action`` (N, n), the gait's prior added
         before the clip where the robot has one."""
-        if self.gait is None:
-            return super().action_to_ctrl(action)
-        prior = self.gait.prior(self.gait_steps_for(action.shape[0]))
-        targets = self._offset + prior + self._scale * action.to(torch.float64)
-        return torch.maximum(torch.minimum(targets, self._high), self._low)
+        prior = 0.0 if self.gait is None else self.gait.prior(self.gait_steps_for(action.shape[0]))
+        return super().action_to_ctrl(action, prior)
 
     def action_to_ctrl(self, action: torch.Tensor) -> torch.Tensor:
         targets = self.joint_targets(action)
