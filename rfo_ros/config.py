@@ -125,6 +125,13 @@ class CriticConfig(_Section):
     iterations: int = Field(16, ge=1, description="critic minibatch updates per training iteration")
     minibatches: int = Field(4, ge=1)
     target_tau: float = Field(0.8, gt=0, le=1, description="Polyak rate of the target critic (SHAC: 0.8)")
+    huber_delta: float | None = Field(
+        None,
+        gt=0,
+        description="regress values with the Huber loss of this width (errors past it count linearly) "
+        "instead of the squared error: a fall's TD error (its value drops to 0) then cannot swing the "
+        "whole critic in one step. None: squared error",
+    )
     ensemble: int = Field(1, ge=1, description="critics trained on the same targets, averaged (SAPO: 2)")
 
 

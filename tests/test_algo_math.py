@@ -60,6 +60,29 @@ def test_euler_integrates_a_constant_field_exactly_and_matches_torchdiffeq():
     assert torch.allclose(z_ours.reshape(5, 4), ref, atol=1e-5)
 
 
+def test_the_split_euler_solve_has_the_plain_solves_value_and_gradients():
+    """``FlowPolicy.latent`` computes the first layer's observation and time parts once; the value and
+    every parameter's gradient equal those of the plain Euler solve of ``velocity``."""
+    torch.manual_seed(1)
+    policy = FlowPolicy(obs_dim=6, action_dim=3, chunk=2, steps=4, hidden=[32, 16])
+    obs, noise = torch.randn(7, 6), torch.randn(7, 2, 3)
+    weights = torch.randn(7, 2, 3)
+
+    def grads(z):
+        policy.zero_grad()
+        (weights * z).sum().backward()
+        return [p.grad.clone() for p in policy.parameters()]
+
+    z_split = policy.latent(obs, noise)
+    g_split = grads(z_split)
+    feat = policy.features(obs)
+    z_plain = euler_integrate(lambda x, u: policy.velocity(x, u, feat), noise.reshape(7, 6), 4)
+    g_plain = grads(z_plain.reshape(7, 2, 3))
+    assert torch.allclose(z_split, z_plain.reshape(7, 2, 3), atol=1e-6)
+    for a, b in zip(g_split, g_plain, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("chunk", [1, 4])
 def test_chunk_shapes(chunk):
     actor = Actor("flow", {"obs_dim": 7, "action_dim": 3, "chunk": chunk, "steps": 2, "hidden": [16]})
@@ -140,3 +163,34 @@ def test_image_observations_keep_their_leading_dims():
     split = ObsSplit(obs_dim=5 + 64, image_shape=(1, 8, 8), image_features=7)
     assert split(torch.randn(3, 69)).shape == (3, 12)
     assert split(torch.randn(4, 3, 69)).shape == (4, 3, 12)  # (time, batch, D) as the critic sees it
+
+
+def _critic_after_one_fit(huber_delta, targets):
+    from rfo_ros.algos.critic import CriticLearner
+    from rfo_ros.config import CriticConfig
+    from rfo_ros.nets.critic import Critic
+    from rfo_ros.nets.normalizer import ObsNormalizer
+
+    torch.manual_seed(3)
+    cfg = CriticConfig(hidden=(16,), iterations=1, minibatches=1, huber_delta=huber_delta)
+    learner = CriticLearner(Critic(4, cfg.hidden), cfg, ObsNormalizer(4))
+    obs = torch.randn(64, 4)
+    torch.manual_seed(4)  # the same minibatch draw in both fits
+    loss = learner.fit(obs, targets(learner.critic(obs).detach()))
+    return learner.critic, loss, learner
+
+
+def test_the_huber_critic_fits_small_errors_as_the_squared_error_and_bounds_a_falls_pull():
+    near = lambda v: v + 0.01  # noqa: E731 - every error inside the width
+    plain, plain_loss, _ = _critic_after_one_fit(None, near)
+    huber, huber_loss, _ = _critic_after_one_fit(5.0, near)
+    assert huber_loss == pytest.approx(plain_loss)
+    for a, b in zip(plain.parameters(), huber.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7)
+
+    # A fall (its target drops to 0, 200 below the value) pulls on the critic no harder than an error of
+    # the width: the loss's gradient per sample is clipped at 2·delta/B, where the squared error's is 2e/B.
+    learner = _critic_after_one_fit(5.0, near)[2]
+    errors = torch.tensor([-200.0, -50.0, 3.0, 0.5], requires_grad=True)
+    learner._huber(errors).backward()
+    assert errors.grad.tolist() == pytest.approx([-2.5, -2.5, 1.5, 0.25])

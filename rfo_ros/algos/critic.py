@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch.nn import functional as F
 
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.returns import td_lambda_targets
@@ -45,7 +46,8 @@ class CriticLearner:
             self.normalizer.update(critic_obs)
 
     def fit(self, obs_norm: torch.Tensor, targets: torch.Tensor) -> float:
-        """Regress V(obs_norm (B, D)) onto targets (B,) for ``cfg.iterations`` minibatches; mean loss."""
+        """Regress V(obs_norm (B, D)) onto targets (B,) for ``cfg.iterations`` minibatches (squared error, or
+        the Huber loss with ``cfg.huber_delta``); returns the mean squared error."""
         obs_norm, targets = obs_norm.detach(), targets.detach()
         n = obs_norm.shape[0]
         size = max(1, n // self.cfg.minibatches)
@@ -53,11 +55,16 @@ class CriticLearner:
         for _ in range(self.cfg.iterations):
             idx = torch.randint(0, n, (size,))
             # Summed over the ensemble's members, so each fits the targets on its own.
-            loss = sum(((member(obs_norm[idx]) - targets[idx]) ** 2).mean() for member in self.critic.members)
-            self.optim.step(loss)
-            losses.append(loss.item())
+            errors = [member(obs_norm[idx]) - targets[idx] for member in self.critic.members]
+            squared = sum((e**2).mean() for e in errors)
+            self.optim.step(squared if self.cfg.huber_delta is None else sum(map(self._huber, errors)))
+            losses.append(squared.item())  # the squared error is logged either way, to compare runs
         self.update_target()
         return sum(losses) / len(losses)
+
+    def _huber(self, error: torch.Tensor) -> torch.Tensor:
+        """Twice the Huber loss (so it equals the squared error inside the width), mean over the batch."""
+        return 2.0 * F.huber_loss(error, torch.zeros_like(error), delta=self.cfg.huber_delta)
 
     def fit_td(self, window: dict[str, torch.Tensor], gamma: float, lam: float) -> float:
         """Fit TD(λ) targets of a rolled window (T, N) of ``critic_obs``, ``rew``, ``v_next``, ``term`` and

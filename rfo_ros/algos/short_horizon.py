@@ -112,15 +112,18 @@ class ShortHorizonRPG:
         latents (still in the graph, one (N, C, m) tensor per chunk boundary) and the samples."""
         cfg, env, actor = self.cfg, self.env, self.actor
         n, horizon, chunk, gamma = env.num_envs, cfg.diff.horizon, actor.chunk, cfg.gamma
-        value_target = self.critic.target
         env.detach()
         obs = self.obs
         ret = torch.zeros(n, device=obs.device)
         discount = torch.ones(n, device=obs.device)
         objective = torch.zeros((), device=obs.device)
         rec: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("obs", "critic_obs", "rew", "term", "done", "v_next", "z_obs", "z", "noise")
+            k: [] for k in ("obs", "critic_obs", "rew", "term", "done", "z_obs", "z", "noise")
         }
+        # Each step's bootstrap: the critic's view of the state reached (in the graph), and the weight
+        # that state's value carries in J (its discount where an episode piece closes there, else 0).
+        # The values are taken after the loop, for all steps in one batch.
+        final_views, boot_weights = [], []
         critic_obs = self.critic_obs
         latents = []
         for t in range(horizon):
@@ -135,15 +138,15 @@ class ShortHorizonRPG:
             res = env.step(actions[:, t % chunk])
             reward = res.reward + bonus
             bonus = torch.zeros_like(bonus)  # the bonus belongs to the step that drew the sample
-            # Privileged fields that depend on the state (the trunk's velocity) pass the gradient on.
-            v_final = value_target(self.critic.normalizer(res.final_critic_obs))
             done = res.terminated | res.truncated
             closing = torch.ones_like(done) if t == horizon - 1 else done
             bootstrap = ~res.terminated & ~res.diverged
             ret = ret + discount * reward
             discount = discount * gamma
-            piece = ret + torch.where(bootstrap, discount * v_final, torch.zeros_like(v_final))
-            objective = objective + torch.where(closing, piece, torch.zeros_like(piece)).sum()
+            objective = objective + torch.where(closing, ret, torch.zeros_like(ret)).sum()
+            # Privileged fields that depend on the state (the trunk's velocity) pass the gradient on.
+            final_views.append(res.final_critic_obs)
+            boot_weights.append(torch.where(closing & bootstrap, discount, torch.zeros_like(discount)))
             ret = torch.where(done, torch.zeros_like(ret), ret)
             discount = torch.where(done, torch.ones_like(discount), discount)
             for key, value in (
@@ -152,12 +155,15 @@ class ShortHorizonRPG:
                 ("rew", reward),
                 ("term", res.terminated),
                 ("done", done),
-                ("v_next", v_final),
             ):
                 rec[key].append(value.detach())
             obs, critic_obs = res.obs, res.critic_obs
         self.obs, self.critic_obs = obs.detach(), critic_obs.detach()
+        v_final = self.critic.target(self.critic.normalizer(torch.stack(final_views)))  # (H, N)
+        weight = torch.stack(boot_weights)
+        objective = objective + torch.where(weight > 0, weight * v_final, torch.zeros_like(v_final)).sum()
         data = {k: torch.stack(v) for k, v in rec.items() if k not in ("z_obs", "z", "noise")}
+        data["v_next"] = v_final.detach()
         data["z_obs"] = torch.cat(rec["z_obs"])
         data["z"] = torch.cat(rec["z"])
         samples = WindowSamples(data["z_obs"], torch.cat(rec["noise"]), data["z"])

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rfo_ros.nets.encoders import ObsSplit
 from rfo_ros.nets.mlp import mlp
@@ -71,16 +72,42 @@ class FlowPolicy(nn.Module):
         """v_θ for flat latents x (B, C·m), times u (B,), observation features (B, F) -> (B, C·m)."""
         return self.net(torch.cat([feat, x, time_embedding(u, self.time_dim)], dim=-1))
 
+    def first_layer_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The velocity MLP's first ``Linear([features, x, emb(u)])`` split by input: (W_feat, W_x,
+        W_time, bias), views of the live parameters (gradients flow into them)."""
+        first = self.net[0]
+        n_feat, n_x = self.features.out_dim, self.latent_dim
+        if not isinstance(first, nn.Linear) or first.in_features != n_feat + n_x + self.time_dim:
+            raise ValueError(
+                "flow velocity net must start with Linear(features + latent + time embedding); "
+                f"got {first!r} for sizes {n_feat} + {n_x} + {self.time_dim}"
+            )
+        w = first.weight
+        return w[:, :n_feat], w[:, n_feat : n_feat + n_x], w[:, n_feat + n_x :], first.bias
+
     def latent(self, obs_norm: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Integrate the flow: noise (B, C, m) -> latent z (B, C, m)."""
         feat = self.features(obs_norm)
         x0 = noise.reshape(noise.shape[0], self.latent_dim)
-        field = lambda x, u: self.velocity(x, u, feat)  # noqa: E731
         if self.solver == "euler":
-            z = euler_integrate(field, x0, self.steps)
+            z = self._euler_split(feat, x0)
         else:
-            z = self._odeint(field, x0)
+            z = self._odeint(lambda x, u: self.velocity(x, u, feat), x0)
         return z.reshape(noise.shape)
+
+    def _euler_split(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``euler_integrate`` of ``velocity``, the same maths in fewer operations: the first layer's
+        observation part is computed once per sample and its time part once per step (for all
+        samples), so each step recomputes only ``W_x·x``."""
+        w_feat, w_x, w_time, bias = self.first_layer_parts()
+        h = 1.0 / self.steps
+        times = torch.arange(self.steps, dtype=x.dtype, device=x.device) * h
+        stage_bias = F.linear(time_embedding(times, self.time_dim), w_time, bias)  # (K, H)
+        context = F.linear(feat, w_feat)  # (B, H)
+        rest = self.net[1:]
+        for k in range(self.steps):
+            x = x + h * rest(torch.addmm(context + stage_bias[k], x, w_x.t()))
+        return x
 
     def _odeint(self, field, x0: torch.Tensor) -> torch.Tensor:
         from torchdiffeq import odeint

@@ -86,18 +86,11 @@ class SplitVelocity(nn.Module):
 
     def __init__(self, policy: FlowPolicy, times: list[float]) -> None:
         super().__init__()
-        first = policy.net[0]
-        n_feat, n_x, n_time = policy.features.out_dim, policy.latent_dim, policy.time_dim
-        if not isinstance(first, nn.Linear) or first.in_features != n_feat + n_x + n_time:
-            raise ValueError(
-                "flow velocity net must start with Linear(features + latent + time embedding); "
-                f"got {first!r} for sizes {n_feat} + {n_x} + {n_time}"
-            )
-        weight, bias = first.weight.detach(), first.bias.detach()
-        emb = time_embedding(torch.tensor(times, dtype=weight.dtype), n_time)  # (S, T)
-        self.register_buffer("w_feat", weight[:, :n_feat].clone())
-        self.register_buffer("w_x", weight[:, n_feat : n_feat + n_x].clone())
-        self.register_buffer("stage_bias", emb @ weight[:, n_feat + n_x :].T + bias)  # (S, H)
+        w_feat, w_x, w_time, bias = (p.detach() for p in policy.first_layer_parts())
+        emb = time_embedding(torch.tensor(times, dtype=w_time.dtype), policy.time_dim)  # (S, T)
+        self.register_buffer("w_feat", w_feat.clone())
+        self.register_buffer("w_x", w_x.clone())
+        self.register_buffer("stage_bias", emb @ w_time.T + bias)  # (S, H)
         self.rest = copy.deepcopy(policy.net[1:])
 
     def context(self, feat: torch.Tensor) -> torch.Tensor:

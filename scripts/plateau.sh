@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 28, RFO's plateau and its iteration's profile. Stages, every run alone on the machine:
+#   lr:      the quadruped race with the gait prior (config/robots/go1_gait.yaml), RFO at half the actor
+#            learning rate (diff.actor_lr 0.001), 3 seeds, 1 M env steps, 600 s cap;
+#   huber:   the same, seed 1, with the critic's Huber loss (critic.huber_delta 10);
+#   ppo:     PPO on the same world, 3 seeds, 1.5 M env steps, 300 s cap (the race's other side, this host);
+#   fine:    RFO on go1_fine with the gait prior at actor_lr 0.001, 20 minutes, seed 0;
+#   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
+#            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [ppo] [fine] [profile]`.
+default_stages="lr huber ppo fine profile"
+source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
+out=docs/results/plateau
+at=250000,500000,750000,1000000
+race() { $py -m rfo_ros.bench learn --tasks legged --seeds 3 --jobs 1 --at-steps $at --out $out "$@" \
+  --set env.robot=config/robots/go1_gait.yaml --config-task quadruped; }
+
+if want lr; then
+  race --algos rfo --steps 1000000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 --tag _lr1e-3
+fi
+
+if want huber; then
+  $py -m rfo_ros.train --no-progress --config config/train/quadruped_rfo.yaml --out $out/legged/rfo_lr1e-3_huber10_s1 \
+    --set env.task=legged --set algo=rfo --set run.seed=1 --set run.total_env_steps=1000000 \
+    --set run.max_wall_time_s=600 --set env.robot=config/robots/go1_gait.yaml --set env.jacobians=hybrid \
+    --set diff.actor_lr=0.001 --set critic.huber_delta=10
+fi
+
+if want ppo; then
+  race --algos ppo --steps 1500000 --max-wall 300 --tag _go1_gait
+fi
+
+if want fine; then
+  $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+    --out $out/go1_fine_gait/rfo_lr1e-3_s0
+fi
+
+if want profile; then
+  before_dir=$(mktemp -d)
+  git worktree add --detach "$before_dir/repo" "${BEFORE:-4e0f0eb}"
+  args=(--no-progress --config config/train/quadruped_rfo.yaml --set env.task=legged --set algo=rfo
+    --set run.seed=0 --set run.total_env_steps=120000 --set run.eval_episodes=2 --set run.checkpoint_every=1000
+    --set env.robot=config/robots/go1_gait.yaml --set env.jacobians=hybrid)
+  for rep in 1 2; do
+    (cd "$before_dir/repo" && "$OLDPWD/$py" -m rfo_ros.train "${args[@]}" --out "$OLDPWD/$out/profile/before_$rep")
+    $py -m rfo_ros.train "${args[@]}" --out $out/profile/after_$rep
+  done
+  git worktree remove --force "$before_dir/repo"
+fi
