@@ -3,12 +3,14 @@
 #   lr:      the quadruped race with the gait prior (config/robots/go1_gait.yaml), RFO at half the actor
 #            learning rate (diff.actor_lr 0.001), 3 seeds, 1 M env steps, 600 s cap;
 #   huber:   the same, seed 1, with the critic's Huber loss (critic.huber_delta 10);
+#   tau:     the same as lr with a slower target critic (critic.target_tau 0.2 for 0.8), 3 seeds;
 #   ppo:     PPO on the same world, 3 seeds, 1.5 M env steps, 300 s cap (the race's other side, this host);
 #   fine:    RFO on go1_fine with the gait prior at actor_lr 0.001, 20 minutes, seed 0;
+#   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [ppo] [fine] [profile]`.
-default_stages="lr huber ppo fine profile"
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [ppo] [fine] [seeds] [profile]`.
+default_stages="lr huber tau ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
 at=250000,500000,750000,1000000
@@ -26,6 +28,11 @@ if want huber; then
     --set diff.actor_lr=0.001 --set critic.huber_delta=10
 fi
 
+if want tau; then
+  race --algos rfo --steps 1000000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --tag _lr1e-3_tau02
+fi
+
 if want ppo; then
   race --algos ppo --steps 1500000 --max-wall 300 --tag _go1_gait
 fi
@@ -33,6 +40,14 @@ fi
 if want fine; then
   $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
     --out $out/go1_fine_gait/rfo_lr1e-3_s0
+fi
+
+if want seeds; then
+  for seed in 1 2; do
+    $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+      --set run.seed=$seed --set env.threads=1 --out $out/go1_fine_gait/rfo_lr1e-3_paired_s$seed &
+  done
+  wait
 fi
 
 if want profile; then
