@@ -172,3 +172,26 @@ def test_adjoint_clipping_trains_with_and_without_reuse(tmp_path):
 def test_new_config_keys_reject_bad_values(override, field):
     with pytest.raises(ConfigError, match=field):
         load_config(None, [override])
+
+
+def test_the_window_objective_is_its_pieces_returns_plus_their_bootstraps(tmp_path):
+    """J of a window, written out per env and step from the window's own record: each episode piece's
+    discounted return, plus γ^k·V(final state) where it closes without a failure (the window's end or a
+    truncation), over N·H. The trainer takes the bootstrap values in one batch after the rollout."""
+    runner = _runner(tmp_path, "algo=rfo")
+    for _ in range(2):  # a trained critic: the bootstrap is not ~0
+        runner.algo.iterate()
+    objective, data, _, _ = runner.algo._window()
+    rew, term, done, v_next = (data[k].double() for k in ("rew", "term", "done", "v_next"))
+    horizon, n = rew.shape
+    gamma, total = runner.cfg.gamma, 0.0
+    for env in range(n):
+        ret, discount = 0.0, 1.0
+        for t in range(horizon):
+            ret += discount * float(rew[t, env])
+            discount *= gamma
+            if done[t, env] or t == horizon - 1:
+                total += ret + (0.0 if term[t, env] else discount * float(v_next[t, env]))
+                ret, discount = 0.0, 1.0
+    assert float(v_next.abs().max()) > 0.1
+    assert float(objective) == pytest.approx(total / (n * horizon), rel=1e-5)
