@@ -128,9 +128,9 @@ class CriticConfig(_Section):
     huber_delta: float | None = Field(
         None,
         gt=0,
-        description="regress values with the Huber loss of this width (errors past it count linearly) "
-        "instead of the squared error: a fall's TD error (its value drops to 0) then cannot swing the "
-        "whole critic in one step. None: squared error",
+        description="regress values with the Huber loss of this width instead of the squared error: "
+        "errors past it count linearly, so a fall's large TD error (its value drops to 0) pulls no harder "
+        "than an error of the width (on the race it did not help: docs/results). None: squared error",
     )
     ensemble: int = Field(1, ge=1, description="critics trained on the same targets, averaged (SAPO: 2)")
 
