@@ -211,7 +211,7 @@ def terrain_setup(model: str | os.PathLike | None, course_seed: int, tmp: Path) 
     import yaml
 
     from rfo_ros.envs.course_walk import QuadrupedTerrain, course_description
-    from rfo_ros.robot import RobotError, description_tree
+    from rfo_ros.robot import RobotError, description_tree, read_description
     from rfo_ros.runtime import ModelError, load_metadata
 
     path = resolve_model_path(model)
@@ -224,9 +224,13 @@ def terrain_setup(model: str | os.PathLike | None, course_seed: int, tmp: Path) 
         description = course_description(trained, QuadrupedTerrain.course_world)
     except (RobotError, ValueError) as exc:
         raise BringupError(f"--terrain: {exc}") from exc
-    if description.name != TERRAIN_ROBOT:
+    # The course world includes the Go1-class quadruped's MJCF: any robot file on that MJCF (go1, or go1_trot
+    # with its gait prior) runs there.
+    course_mjcf = (read_description(TERRAIN_ROBOT).mjcf, QuadrupedTerrain.course_world)
+    trained_mjcf = trained.get("mjcf") if isinstance(trained, dict) else read_description(trained).mjcf
+    if trained_mjcf not in course_mjcf:
         raise BringupError(f"--terrain: the obstacle course is the {TERRAIN_ROBOT} robot's; {path} drives "
-                           f"{description.name!r}")  # fmt: skip
+                           f"{description.name!r} on {trained_mjcf!r}")  # fmt: skip
     depth = meta.image is not None and meta.image.shape[0] == 1
     own_camera = trained.get("camera") if isinstance(trained, dict) else None
     if depth and own_camera:  # the camera the model saw in training, wherever the course's looks

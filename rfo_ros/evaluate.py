@@ -1,8 +1,9 @@
 """Policy evaluation: N full episodes in parallel, zero-noise or stochastic.
 
-``python -m rfo_ros.evaluate CHECKPOINT [--episodes N] [--command VX VY WZ] [--perturb NAME]`` prints
-both modes as JSON; ``--command`` holds a velocity-commanded task (the quadrupeds) at one command instead
-of random ones, ``--perturb`` evaluates in a named perturbed world (``rfo_ros.randomization``).
+``python -m rfo_ros.evaluate CHECKPOINT [--episodes N] [--command VX VY WZ] [--perturb NAME] [--task T]``
+prints both modes as JSON; ``--command`` holds a velocity-commanded task (the quadrupeds) at one command
+instead of random ones, ``--perturb`` evaluates in a named perturbed world (``rfo_ros.randomization``),
+``--task`` on another task with the same robot and observation (a blind policy on the obstacle course).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def evaluate(
         task.fixed_command = tuple(float(c) for c in command)
     env = VecEnv(task, episodes, seed=seed, threads=None, randomization=randomization)
     obs = env.reset()
+    wanted = actor.metadata.obs_dim if hasattr(actor, "metadata") else actor.obs_dim
+    if obs.shape[1] != wanted:
+        raise ValueError(f"task {task_name!r} observes {obs.shape[1]} values, the policy {wanted}")
     chunk = actor.chunk
     alive = np.ones(episodes, dtype=bool)
     returns, lengths, falls = np.zeros(episodes), np.zeros(episodes), np.zeros(episodes, dtype=bool)
@@ -178,12 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--perturb", choices=sorted(PERTURBATION_SETS), default=None, help="a named perturbation set"
     )
+    p.add_argument(
+        "--task",
+        default=None,
+        help="evaluate on this task instead of the policy's own, with the policy's robot and observation "
+        "options (e.g. a flat-ground policy of go1_trot on legged_terrain, the obstacle course)",
+    )
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
     torch.manual_seed(args.seed)  # the sampled-noise episodes draw from torch's generator
     try:
         actor, task, options = load_policy(args.policy)
+        task = args.task or task
         result = {
             mode: evaluate(
                 actor,

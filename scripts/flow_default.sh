@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The shipped robot policy (issue 25): a blind flow policy with action chunks of C = 4, made in two stages,
-# each run alone on the machine unless the note beside its figures says otherwise:
-#   distill  DAgger with the flow-matching loss from the RFO teacher that observes the trunk's velocity
-#            (models/quadruped_randomized.onnx) into the blind chunked student, in the hardware world
-#            (config/train/quadruped_flow_distill.yaml; 1.5 M env steps)
-#   last     the last stage from that one warm start, 3 seeds each, the same wall-clock (600 s): RFO
-#            (config/train/quadruped_flow_rfo.yaml) and FPO (config/train/quadruped_flow_fpo.yaml)
-#   robust   bench robust at 1.0 m/s, 32 episodes per set: the warm start (no last stage), each last-stage
-#            run, and the default it replaces (models/quadruped_ppo.onnx), sampled; the first and the last
-#            also at zero noise
-#   export   the chosen run (LAST, default distill_s0: neither last stage beat it) to models/quadruped.onnx,
-#            with its config, summary and curve
+# The shipped robot policy (issue 25): a blind flow policy with action chunks of C = 4. Two routes, each
+# stage run alone on the machine unless the note beside its figures says otherwise.
+# Route 2 (the trot prior; stages teacher, student, last2, robust2):
+#   teacher  PPO with odometry on go1_trot (a trot prior, legged_gym's tracking width) in the hardware world
+#            (config/train/quadruped_teacher_ppo.yaml), exported to trot_teacher/teacher.onnx
+#   student  DAgger with the flow-matching loss from that teacher into the blind chunked student on go1_trot
+#            (config/train/quadruped_flow_distill.yaml with the trot robot and teacher): the teacher drives
+#            a share of the envs falling 1 -> 0 over 300 k steps, then the student drives at half the lr
+#   last2    the last stage from the student, 3 seeds, the same wall-clock (LAST_S, default 300 s): RFO and
+#            FPO, each seed's two runs paired (one simulation thread each)
+#   robust2  bench robust at 1.0 m/s, 32 episodes per set: the student, each last-stage run, the route-1
+#            default, sampled; the student and the route-1 default at zero noise too
+# Route 1 (stages distill, last, robust): the RFO teacher with odometry (models/quadruped_randomized.onnx)
+#   distilled into the student on go1 (no prior), then RFO and FPO for 600 s from it, and bench robust.
+# export: the chosen run (LAST, default distill_s0) to models/quadruped.onnx, with its config, summary, curve.
 # Run folders land in docs/results/flow_default/; a finished run is skipped, so a killed script resumes.
-# Stages: `bash scripts/flow_default.sh [distill] [last] [robust] [export]`; LAST=rfo_s1 picks another run.
-default_stages="distill last robust export"
+# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [robust2] [distill] [last] [robust] [export]`
+default_stages="teacher student last2 robust2"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/flow_default
 warm=$out/distill_s0/checkpoints/last.pt
@@ -25,6 +28,46 @@ train() {  # train NAME CONFIG [--set ...]: one run folder, skipped when finishe
   [[ -f $out/$name/summary.json ]] && return
   $py -m rfo_ros.train --config "$config" --out "$out/$name" --no-progress "$@" 2>&1 | tee "$out/$name.log"
 }
+
+trot=(--set env.task=legged --set env.robot=config/robots/go1_trot.yaml)
+student=$out/trot_distill_more_s0/checkpoints/last.pt
+
+if want teacher; then
+  train trot_teacher config/train/quadruped_teacher_ppo.yaml
+  [[ -f $out/trot_teacher/teacher.onnx ]] ||
+    $py -m rfo_ros.export $out/trot_teacher/checkpoints/last.pt -o $out/trot_teacher/teacher.onnx
+fi
+
+if want student; then
+  teacher=(--set distill.teacher=$out/trot_teacher/teacher.onnx)
+  train trot_distill_s0 config/train/quadruped_flow_distill.yaml "${trot[@]}" "${teacher[@]}"
+  train trot_distill_more_s0 config/train/quadruped_flow_distill.yaml "${trot[@]}" "${teacher[@]}" \
+    --set distill.teacher_share_steps=0 --set distill.lr=5e-4 \
+    --set run.init_from=$out/trot_distill_s0/checkpoints/last.pt
+fi
+
+if want last2; then
+  for seed in 0 1 2; do
+    for algo in rfo fpo; do
+      train trot_${algo}_s$seed config/train/quadruped_flow_$algo.yaml "${trot[@]}" --set run.seed=$seed \
+        --set run.init_from=$student --set run.max_wall_time_s=${LAST_S:-300} --set env.threads=1 &
+    done
+    wait
+  done
+fi
+
+if want robust2; then
+  policies=$student labels=trot_student
+  for run in trot_rfo_s0 trot_rfo_s1 trot_rfo_s2 trot_fpo_s0 trot_fpo_s1 trot_fpo_s2; do
+    [[ -f $out/$run/checkpoints/last.pt ]] && policies+=,$out/$run/checkpoints/last.pt labels+=,$run
+  done
+  policies+=,$out/distill_more_s0/checkpoints/last.pt labels+=,route1_default
+  $py -m rfo_ros.bench robust --policies $policies --labels $labels --episodes 32 --command 1.0 \
+    --json $out/robust2.json | tee $out/robust2.md
+  $py -m rfo_ros.bench robust --policies $student,$out/distill_more_s0/checkpoints/last.pt \
+    --labels trot_student,route1_default --episodes 32 --command 1.0 --zero-noise \
+    --json $out/robust2_zero_noise.json | tee $out/robust2_zero_noise.md
+fi
 
 if want distill; then
   train distill_s0 config/train/quadruped_flow_distill.yaml

@@ -309,3 +309,93 @@ def test_an_exported_depth_model_is_evaluated_as_its_checkpoint(tmp_path):
     obs, noise = env.reset(), torch.zeros(3, 1, 12)
     onnx, (torch_actor, _) = OnnxActor(tmp_path / "seeing.onnx"), load_actor(checkpoint)
     torch.testing.assert_close(onnx(obs, noise)[0], torch_actor(obs, noise)[0].detach(), atol=1e-5, rtol=0)
+
+
+# --- the perceptive route: a teacher that reads the course's heights, a student that sees depth ---------
+
+TROT = str(REPO / "config" / "robots" / "go1_trot.yaml")
+
+
+def test_the_height_scan_reads_the_course_ahead_along_the_heading():
+    """``legged_terrain_scan`` ends its observation with the trunk's height above the ground at 15 points
+    ahead (minus 0.3 m, ×5): 0 over the floor, and each block's height where the points are over it."""
+    task = make_task("legged_terrain_scan", robot=TROT)
+    assert task.obs_layout.names[-1] == "height_scan" and task.description.gait is not None
+    env = VecEnv(task, 2, seed=0, threads=1)
+    env.reset()
+    layout = np.array([[[0.45, 0.75, 0.1], [1.0, 1.3, 0.15], [2.0, 2.5, 0.08]]] * 2)
+    task.course_layout = torch.from_numpy(layout)
+    qpos = torch.from_numpy(np.stack([STAND, STAND]))
+    qpos[1, 3:7] = torch.tensor([math.cos(math.pi / 2), 0.0, 0.0, math.sin(math.pi / 2)])  # facing -x
+    ahead = np.round(np.arange(-0.2, 1.25, 0.1), 1)
+    ground = np.where((ahead >= 0.45) & (ahead < 0.75), 0.1, 0.0)
+    ground = np.where((ahead >= 1.0) & (ahead < 1.3), 0.15, ground)
+    np.testing.assert_allclose(task.height_scan(qpos)[0].numpy(), 0.30 - ground, atol=1e-12)
+    # Facing -x, the blocks are behind the trunk: the scan reads the floor.
+    np.testing.assert_allclose(task.height_scan(qpos)[1].numpy(), np.full(15, 0.30), atol=1e-12)
+    state = SimState(qpos, torch.zeros(2, task.model.nv), torch.zeros(2, task.model.na))
+    obs = task.observe(state, torch.zeros(2, 12))
+    np.testing.assert_allclose(obs[0, -15:].numpy(), (0.30 - ground - 0.3) * 5.0, atol=1e-12)
+
+
+def test_a_scan_teacher_labels_a_depth_student_from_the_simulators_course(tmp_path):
+    """The teacher's scan comes from the simulator (each env's own course), the rest from the student's
+    frame, in front of the image; the student observes no scan, and the node refuses the teacher."""
+    from rfo_ros.algos.teacher import OnnxTeacher
+    from rfo_ros.runtime import make_policy
+    from rfo_ros.runtime.controller import Controller, ControllerConfig
+    from rfo_ros.runtime.metadata import ModelError
+
+    teacher_path = export_untrained_policy(
+        tmp_path / "scan.onnx", task="legged_terrain_scan", robot=TROT, flow_steps=1, chunk=1
+    )
+    student = make_task("legged_terrain_depth", robot=TROT)
+    env = VecEnv(student, 3, seed=1, threads=1)
+    obs = env.reset()
+    for _ in range(3):
+        obs = env.step(torch.zeros(3, 12)).obs
+    assert "height_scan" not in student.obs_layout.names
+    assert obs.shape[1] == student.obs_layout.size + 256  # the frame, then the pixels
+    teacher = OnnxTeacher(teacher_path, env)
+    assert teacher.privileged_fields == ["height_scan"]
+    seen = teacher.observation(obs)
+    scan = (student.height_scan(env.state.qpos).numpy() - 0.3) * 5.0
+    np.testing.assert_allclose(seen[:, -15:], scan, atol=1e-6)
+    np.testing.assert_array_equal(seen[:, :-15], obs[:, : student.obs_layout.size].numpy().astype(np.float32))
+    assert teacher.act(obs).shape == (3, 12)
+    with pytest.raises(ModelError, match="height_scan"):
+        Controller(make_policy(teacher_path, provider="cpu"), ControllerConfig())
+
+
+def test_a_scan_teacher_cannot_label_a_student_without_a_course(tmp_path):
+    from rfo_ros.algos.teacher import OnnxTeacher
+    from rfo_ros.runtime.metadata import ModelError
+
+    teacher_path = export_untrained_policy(
+        tmp_path / "scan.onnx", task="legged_terrain_scan", robot=TROT, flow_steps=1, chunk=1
+    )
+    flat = VecEnv(make_task("legged", robot=TROT), 2, seed=0, threads=1)
+    with pytest.raises(ModelError, match="no obstacle course"):
+        OnnxTeacher(teacher_path, flat)
+
+
+def test_a_policy_is_evaluated_on_the_course_or_refused_with_the_sizes(tmp_path):
+    """``evaluate --task``: a flat-ground policy of go1_trot on the course (same observation), and a policy
+    whose observation the task cannot give is refused with both sizes."""
+    from rfo_ros.evaluate import main
+
+    flat = export_untrained_policy(tmp_path / "flat.onnx", task="legged", robot=TROT, flow_steps=1, chunk=1)
+    assert main([str(flat), "--episodes", "1", "--task", "legged_terrain"]) == 0
+    assert main([str(flat), "--episodes", "1", "--task", "legged_terrain_scan"]) == 1
+
+
+def test_the_perceptive_route_configs_load():
+    """The teacher observes the scan and the velocity, the student the depth image; both on go1_trot."""
+    teacher = load_config(REPO / "config" / "train" / "quadruped_terrain_teacher_ppo.yaml")
+    student = load_config(REPO / "config" / "train" / "quadruped_terrain_distill.yaml")
+    assert (teacher.algo, student.algo) == ("ppo", "distill") and student.policy.chunk == 4
+    built = [task_from_config(c.env.task, c.env.robot, c.env.base_lin_vel, c.env.obs_history)
+             for c in (teacher, student)]  # fmt: skip
+    assert built[0].obs_layout.names[-1] == "height_scan" and built[0].image_shape is None
+    assert "height_scan" not in built[1].obs_layout.names and built[1].image_shape == (1, 16, 16)
+    assert {t.description.name for t in built} == {"go1_trot"}

@@ -3,9 +3,10 @@
 The teacher is any ``rfo_ros`` ONNX model of the same robot (same joints, same action map). Its
 observation is rebuilt field by field from what the env holds: a field the student also observes comes
 from the student's newest frame (with the same sensor noise and delay a robot would have); a field the
-student lacks (e.g. ``base_lin_vel`` for a blind student) comes from the simulator's truth, the
-privileged readers of ``rfo_ros.envs.privileged``. So a teacher trained with odometry can label the
-states a blind student visits, and nothing privileged ever enters the student's observation.
+student lacks (``base_lin_vel`` for a blind student, ``height_scan`` for one that sees depth) comes from
+the simulator's truth, the privileged readers of ``rfo_ros.envs.privileged``. So a teacher trained with
+odometry (or the course's heights) can label the states a blind (or depth-seeing) student visits, and
+nothing privileged ever enters the student's observation.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rfo_ros.envs.legged_obs import ObsLayout
+from rfo_ros.envs.course_walk import HEIGHT_SCAN
+from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.envs.privileged import FIELDS
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.runtime.metadata import ModelError
 from rfo_ros.runtime.ort_model import metadata_from_session, open_session, session_options
+
+#: The fields a teacher may observe that a student need not: the simulator's truth, in the units of the
+#: observation field the teacher was trained with (``privileged.FIELDS`` reads them so).
+SIMULATOR_TRUTH = {
+    "base_lin_vel": ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0),
+    "height_scan": HEIGHT_SCAN,
+}
 
 
 class OnnxTeacher:
@@ -49,7 +58,9 @@ class OnnxTeacher:
             raise ModelError(f"distill.teacher {path}: its action map is not the student robot file's")
         if meta.image is not None or meta.obs_history != 1:
             raise ModelError(f"distill.teacher {path}: a teacher takes one frame and no image")
-        self.frame_size = student.size
+        # The student's newest frame: the last of its history, before any image pixels.
+        newest = (task.obs_history - 1) * student.size
+        self._frame = slice(newest, newest + student.size)
         self._sources = [self._source(field, student, env) for field in meta.obs_layout.fields]
         self.privileged_fields = [f.name for f in meta.obs_layout.fields if f.name not in student.names]
         self.rng = np.random.default_rng(seed)
@@ -63,18 +74,25 @@ class OnnxTeacher:
                 raise ModelError(f"distill.teacher {self.path}: field {field.name!r} is scaled differently")
             cut = student.slice(field.name)
             return lambda frame: frame[:, cut]
-        if field.name != "base_lin_vel":  # the one privileged reader in observation units (scale 2, offset 0)
+        truth = SIMULATOR_TRUTH.get(field.name)
+        if truth is None:
             raise ModelError(
                 f"distill.teacher {self.path}: observes {field.name!r}, which the student's env cannot supply"
             )
-        if any(s != 2.0 for s in field.scale) or any(o != 0.0 for o in field.offset):
-            raise ModelError(f"distill.teacher {self.path}: base_lin_vel scaled other than ×2")
-        read = FIELDS["base_lin_vel"](env)
+        if (field.size, field.scale, field.offset) != (truth.size, truth.scale, truth.offset):
+            raise ModelError(
+                f"distill.teacher {self.path}: {field.name!r} is sized or scaled other than the simulator's "
+                f"(size {truth.size}, scale {truth.scale[0]:g}, offset {truth.offset[0]:g})"
+            )
+        try:
+            read = FIELDS[field.name](env)
+        except ValueError as exc:
+            raise ModelError(f"distill.teacher {self.path}: {exc}") from None
         return lambda frame: read().to(frame.dtype)
 
     def observation(self, obs: torch.Tensor) -> np.ndarray:
         """The teacher's observation (N, teacher obs_dim) float32."""
-        frame = obs[:, -self.frame_size :]
+        frame = obs[:, self._frame]
         return torch.cat([source(frame) for source in self._sources], dim=1).numpy().astype(np.float32)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:

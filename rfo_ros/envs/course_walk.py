@@ -2,8 +2,12 @@
 
 ``quadruped_terrain`` (blind) and ``quadruped_terrain_depth`` (plus a depth image of the course's camera)
 put the Go1-class quadruped (``config/robots/go1.yaml``) into ``sim/quadruped_terrain.xml``: the same
-world, rewards and termination, only the observation differs. The world's course (``rfo_ros.envs.course``)
-is drawn again for every episode of every env, so the edges are never where the last episode had them.
+world, rewards and termination, only the observation differs. ``legged_terrain`` and
+``legged_terrain_depth`` do the same for any robot file whose MJCF the course world includes, and
+``legged_terrain_scan`` observes the course's true heights ahead (``HEIGHT_SCAN``): a privileged
+teacher's input, which no robot topic supplies (the node refuses such a model). The world's course
+(``rfo_ros.envs.course``) is drawn again for every episode of every env, so the edges are never where the
+last episode had them.
 
 What differs from flat ground (``LeggedWalk``), all read from the world file: the forward speed commands
 (``course_command_vx``; the robot file's other ranges stay), the robot's ``camera`` (``course_camera``),
@@ -23,14 +27,41 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.base import TaskInfo
-from rfo_ros.envs.course import Course, CourseSpec, support_points
+from rfo_ros.envs.course import Course, CourseSpec, support_points, yaw_of
 from rfo_ros.envs.legged import base_height
+from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.envs.legged_walk import LeggedWalk, LeggedWalkDepth, RobotSource
 from rfo_ros.robot import Robot, RobotDescription, default_tracking_widths, read_description
 from rfo_ros.sim.autograd import SimState
 from rfo_ros.sim.worlds import load_model
 
-__all__ = ["CourseWalk", "CourseWalkDepth", "QuadrupedTerrain", "QuadrupedTerrainDepth", "course_description"]
+__all__ = [
+    "HEIGHT_SCAN",
+    "CourseWalk",
+    "CourseWalkDepth",
+    "CourseWalkScan",
+    "LeggedTerrain",
+    "LeggedTerrainDepth",
+    "LeggedTerrainScan",
+    "QuadrupedTerrain",
+    "QuadrupedTerrainDepth",
+    "course_description",
+]
+
+#: Where the height scan reads the ground: trunk-frame offsets ahead along the heading (m), -0.2 to 1.2.
+SCAN_AHEAD_M = tuple(round(-0.2 + 0.1 * i, 1) for i in range(15))
+#: The trunk's nominal height above the ground (m) that the scan's values are centred on.
+SCAN_NOMINAL_HEIGHT_M = 0.3
+#: The height scan field: the trunk's height above the ground at each scan point, minus the nominal
+#: height, ×5 (legged_gym's scale for its measured heights): 0 on flat ground, -0.75 before a 0.15 m block.
+HEIGHT_SCAN = ObsField.make(
+    "height_scan",
+    len(SCAN_AHEAD_M),
+    "trunk height above the ground (m) minus 0.3 at points "
+    f"{SCAN_AHEAD_M[0]:g}..{SCAN_AHEAD_M[-1]:g} m ahead along the heading (the simulator's course)",
+    scale=5.0,
+    offset=SCAN_NOMINAL_HEIGHT_M,
+)
 
 
 def course_description(robot: RobotSource, world: str) -> RobotDescription:
@@ -148,6 +179,16 @@ class CourseWalk(LeggedWalk):
         ground = self.course.support_height(self.layouts(q.shape[0]), q, self._support)
         return base_height(qpos) - torch.from_numpy(ground).to(qpos.dtype)
 
+    def height_scan(self, qpos: torch.Tensor) -> torch.Tensor:
+        """(N, 15) ``HEIGHT_SCAN``'s raw values: the trunk's height above the ground at points ahead along
+        each env's heading (its course's blocks, else the floor), no gradient."""
+        q = qpos.detach().cpu().numpy()
+        yaw = yaw_of(q[:, 3:7])[:, None]
+        ahead = np.asarray(SCAN_AHEAD_M)
+        x, y = q[:, 0:1] + np.cos(yaw) * ahead, q[:, 1:2] + np.sin(yaw) * ahead
+        ground = self.course.ground_height(self.layouts(len(q)), x, y)
+        return torch.from_numpy(q[:, 2:3] - ground).to(qpos.dtype)
+
     def crossed(self, state: SimState) -> torch.Tensor:
         """(N,) bool: the trunk is past its course's finish line."""
         x = state.qpos[:, 0].detach().cpu().numpy()
@@ -169,6 +210,21 @@ class CourseWalkDepth(CourseWalk, LeggedWalkDepth):
     env's image shows its own course."""
 
 
+class CourseWalkScan(CourseWalk):
+    """``CourseWalk`` whose observation ends with ``HEIGHT_SCAN``, the simulator's heights of the course
+    ahead: what a privileged teacher observes in place of a camera (``algo: distill`` reads it from the
+    simulator for a depth-seeing student). A robot has no topic for it: the policy node refuses the model."""
+
+    def __init__(self, robot: Robot, base_lin_vel: bool = True, obs_history: int = 1) -> None:
+        if obs_history != 1:
+            raise ValueError("the height-scan task observes one frame: obs_history must be 1")
+        super().__init__(robot, base_lin_vel)
+        self.obs_layout = ObsLayout((*self.obs_layout.fields, HEIGHT_SCAN))
+
+    def observation_fields(self, state: SimState, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**super().observation_fields(state, last_action), "height_scan": self.height_scan(state.qpos)}
+
+
 class QuadrupedTerrain(CourseWalk):
     """``CourseWalk`` of the Go1-class quadruped in ``sim/quadruped_terrain.xml``, blind: observation 48.
 
@@ -185,4 +241,23 @@ class QuadrupedTerrainDepth(CourseWalkDepth):
     ground ~0.35-1.2 m ahead of a standing trunk): observation 48 + 256."""
 
     default_robot = "go1"
+    course_world = "quadruped_terrain"
+
+
+class LeggedTerrain(CourseWalk):
+    """``CourseWalk`` in ``sim/quadruped_terrain.xml`` for a robot file (``env.robot``) whose MJCF that world
+    includes (the Go1-class quadruped's, e.g. ``config/robots/go1_trot.yaml`` with its gait prior)."""
+
+    course_world = "quadruped_terrain"
+
+
+class LeggedTerrainDepth(CourseWalkDepth):
+    """``LeggedTerrain`` with the depth image of the course's camera (as ``QuadrupedTerrainDepth``)."""
+
+    course_world = "quadruped_terrain"
+
+
+class LeggedTerrainScan(CourseWalkScan):
+    """``LeggedTerrain`` observing the course's heights ahead (``HEIGHT_SCAN``): a privileged teacher."""
+
     course_world = "quadruped_terrain"

@@ -193,7 +193,7 @@ GAIT_CLOCK = ObsField.make(
 
 
 #: The privileged fields a critic may observe (``rfo_ros.envs.privileged`` computes them in training).
-PRIVILEGED_FIELDS = ("base_lin_vel", "base_height", "clean_obs", "physics", "latency", "push")
+PRIVILEGED_FIELDS = ("base_lin_vel", "base_height", "clean_obs", "physics", "latency", "push", "height_scan")
 
 
 def check_privileged_fields(fields: Sequence[str]) -> tuple[str, ...]:

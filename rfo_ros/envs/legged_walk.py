@@ -192,6 +192,10 @@ class LeggedWalk(LeggedTask):
         return qvel[:, self._qvel_idx]
 
     def observe(self, state: SimState, last_action: torch.Tensor) -> torch.Tensor:
+        return build_observation(self.observation_fields(state, last_action), self.obs_layout)
+
+    def observation_fields(self, state: SimState, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field the observation layout may name (N, size each), unscaled."""
         qpos, qvel = state.qpos, state.qvel
         fields = {
             "base_lin_vel": base_lin_vel_body(qpos, qvel),
@@ -204,7 +208,7 @@ class LeggedWalk(LeggedTask):
         }
         if self.gait is not None:
             fields["gait_clock"] = self.gait.clock(self.gait_steps_for(qpos.shape[0])).to(qpos.dtype)
-        return build_observation(fields, self.obs_layout)
+        return fields
 
     def pd_torque(self, state: SimState, action: torch.Tensor) -> torch.Tensor:
         """The actuators' torque (N, n) for ``action`` at ``state``: clip(kp(q* - q) - kd q̇, ±limit)."""

@@ -17,6 +17,9 @@ noise included) followed by those fields, in the order named:
 - ``latency`` (1): the actuation delay (control steps).
 - ``push`` (3): the last push's impulse (m/s, world x and y, 0 before the first) and the fraction of the
   push interval elapsed since (0 without pushes).
+- ``height_scan`` (15): the obstacle course's heights ahead of the trunk, in the units of the
+  ``legged_terrain_scan`` task's observation field (``course_walk.HEIGHT_SCAN``); course tasks only. The
+  same reader gives a privileged teacher its scan when it labels a depth-seeing student.
 
 Only legged tasks (a trunk on a free joint, a robot file) have these fields.
 """
@@ -59,6 +62,16 @@ def _clean_obs(env: VecEnv) -> Reader:
     return lambda: env.task.observe(env.state, env.last_action)
 
 
+def _height_scan(env: VecEnv) -> Reader:
+    from rfo_ros.envs.course_walk import HEIGHT_SCAN
+
+    task = env.task
+    if not hasattr(task, "height_scan"):
+        raise ValueError(f"height_scan: task {type(task).__name__} has no obstacle course to scan")
+    offset, scale = (torch.tensor(v, dtype=torch.float64) for v in (HEIGHT_SCAN.offset, HEIGHT_SCAN.scale))
+    return lambda: (task.height_scan(env.state.qpos) - offset) * scale
+
+
 def _physics(env: VecEnv) -> Reader:
     model = env.task.model
     nominal = dict(NOMINAL_FACTORS)
@@ -95,6 +108,7 @@ FIELDS: dict[str, Callable[[VecEnv], Reader]] = {
     "physics": _physics,
     "latency": _latency,
     "push": _push,
+    "height_scan": _height_scan,
 }
 
 
