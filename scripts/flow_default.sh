@@ -61,11 +61,14 @@ if want robust2; then
   for run in trot_rfo_s0 trot_rfo_s1 trot_rfo_s2 trot_fpo_s0 trot_fpo_s1 trot_fpo_s2; do
     [[ -f $out/$run/checkpoints/last.pt ]] && policies+=,$out/$run/checkpoints/last.pt labels+=,$run
   done
-  policies+=,$out/distill_more_s0/checkpoints/last.pt labels+=,route1_default
+  route1=$out/distill_more_s0/checkpoints/last.pt  # route 1's default, where its checkpoint is here
+  zero=$student zero_labels=trot_student
+  if [[ -f $route1 ]]; then
+    policies+=,$route1 labels+=,route1_default zero+=,$route1 zero_labels+=,route1_default
+  fi
   $py -m rfo_ros.bench robust --policies $policies --labels $labels --episodes 32 --command 1.0 \
     --json $out/robust2.json | tee $out/robust2.md
-  $py -m rfo_ros.bench robust --policies $student,$out/distill_more_s0/checkpoints/last.pt \
-    --labels trot_student,route1_default --episodes 32 --command 1.0 --zero-noise \
+  $py -m rfo_ros.bench robust --policies $zero --labels $zero_labels --episodes 32 --command 1.0 --zero-noise \
     --json $out/robust2_zero_noise.json | tee $out/robust2_zero_noise.md
 fi
 

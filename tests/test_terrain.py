@@ -399,3 +399,24 @@ def test_the_perceptive_route_configs_load():
     assert built[0].obs_layout.names[-1] == "height_scan" and built[0].image_shape is None
     assert "height_scan" not in built[1].obs_layout.names and built[1].image_shape == (1, 16, 16)
     assert {t.description.name for t in built} == {"go1_trot"}
+
+
+def test_the_course_steers_its_robot_back_to_the_course_direction():
+    """The command's yaw rate on the course is a heading controller's (0.5 per rad, at most 1 rad/s), in the
+    observation and in the reward alike, so turning away from the blocks is no way to earn the reward."""
+    task = make_task("legged_terrain", robot=TROT)
+    env = VecEnv(task, 3, seed=0, threads=1)
+    env.reset()
+    qpos = torch.from_numpy(np.stack([STAND] * 3))
+    for i, yaw in enumerate((0.0, math.pi / 2, math.pi)):
+        qpos[i, 3:7] = torch.tensor([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+    command = task.command_at(qpos)
+    np.testing.assert_allclose(command[:, 2].numpy(), [0.0, -math.pi / 4, -1.0], atol=1e-9)
+    np.testing.assert_array_equal(command[:, :2].numpy(), task.commands_for(3)[:, :2].numpy())
+    state = SimState(qpos, torch.zeros(3, task.model.nv), torch.zeros(3, task.model.na))
+    obs = task.observe(state, torch.zeros(3, 12))
+    cut = task.obs_layout.slice("command")
+    np.testing.assert_allclose(obs[:, cut][:, 2].numpy(), 0.25 * command[:, 2].numpy(), atol=1e-9)
+    # Standing still: the yaw term pays fully where the command is 0, less where it asks for a turn.
+    yaw_reward = task.reward_terms(state, torch.zeros(3, 12), state)["track_yaw_rate"]
+    assert yaw_reward[0] > yaw_reward[1] > yaw_reward[2]

@@ -48,9 +48,13 @@ __all__ = [
     "course_description",
 ]
 
+#: The course's heading controller (``CourseWalk.command_at``): yaw-rate command per radian of heading
+#: error (legged_gym's 0.5), and its limit (rad/s).
+HEADING_GAIN, HEADING_MAX_YAW_RATE = 0.5, 1.0
 #: Where the height scan reads the ground: trunk-frame offsets ahead along the heading (m), -0.2 to 1.2.
 SCAN_AHEAD_M = tuple(round(-0.2 + 0.1 * i, 1) for i in range(15))
-#: The trunk's nominal height above the ground (m) that the scan's values are centred on.
+#: Where the scan's values are centred (m): a fixed feature centring, as legged_gym's 0.5 m in its measured
+#: heights, near a Go1-class trunk's standing height; another robot's scan is the same feature off-centre.
 SCAN_NOMINAL_HEIGHT_M = 0.3
 #: The height scan field: the trunk's height above the ground at each scan point, minus the nominal
 #: height, ×5 (legged_gym's scale for its measured heights): 0 on flat ground, -0.75 before a 0.15 m block.
@@ -188,6 +192,16 @@ class CourseWalk(LeggedWalk):
         x, y = q[:, 0:1] + np.cos(yaw) * ahead, q[:, 1:2] + np.sin(yaw) * ahead
         ground = self.course.ground_height(self.layouts(len(q)), x, y)
         return torch.from_numpy(q[:, 2:3] - ground).to(qpos.dtype)
+
+    def command_at(self, qpos: torch.Tensor) -> torch.Tensor:
+        """The drawn forward command, with the yaw rate of a heading controller that steers the trunk back
+        to the course's direction (+x): ``clip(HEADING_GAIN·wrap(0 − yaw), ±HEADING_MAX_YAW_RATE)``, as
+        legged_gym's heading commands. Without it, turning away from the blocks and walking off at the
+        commanded body-frame speed scored as well as crossing (a first teacher learnt exactly that)."""
+        command = self.commands_for(qpos.shape[0]).clone()
+        yaw = torch.from_numpy(yaw_of(qpos.detach().cpu().numpy()[:, 3:7])).to(command.dtype)
+        command[:, 2] = (-HEADING_GAIN * yaw).clamp(-HEADING_MAX_YAW_RATE, HEADING_MAX_YAW_RATE)
+        return command
 
     def crossed(self, state: SimState) -> torch.Tensor:
         """(N,) bool: the trunk is past its course's finish line."""

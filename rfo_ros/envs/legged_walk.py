@@ -162,6 +162,11 @@ class LeggedWalk(LeggedTask):
             mid = torch.tensor(self.command_range, dtype=torch.float64).mean(1)
         return mid.expand(n, 3)
 
+    def command_at(self, qpos: torch.Tensor) -> torch.Tensor:
+        """(N, 3) the command the policy observes and is rewarded for at ``qpos``: here the drawn one
+        (``commands_for``); a task that steers its robot (the obstacle course) computes part of it."""
+        return self.commands_for(qpos.shape[0])
+
     # --- task maths --------------------------------------------------------------------------------
     def action_map(self) -> ActionMap:
         """Position targets ``standing_pose + action_scale·a`` in policy-joint order, clipped to each
@@ -201,7 +206,7 @@ class LeggedWalk(LeggedTask):
             "base_lin_vel": base_lin_vel_body(qpos, qvel),
             "base_ang_vel": base_ang_vel_body(qvel),
             "projected_gravity": projected_gravity(base_quat(qpos)),
-            "command": self.commands_for(qpos.shape[0]).to(qpos.dtype),
+            "command": self.command_at(qpos).to(qpos.dtype),
             "joint_pos": self.joint_pos(qpos),
             "joint_vel": self.joint_vel(qvel),
             "last_action": last_action.to(qpos.dtype),
@@ -222,7 +227,7 @@ class LeggedWalk(LeggedTask):
         """Each weighted reward term (N,), by name (terms of weight 0 left out); ``reward`` is their sum."""
         w, shape = self.description.rewards, self.description.reward_shape
         qpos, qvel = next_state.qpos, next_state.qvel
-        cmd = self.commands_for(qpos.shape[0]).to(qpos.dtype)
+        cmd = self.command_at(state.qpos).to(qpos.dtype)  # what the policy saw when it acted
         v = base_lin_vel_body(qpos, qvel)
         omega = base_ang_vel_body(qvel)
         g = projected_gravity(base_quat(qpos))
