@@ -61,8 +61,8 @@ def evaluate(
         task.fixed_command = tuple(float(c) for c in command)
     env = VecEnv(task, episodes, seed=seed, threads=None, randomization=randomization)
     obs = env.reset()
-    wanted = actor.metadata.obs_dim if hasattr(actor, "metadata") else actor.obs_dim
-    if obs.shape[1] != wanted:
+    wanted = getattr(getattr(actor, "metadata", actor), "obs_dim", None)  # None: a scripted actor
+    if wanted is not None and obs.shape[1] != wanted:
         raise ValueError(f"task {task_name!r} observes {obs.shape[1]} values, the policy {wanted}")
     chunk = actor.chunk
     alive = np.ones(episodes, dtype=bool)
