@@ -9,8 +9,8 @@
 #            a share of the envs falling 1 -> 0 over 300 k steps, then the student drives at half the lr
 #   last2    the last stage from the student, 3 seeds, the same wall-clock (LAST_S, default 300 s): RFO and
 #            FPO, each seed's two runs paired (one simulation thread each)
-#   robust2  bench robust at 1.0 m/s, 32 episodes per set: the student, each last-stage run, the route-1
-#            default, sampled; the student and the route-1 default at zero noise too
+#   robust2  bench robust at 1.0 m/s, 32 episodes per set: the student (and its first distillation stage),
+#            each last-stage run, the route-1 default, sampled; the students and route 1 at zero noise too
 # Route 1 (stages distill, last, robust): the RFO teacher with odometry (models/quadruped_randomized.onnx)
 #   distilled into the student on go1 (no prior), then RFO and FPO for 600 s from it, and bench robust.
 # export: the chosen run (LAST, default distill_s0) to models/quadruped.onnx, with its config, summary, curve.
@@ -58,11 +58,11 @@ fi
 
 if want robust2; then
   policies=$student labels=trot_student
-  for run in trot_rfo_s0 trot_rfo_s1 trot_rfo_s2 trot_fpo_s0 trot_fpo_s1 trot_fpo_s2; do
+  for run in trot_distill_s0 trot_rfo_s0 trot_rfo_s1 trot_rfo_s2 trot_fpo_s0 trot_fpo_s1 trot_fpo_s2; do
     [[ -f $out/$run/checkpoints/last.pt ]] && policies+=,$out/$run/checkpoints/last.pt labels+=,$run
   done
   route1=$out/distill_more_s0/checkpoints/last.pt  # route 1's default, where its checkpoint is here
-  zero=$student zero_labels=trot_student
+  zero=$student,$out/trot_distill_s0/checkpoints/last.pt zero_labels=trot_student,trot_distill_s0
   if [[ -f $route1 ]]; then
     policies+=,$route1 labels+=,route1_default zero+=,$route1 zero_labels+=,route1_default
   fi
