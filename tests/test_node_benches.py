@@ -12,6 +12,7 @@ from rfo_ros.bench.latency import (
     CAMERA_TASK,
     added_latency,
     export_untrained_policy,
+    model_latency,
     node_latency,
     parse_resolution,
     round_trips,
@@ -51,6 +52,15 @@ def test_latency_bench_measures_the_node_with_its_own_diagnostics(tmp_path):
     node = node_latency(model, "cpu", 30, 5, 200.0)
     assert node["node_lost"] == 0 and 0 < node["node_p50_ms"] <= node["node_p99_ms"]
     assert node["node_model_p50_ms"] is not None  # the node's own diagnostics came back
+
+
+def test_the_model_is_timed_bare_and_inside_the_control_law(tmp_path):
+    """``bench latency``'s model rows: back to back, paced, and paced inside ``Controller`` (the node's law
+    without ROS), one plan per state; a model with odometry gets it fed too."""
+    model = export_untrained_policy(tmp_path / "odom.onnx", flow_steps=1, chunk=2)
+    rows = model_latency(model, "cpu", 40, rate_hz=400.0)
+    for name in ("model", "model_paced", "controller_model_paced"):
+        assert 0 < rows[f"{name}_p50_ms"] <= rows[f"{name}_p99_ms"], name
 
 
 def test_latency_bench_with_a_depth_camera_beside_the_states(tmp_path):

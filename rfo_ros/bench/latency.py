@@ -1,8 +1,9 @@
 """``python -m rfo_ros.bench latency [--json] [--model PATH]``: model and policy-node latency on this machine.
 
 - model: the bare ONNX Runtime call (``rfo_ros.runtime.measure_model_latency``) in this process, back to
-  back (``model_*``) and paced at the control rate (``model_paced_*``); ``node_model_over_paced_p50`` is
-  the node's own call (``node_model_p50_ms``) over the paced bare one: what the node adds to the model;
+  back (``model_*``) and paced at the control rate (``model_paced_*``), and the same call inside the node's
+  control law without ROS (``controller_model_paced_*``); ``node_model_over_paced_p50`` is the node's own
+  call (``node_model_p50_ms``) over the paced bare one: what the node adds to the model;
 - node: through real ROS topics on loopback. The policy node runs in its own process (``python -m
   rfo_ros.nodes.policy_node``, one control step per ``joint_states``, a plan on every one); a driver node
   here publishes ``imu``, ``odom`` and then ``joint_states`` stamped with a sequence number and times,
@@ -232,9 +233,11 @@ def model_latency(model: Path, provider: str, n: int, rate_hz: float = 0.0) -> d
     stats = measure_model_latency(policy, n)
     meta = policy.metadata
     paced = measure_model_latency(policy, min(n, 500), rate_hz=rate_hz or 1.0 / meta.dt)
+    in_controller = controller_model_latency(policy, min(n, 500), rate_hz or 1.0 / meta.dt)
     return {
         "model_paced_p50_ms": float(paced["p50_ms"]),
         "model_paced_p99_ms": float(paced["p99_ms"]),
+        **{f"controller_model_paced_{k}": v for k, v in in_controller.items()},
         "provider": policy.provider,
         "flow_steps": meta.flow_steps,
         "chunk": meta.chunk,
@@ -242,6 +245,38 @@ def model_latency(model: Path, provider: str, n: int, rate_hz: float = 0.0) -> d
         "model_p50_ms": float(stats["p50_ms"]),
         "model_p99_ms": float(stats["p99_ms"]),
     }
+
+
+def controller_model_latency(policy, n: int, rate_hz: float) -> dict:
+    """The same call inside the node's control law without ROS (``Controller``, one plan per joint state
+    as the node runs here), paced at ``rate_hz``: ``p50_ms``/``p99_ms`` of its model calls. What the node
+    adds beyond this comes from the ROS side of its process. Empty for a model with an image input."""
+    import time
+
+    import numpy as np
+
+    from rfo_ros.runtime.controller import Controller, ControllerConfig
+
+    meta = policy.metadata
+    if meta.image is not None:
+        return {}
+    controller = Controller(policy, ControllerConfig(tick_source="state", replan_every=1))
+    m, quat, zeros = meta.action_dim, np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+    pose, velocity = np.asarray(meta.action_offset, dtype=np.float64), np.zeros(m)
+    period, t = 1.0 / rate_hz, 0.0
+    next_wake = time.perf_counter()
+    for i in range(n + 50):  # the first 50 warm up
+        next_wake += period
+        time.sleep(max(0.0, next_wake - time.perf_counter()))
+        t += period
+        controller.imu(quat, zeros, t)
+        if controller.needs_odom:
+            controller.odom(zeros, t)
+        controller.joint_state(pose + 0.01 * np.sin(i), velocity, t, t)
+        if i == 49:
+            controller.model_latency.clear()
+    summary = controller.model_latency.summary()
+    return {"p50_ms": float(summary.p50_ms), "p99_ms": float(summary.p99_ms)}
 
 
 def node_latency(model: Path, provider: str, n: int, warmup: int, rate_hz: float) -> dict:

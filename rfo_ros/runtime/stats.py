@@ -30,6 +30,10 @@ class LatencyWindow:
         self._next = (self._next + 1) % len(self._samples)
         self._count = min(self._count + 1, len(self._samples))
 
+    def clear(self) -> None:
+        """Forget every sample (e.g. the warm-up's)."""
+        self._next = self._count = 0
+
     def summary(self) -> LatencySummary:
         if self._count == 0:
             nan = float("nan")
