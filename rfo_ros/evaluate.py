@@ -61,7 +61,7 @@ def evaluate(
         task.fixed_command = tuple(float(c) for c in command)
     env = VecEnv(task, episodes, seed=seed, threads=None, randomization=randomization)
     obs = env.reset()
-    wanted = getattr(getattr(actor, "metadata", actor), "obs_dim", None)  # None: a scripted actor
+    wanted = getattr(actor, "obs_dim", None)  # None: a scripted actor
     if wanted is not None and obs.shape[1] != wanted:
         raise ValueError(f"task {task_name!r} observes {obs.shape[1]} values, the policy {wanted}")
     chunk = actor.chunk
@@ -138,6 +138,12 @@ class OnnxActor:
             raise ValueError(f"{path}: inpainting models are not supported here")
         self.chunk, self.action_dim = meta.chunk, meta.action_dim
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def obs_dim(self) -> int:
+        """The task's observation size this model takes: its observation, then any image's pixels."""
+        meta = self.metadata
+        return meta.obs_dim + (int(np.prod(meta.image.shape)) if meta.image is not None else 0)
 
     def __call__(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         n, meta = obs.shape[0], self.metadata

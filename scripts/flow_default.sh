@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped robot policy (issue 25): a blind flow policy with action chunks of C = 4. Two routes, each
 # stage run alone on the machine unless the note beside its figures says otherwise.
-# Route 2 (the trot prior; stages teacher, student, last2, robust2, last2_lr):
+# Route 2 (the trot prior; stages teacher, student, last2, robust2, last2_lr, last2_no_rough):
 #   teacher  PPO with odometry on go1_trot (a trot prior, legged_gym's tracking width) in the hardware world
 #            (config/train/quadruped_teacher_ppo.yaml), exported to trot_teacher/teacher.onnx
 #   student  DAgger with the flow-matching loss from that teacher into the blind chunked student on go1_trot
@@ -10,13 +10,14 @@
 #   last2    the last stage from the student, 3 seeds, the same wall-clock (LAST_S, default 300 s): RFO and
 #            FPO, each seed's two runs paired (one simulation thread each)
 #   last2_lr RFO's last stage at a lower actor learning rate (2e-4), seeds 0 and 1 paired, and bench robust
+#   last2_no_rough  RFO's last stage without the rough ground (pushes kept), seeds 0 and 1 paired, bench robust
 #   robust2  bench robust at 1.0 m/s, 32 episodes per set: the student (and its first distillation stage),
 #            each last-stage run, the route-1 default, sampled; the students and route 1 at zero noise too
 # Route 1 (stages distill, last, robust): the RFO teacher with odometry (models/quadruped_randomized.onnx)
 #   distilled into the student on go1 (no prior), then RFO and FPO for 600 s from it, and bench robust.
 # export: the chosen run (LAST, default distill_s0) to models/quadruped.onnx, with its config, summary, curve.
 # Run folders land in docs/results/flow_default/; a finished run is skipped, so a killed script resumes.
-# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [robust2] [distill] [last] [robust] [export]`
+# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [last2_no_rough] [robust2] [distill] [last] [robust] [export]`
 default_stages="teacher student last2 robust2"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/flow_default
@@ -66,6 +67,18 @@ if want last2_lr; then  # RFO's last stage at 2e-4 instead of 5e-4, seeds 0 and 
   runs=$out/trot_rfo_lr2e-4_s0/checkpoints/last.pt,$out/trot_rfo_lr2e-4_s1/checkpoints/last.pt
   $py -m rfo_ros.bench robust --policies $runs --labels trot_rfo_lr2e-4_s0,trot_rfo_lr2e-4_s1 --episodes 32 \
     --command 1.0 --json $out/robust2_rfo_lr2e-4.json | tee $out/robust2_rfo_lr2e-4.md
+fi
+
+if want last2_no_rough; then  # RFO's last stage without the rough ground (pushes kept), seeds 0-1 paired
+  for seed in 0 1; do
+    train trot_rfo_no_rough_s$seed config/train/quadruped_flow_rfo.yaml "${trot[@]}" --set run.seed=$seed \
+      --set run.init_from=$student --set run.max_wall_time_s=300 --set env.threads=1 \
+      --set env.randomization.rough_ground_m=null &
+  done
+  wait
+  runs=$out/trot_rfo_no_rough_s0/checkpoints/last.pt,$out/trot_rfo_no_rough_s1/checkpoints/last.pt
+  $py -m rfo_ros.bench robust --policies $runs --labels trot_rfo_no_rough_s0,trot_rfo_no_rough_s1 \
+    --episodes 32 --command 1.0 --json $out/robust2_rfo_no_rough.json | tee $out/robust2_rfo_no_rough.md
 fi
 
 if want robust2; then

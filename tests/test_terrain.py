@@ -309,6 +309,8 @@ def test_an_exported_depth_model_is_evaluated_as_its_checkpoint(tmp_path):
     obs, noise = env.reset(), torch.zeros(3, 1, 12)
     onnx, (torch_actor, _) = OnnxActor(tmp_path / "seeing.onnx"), load_actor(checkpoint)
     torch.testing.assert_close(onnx(obs, noise)[0], torch_actor(obs, noise)[0].detach(), atol=1e-5, rtol=0)
+    assert onnx.obs_dim == torch_actor.obs_dim == obs.shape[1]  # the pixels count: evaluate's size check
+    assert evaluate(onnx, "quadruped_terrain_depth", 2, 0, True)["length_mean"] > 0
 
 
 # --- the perceptive route: a teacher that reads the course's heights, a student that sees depth ---------

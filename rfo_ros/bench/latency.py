@@ -43,6 +43,7 @@ import numpy as np
 if TYPE_CHECKING:  # the tasks load MuJoCo, the driver rclpy: only the functions that use them import them
     from rfo_ros.envs import Task
     from rfo_ros.nodes.latency_driver import DepthStream
+    from rfo_ros.runtime import Policy
 
 #: The targets the node is held to on a development CPU (issue: ROS node latency).
 GOAL_NODE_P99_MS = 2.0
@@ -247,7 +248,7 @@ def model_latency(model: Path, provider: str, n: int, rate_hz: float = 0.0) -> d
     }
 
 
-def controller_model_latency(policy, n: int, rate_hz: float) -> dict:
+def controller_model_latency(policy: Policy, n: int, rate_hz: float) -> dict:
     """The same call inside the node's control law without ROS (``Controller``, one plan per joint state
     as the node runs here), paced at ``rate_hz``: ``p50_ms``/``p99_ms`` of its model calls. What the node
     adds beyond this comes from the ROS side of its process. Empty for a model with an image input."""
