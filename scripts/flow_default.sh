@@ -24,13 +24,6 @@ out=docs/results/flow_default
 warm=$out/distill_s0/checkpoints/last.pt
 mkdir -p $out
 
-train() {  # train NAME CONFIG [--set ...]: one run folder, skipped when finished
-  local name=$1 config=$2
-  shift 2
-  [[ -f $out/$name/summary.json ]] && return
-  $py -m rfo_ros.train --config "$config" --out "$out/$name" --no-progress "$@" 2>&1 | tee "$out/$name.log"
-}
-
 trot=(--set env.task=legged --set env.robot=config/robots/go1_trot.yaml)
 student=$out/trot_distill_more_s0/checkpoints/last.pt
 

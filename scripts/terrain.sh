@@ -17,13 +17,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/terrain
 mkdir -p $out
 
-train() {  # train NAME CONFIG [--set ...]: one run folder, skipped when finished
-  local name=$1 config=$2
-  shift 2
-  [[ -f $out/$name/summary.json ]] && return
-  $py -m rfo_ros.train --config "$config" --out "$out/$name" --no-progress "$@" 2>&1 | tee "$out/$name.log"
-}
-
 if want teacher; then
   train teacher config/train/quadruped_terrain_teacher_ppo.yaml
   [[ -f $out/teacher/teacher.onnx ]] ||

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.course_walk import HEIGHT_SCAN
-from rfo_ros.envs.legged_obs import ObsField, ObsLayout
+from rfo_ros.envs.legged_obs import BASE_LIN_VEL, ObsLayout
 from rfo_ros.envs.privileged import FIELDS
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.runtime.metadata import ModelError
@@ -26,7 +26,7 @@ from rfo_ros.runtime.ort_model import metadata_from_session, open_session, sessi
 #: The fields a teacher may observe that a student need not: the simulator's truth, in the units of the
 #: observation field the teacher was trained with (``privileged.FIELDS`` reads them so).
 SIMULATOR_TRUTH = {
-    "base_lin_vel": ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0),
+    "base_lin_vel": BASE_LIN_VEL,
     "height_scan": HEIGHT_SCAN,
 }
 

@@ -169,10 +169,9 @@ def legged_obs_layout(
     if len(standing_pose) != n:
         raise ValueError(f"{len(standing_pose)} standing-pose values for {n} joints")
     order = "policy joint order: " + ", ".join(joint_names)
-    lin_vel = ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0)
     return ObsLayout(
         (
-            *((lin_vel,) if base_lin_vel else ()),
+            *((BASE_LIN_VEL,) if base_lin_vel else ()),
             ObsField.make("base_ang_vel", 3, "trunk angular velocity, body frame (rad/s)", scale=0.25),
             ObsField.make("projected_gravity", 3, "unit gravity vector in the body frame"),
             ObsField.make(
@@ -185,6 +184,9 @@ def legged_obs_layout(
         )
     )
 
+
+#: The trunk's linear velocity field (odometry), ×2 as legged_gym scales it.
+BASE_LIN_VEL = ObsField.make("base_lin_vel", 3, "trunk linear velocity, body frame (m/s)", scale=2.0)
 
 #: The gait clock's field: a deployment computes it from the time since its controller started.
 GAIT_CLOCK = ObsField.make(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.legged import base_lin_vel_body
-from rfo_ros.envs.legged_obs import PRIVILEGED_FIELDS, check_privileged_fields
+from rfo_ros.envs.legged_obs import PRIVILEGED_FIELDS, ObsLayout, build_observation, check_privileged_fields
 
 if TYPE_CHECKING:
     from rfo_ros.envs.vec_env import VecEnv
@@ -68,8 +68,8 @@ def _height_scan(env: VecEnv) -> Reader:
     task = env.task
     if not hasattr(task, "height_scan"):
         raise ValueError(f"height_scan: task {type(task).__name__} has no obstacle course to scan")
-    offset, scale = (torch.tensor(v, dtype=torch.float64) for v in (HEIGHT_SCAN.offset, HEIGHT_SCAN.scale))
-    return lambda: (task.height_scan(env.state.qpos) - offset) * scale
+    layout = ObsLayout((HEIGHT_SCAN,))  # scaled as the scan task's observation scales it
+    return lambda: build_observation({"height_scan": task.height_scan(env.state.qpos)}, layout)
 
 
 def _physics(env: VecEnv) -> Reader:
