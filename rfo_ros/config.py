@@ -154,6 +154,12 @@ class DiffConfig(_Section):
     lambda_expl: float = Field(0.2, ge=0)
     cfm_batch: int = Field(1024, ge=1, description="(o, z) pairs per CFM regulariser evaluation")
     expl_clip: float = Field(0.98, gt=0, lt=1, description="uniform actions are clipped before atanh")
+    lambda_teacher: float = Field(
+        0.0,
+        ge=0,
+        description="weight of L_teacher: flow matching towards distill.teacher's actions along each window "
+        "(rfo_ros/algos/teacher_anchor.py); 0 is off",
+    )
     # Sample reuse (rfo_ros/algos/reuse.py): extra actor epochs on each window's stored adjoints.
     reuse_epochs: int = Field(
         1, ge=1, description="actor epochs per window: 1 is plain BPTT, M > 1 adds M-1 surrogate epochs"

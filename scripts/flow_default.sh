@@ -11,14 +11,27 @@
 #            FPO, each seed's two runs paired (one simulation thread each)
 #   last2_lr RFO's last stage at a lower actor learning rate (2e-4), seeds 0 and 1 paired, and bench robust
 #   last2_no_rough  RFO's last stage without the rough ground (pushes kept), seeds 0 and 1 paired, bench robust
+#   last2_anchor  RFO's last stage anchored to the teacher (diff.lambda_teacher, ANCHOR, default 1.0; the
+#            teacher labels RFO's own windows), seeds 0 and 1 paired, then seed 2 paired with seed 0 at
+#            ANCHOR2 (default 3.0), and bench robust on all four
+#   last1_anchor  the same on route 1 (from its student, anchored to its RFO teacher with odometry,
+#            models/quadruped_randomized.onnx), seeds 0 and 1 paired, and bench robust
+#   last1_track  route 1's anchored last stage on go1_track (go1 with legged_gym's tracking width, a reward
+#            that pays the command), lambda_teacher 1.0 and 0.3 (TRACK_LAMBDAS), seed 0, paired; bench robust
+#   last1_compare  completes route 1's last-stage table from its student (300 s each, one thread each, two
+#            runs at a time): anchored RFO seed 2 beside FPO seed 0, FPO seeds 1 and 2 together; then bench
+#            robust sampled (student, anchored RFO seeds 0-2, FPO seeds 0-2) and at zero noise (student and
+#            anchored RFO)
 #   robust2  bench robust at 1.0 m/s, 32 episodes per set: the student (and its first distillation stage),
 #            each last-stage run, the route-1 default, sampled; the students and route 1 at zero noise too
-# Route 1 (stages distill, last, robust): the RFO teacher with odometry (models/quadruped_randomized.onnx)
-#   distilled into the student on go1 (no prior), then RFO and FPO for 600 s from it, and bench robust.
-# export: the chosen run (LAST, default distill_s0) to models/quadruped.onnx, with its config, summary, curve.
+# Route 1 (stages distill, last, robust; the shipped default: distill last1_anchor export): the RFO teacher
+#   with odometry (models/quadruped_randomized.onnx) distilled into the student on go1 (no prior) in two
+#   stages (distill_s0, distill_more_s0), then RFO and FPO for 600 s from the first, and bench robust.
+# export: the chosen run (LAST, default rfo_anchor1.0_s0: the shipped default, from last1_anchor) to
+#   models/quadruped.onnx, with its config, summary, curve.
 # Run folders land in docs/results/flow_default/; a finished run is skipped, so a killed script resumes.
-# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [last2_no_rough] [robust2] [distill] [last] [robust] [export]`
-default_stages="teacher student last2 robust2"
+# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [last2_no_rough] [last2_anchor] [last1_anchor] [last1_track] [last1_compare] [robust2] [distill] [last] [robust] [export]`
+default_stages="distill last1_anchor last1_compare export"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/flow_default
 warm=$out/distill_s0/checkpoints/last.pt
@@ -74,6 +87,67 @@ if want last2_no_rough; then  # RFO's last stage without the rough ground (pushe
     --episodes 32 --command 1.0 --json $out/robust2_rfo_no_rough.json | tee $out/robust2_rfo_no_rough.md
 fi
 
+if want last2_anchor; then  # RFO's last stage with L_teacher towards the route-2 teacher
+  anchor() {  # anchor NAME SEED LAMBDA: one 300 s run on one simulation thread
+    train $1 config/train/quadruped_flow_rfo.yaml "${trot[@]}" --set run.seed=$2 --set run.init_from=$student \
+      --set run.max_wall_time_s=300 --set env.threads=1 --set diff.lambda_teacher=$3 \
+      --set distill.teacher=$out/trot_teacher/teacher.onnx
+  }
+  a1=${ANCHOR:-1.0} a2=${ANCHOR2:-3.0}
+  anchor trot_rfo_anchor${a1}_s0 0 $a1 & anchor trot_rfo_anchor${a1}_s1 1 $a1 & wait
+  anchor trot_rfo_anchor${a1}_s2 2 $a1 & anchor trot_rfo_anchor${a2}_s0 0 $a2 & wait
+  runs="" labels=""
+  for run in trot_rfo_anchor${a1}_s0 trot_rfo_anchor${a1}_s1 trot_rfo_anchor${a1}_s2 trot_rfo_anchor${a2}_s0; do
+    runs+=${runs:+,}$out/$run/checkpoints/last.pt labels+=${labels:+,}$run
+  done
+  $py -m rfo_ros.bench robust --policies $runs --labels $labels --episodes 32 --command 1.0 \
+    --json $out/robust2_rfo_anchor.json | tee $out/robust2_rfo_anchor.md
+fi
+
+if want last1_anchor; then  # route 1's student with L_teacher towards route 1's RFO teacher
+  for seed in 0 1; do
+    train rfo_anchor1.0_s$seed config/train/quadruped_flow_rfo.yaml --set run.seed=$seed \
+      --set run.init_from=$out/distill_more_s0/checkpoints/last.pt --set run.max_wall_time_s=300 \
+      --set env.threads=1 --set diff.lambda_teacher=1.0 --set distill.teacher=models/quadruped_randomized.onnx &
+  done
+  wait
+  runs=$out/rfo_anchor1.0_s0/checkpoints/last.pt,$out/rfo_anchor1.0_s1/checkpoints/last.pt
+  $py -m rfo_ros.bench robust --policies $runs --labels rfo_anchor1.0_s0,rfo_anchor1.0_s1 --episodes 32 \
+    --command 1.0 --json $out/robust_rfo_anchor.json | tee $out/robust_rfo_anchor.md
+fi
+
+if want last1_track; then  # route 1's anchored last stage in a world whose reward pays the command
+  runs="" labels=""
+  for lambda in ${TRACK_LAMBDAS:-1.0 0.3}; do
+    name=track_rfo_anchor${lambda}_s${TRACK_SEED:-0}
+    train $name config/train/quadruped_flow_rfo.yaml --set env.task=legged --set env.robot=config/robots/go1_track.yaml \
+      --set run.seed=${TRACK_SEED:-0} --set run.init_from=$out/distill_more_s0/checkpoints/last.pt \
+      --set run.max_wall_time_s=300 --set env.threads=1 --set diff.lambda_teacher=$lambda \
+      --set distill.teacher=models/quadruped_randomized.onnx &
+    runs+=${runs:+,}$out/$name/checkpoints/last.pt labels+=${labels:+,}$name
+  done
+  wait
+  $py -m rfo_ros.bench robust --policies $runs --labels $labels --episodes 32 --command 1.0 \
+    --json $out/robust_track_${TRACK_SEED:-0}.json | tee $out/robust_track_${TRACK_SEED:-0}.md
+fi
+
+if want last1_compare; then
+  from=(--set run.init_from=$out/distill_more_s0/checkpoints/last.pt --set run.max_wall_time_s=300 --set env.threads=1)
+  fpo() { train fpo300_s$1 config/train/quadruped_flow_fpo.yaml --set run.seed=$1 "${from[@]}"; }
+  train rfo_anchor1.0_s2 config/train/quadruped_flow_rfo.yaml --set run.seed=2 "${from[@]}" \
+    --set diff.lambda_teacher=1.0 --set distill.teacher=models/quadruped_randomized.onnx &
+  fpo 0 & wait
+  fpo 1 & fpo 2 & wait
+  runs=$out/distill_more_s0/checkpoints/last.pt labels=no_last_stage
+  for run in rfo_anchor1.0_s0 rfo_anchor1.0_s1 rfo_anchor1.0_s2 fpo300_s0 fpo300_s1 fpo300_s2; do
+    runs+=,$out/$run/checkpoints/last.pt labels+=,$run
+  done
+  $py -m rfo_ros.bench robust --policies $runs --labels $labels --episodes 32 --command 1.0 \
+    --json $out/robust_last1.json | tee $out/robust_last1.md
+  $py -m rfo_ros.bench robust --policies ${runs%%,$out/fpo300_s0*} --labels ${labels%%,fpo300_s0*} \
+    --episodes 32 --command 1.0 --zero-noise --json $out/robust_last1_zero_noise.json | tee $out/robust_last1_zero_noise.md
+fi
+
 if want robust2; then
   policies=$student labels=trot_student
   for run in trot_distill_s0 trot_rfo_s0 trot_rfo_s1 trot_rfo_s2 trot_fpo_s0 trot_fpo_s1 trot_fpo_s2; do
@@ -90,8 +164,10 @@ if want robust2; then
     --json $out/robust2_zero_noise.json | tee $out/robust2_zero_noise.md
 fi
 
-if want distill; then
+if want distill; then  # the teacher drives a share falling 1 -> 0, then the student drives at half the lr
   train distill_s0 config/train/quadruped_flow_distill.yaml
+  train distill_more_s0 config/train/quadruped_flow_distill.yaml --set distill.teacher_share_steps=0 \
+    --set distill.lr=5e-4 --set run.init_from=$out/distill_s0/checkpoints/last.pt
 fi
 
 if want last; then
@@ -116,7 +192,7 @@ if want robust; then
 fi
 
 if want export; then
-  run=$out/${LAST:-distill_s0}
+  run=$out/${LAST:-rfo_anchor1.0_s0}
   $py -m rfo_ros.export $run/checkpoints/last.pt -o models/quadruped.onnx
   for f in config.yaml:train.yaml summary.json:summary.json learning_curve.png:learning_curve.png; do
     cp "$run/${f%%:*}" "models/quadruped.${f##*:}"

@@ -31,7 +31,8 @@ def cfm_loss(policy: FlowPolicy, obs_norm: torch.Tensor, z: torch.Tensor, genera
     return cfm_loss_per_sample(policy, obs_norm, z, u, eps).mean()
 
 
-def _subsample(n: int, k: int) -> torch.Tensor:
+def subsample(n: int, k: int) -> torch.Tensor:
+    """At most ``k`` distinct indices of ``n`` samples, drawn at random (all of them when n <= k)."""
     return torch.randperm(n)[:k] if n > k else torch.arange(n)
 
 
@@ -53,7 +54,7 @@ class StabilityRegularizer:
         if self.previous is None:
             return None
         prev_obs, prev_z = self.previous
-        idx = _subsample(prev_obs.shape[0], self.batch)
+        idx = subsample(prev_obs.shape[0], self.batch)
         obs_norm = actor.normalizer(prev_obs[idx]).detach()
         return cfm_loss(actor.policy, obs_norm, prev_z[idx])
 
@@ -81,7 +82,7 @@ class ExplorationRegularizer:
         self.reuse_weight = weight  # the same pull towards spread-out actions in every epoch
 
     def loss(self, actor, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        idx = _subsample(obs.shape[0], self.batch)
+        idx = subsample(obs.shape[0], self.batch)
         obs_norm = actor.normalizer(obs[idx]).detach()
         uniform = torch.empty(len(idx), *z.shape[1:]).uniform_(-self.clip, self.clip).to(z.device)
         return cfm_loss(actor.policy, obs_norm, torch.atanh(uniform))

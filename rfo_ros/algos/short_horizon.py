@@ -219,6 +219,14 @@ class ShortHorizonRPG:
         )
         return metrics
 
+    def stage_info(self) -> dict:
+        """What the route records about this stage from its loss terms (an anchor's teacher)."""
+        info: dict = {}
+        for term in self.terms:
+            if hasattr(term, "stage_info"):
+                info.update(term.stage_info())
+        return info
+
     def state_dict(self) -> dict:
         return {
             "optim": self.optim.state_dict(),

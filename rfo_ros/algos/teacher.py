@@ -93,7 +93,9 @@ class OnnxTeacher:
     def observation(self, obs: torch.Tensor) -> np.ndarray:
         """The teacher's observation (N, teacher obs_dim) float32."""
         frame = obs[:, self._frame]
-        return torch.cat([source(frame) for source in self._sources], dim=1).numpy().astype(np.float32)
+        # Detached: the teacher labels states, no gradient flows through it (its truth fields may carry one).
+        fields = torch.cat([source(frame) for source in self._sources], dim=1).detach()
+        return fields.numpy().astype(np.float32)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The teacher's first action of its chunk, in the policy's [-1, 1] space (N, m)."""
