@@ -38,8 +38,13 @@ def evaluate(
     """Run ``episodes`` episodes (one per env) to their first end; return mean/std return and length.
 
     Tasks whose ``forward_speed(state)`` gives (N,) speeds also report the mean forward speed (m/s) over
-    the steps each episode was alive, and ``falls`` (episodes that ended in failure); velocity-commanded
+    the steps each episode was alive (legged walking tasks: the trunk's body-frame forward speed, what the
+    command asks for), and ``falls`` (episodes that ended in failure); velocity-commanded
     tasks the mean tracking error |command_xy - v_xy| (m/s) and the mean commanded speed |command_xy|;
+    free-floating robots (``planar_pose``) ``progress_speed_mean``, the distance made good along each
+    episode's start heading per second alive, and ``heading_change_deg_mean``, the mean |turn| (deg) from
+    start to end (a robot that walks in a circle at the commanded body speed has a high ``forward_speed``
+    and a low ``progress_speed``);
     tasks whose ``success(state)`` gives (N,) bools
     (push) the ``success_rate``: the fraction of episodes that were a success at their last control step
     (the state that step starts from); tasks whose ``crossed(state)`` gives (N,) bools (an obstacle course)
@@ -76,6 +81,8 @@ def evaluate(
     measure_success = task.success(env.state) is not None
     measure_crossing = task.crossed(env.state) is not None
     succeeded, crossed = np.zeros(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
+    start_pose = task.planar_pose(env.state)  # (x, y, heading) at each episode's start, or None
+    last_pose = start_pose
     for t in range(task.info.episode_length):
         if t % chunk == 0:
             noise = torch.zeros(episodes, chunk, actor.action_dim) if deterministic else None
@@ -89,6 +96,8 @@ def evaluate(
             succeeded = np.where(alive, task.success(env.state).numpy(), succeeded)
         if measure_crossing:  # before the step too: a reset redraws the env's course
             crossed |= alive & task.crossed(env.state).numpy()
+        if start_pose is not None:  # before the step too: an episode's end resets its env's pose
+            last_pose = np.where(alive[:, None], task.planar_pose(env.state), last_pose)
         action = actions[:, t % chunk]
         if previous is not None:
             change_sum += alive * (action - previous).pow(2).mean(1).sqrt().numpy()
@@ -114,6 +123,14 @@ def evaluate(
     if measure_tracking:
         out["tracking_error_mean"] = float((error_sum / np.maximum(lengths, 1)).mean())
         out["command_speed_mean"] = float((command_sum / np.maximum(lengths, 1)).mean())
+    if start_pose is not None:
+        heading = start_pose[:, 2]
+        made_good = (last_pose[:, 0] - start_pose[:, 0]) * np.cos(heading)
+        made_good += (last_pose[:, 1] - start_pose[:, 1]) * np.sin(heading)
+        # The last pose read is the state before the episode's last step: lengths - 1 steps from the start.
+        out["progress_speed_mean"] = float((made_good / (np.maximum(lengths - 1, 1) * task.dt)).mean())
+        turn = np.angle(np.exp(1j * (last_pose[:, 2] - heading)))  # wrapped to (-pi, pi]
+        out["heading_change_deg_mean"] = float(np.degrees(np.abs(turn)).mean())
     if measure_success:
         out["success_rate"] = float(succeeded.mean())
     if measure_crossing:

@@ -17,7 +17,8 @@
 #   last1_anchor  the same on route 1 (from its student, anchored to its RFO teacher with odometry,
 #            models/quadruped_randomized.onnx), seeds 0 and 1 paired, and bench robust
 #   last1_track  route 1's anchored last stage on go1_track (go1 with legged_gym's tracking width, a reward
-#            that pays the command), lambda_teacher 1.0 and 0.3 (TRACK_LAMBDAS), seed 0, paired; bench robust
+#            that pays the command), lambda_teacher 1.0 and 0.3 (TRACK_LAMBDAS), seed 0 (TRACK_SEED), paired;
+#            bench robust; TRACK_LR=0.001 the same at twice the actor's learning rate
 #   last1_compare  completes route 1's last-stage table from its student (300 s each, one thread each, two
 #            runs at a time): anchored RFO seed 2 beside FPO seed 0, FPO seeds 1 and 2 together; then bench
 #            robust sampled (student, anchored RFO seeds 0-2, FPO seeds 0-2) and at zero noise (student and
@@ -117,18 +118,19 @@ if want last1_anchor; then  # route 1's student with L_teacher towards route 1's
 fi
 
 if want last1_track; then  # route 1's anchored last stage in a world whose reward pays the command
-  runs="" labels=""
-  for lambda in ${TRACK_LAMBDAS:-1.0 0.3}; do
-    name=track_rfo_anchor${lambda}_s${TRACK_SEED:-0}
+  runs="" labels="" lambdas=(${TRACK_LAMBDAS:-1.0 0.3})
+  table=robust_track${TRACK_LR:+_lr$TRACK_LR}_s${TRACK_SEED:-0}_l$(IFS=_; echo "${lambdas[*]}")
+  for lambda in "${lambdas[@]}"; do
+    name=track_rfo_anchor${lambda}${TRACK_LR:+_lr$TRACK_LR}_s${TRACK_SEED:-0}
     train $name config/train/quadruped_flow_rfo.yaml --set env.task=legged --set env.robot=config/robots/go1_track.yaml \
       --set run.seed=${TRACK_SEED:-0} --set run.init_from=$out/distill_more_s0/checkpoints/last.pt \
       --set run.max_wall_time_s=300 --set env.threads=1 --set diff.lambda_teacher=$lambda \
-      --set distill.teacher=models/quadruped_randomized.onnx &
+      --set distill.teacher=models/quadruped_randomized.onnx ${TRACK_LR:+--set diff.actor_lr=$TRACK_LR} &
     runs+=${runs:+,}$out/$name/checkpoints/last.pt labels+=${labels:+,}$name
   done
   wait
   $py -m rfo_ros.bench robust --policies $runs --labels $labels --episodes 32 --command 1.0 \
-    --json $out/robust_track_${TRACK_SEED:-0}.json | tee $out/robust_track_${TRACK_SEED:-0}.md
+    --json $out/$table.json | tee $out/$table.md
 fi
 
 if want last1_compare; then

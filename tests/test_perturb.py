@@ -282,9 +282,11 @@ def test_bench_robust_runs_an_onnx_model_and_a_checkpoint_in_named_sets(tmp_path
     assert robust.run(args) == 0
     rows = json.loads(out.read_text())
     assert [r["set"] for r in rows] == ["nominal", "weak_motors", "rough_ground"]
-    assert all({"forward_speed_mean", "falls", "tracking_error_mean"} <= set(r) for r in rows)
+    keys = {"forward_speed_mean", "progress_speed_mean", "heading_change_deg_mean", "falls"}
+    keys |= {"tracking_error_mean"}
+    assert all(keys <= set(r) for r in rows)
     text = robust.table(rows, 2, 1.0)
-    assert "| weak_motors |" in text and "untrained: speed" in text
+    assert "| weak_motors |" in text and "untrained: speed (× nominal), made good" in text
 
 
 def test_a_model_without_base_velocity_is_evaluated_in_its_own_observation(tmp_path):

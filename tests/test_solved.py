@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from rfo_ros.envs import make_task
+from rfo_ros.envs.legged import yaw_quat
 from rfo_ros.evaluate import evaluate
 from rfo_ros.robot import RobotWarning, fit_warnings, read_description, robot_file
 
@@ -39,8 +40,22 @@ def test_a_standing_policy_is_never_solved(robot):
     result = evaluate(StandStill(task.action_dim), "legged", 4, 0, True, command=(slow, 0.0, 0.0),
                       task_options=task.options())  # fmt: skip
     assert result["falls"] == 0 and abs(result["forward_speed_mean"]) < 0.1
+    assert abs(result["progress_speed_mean"]) < 0.1 and result["heading_change_deg_mean"] < 10.0
     assert result["command_speed_mean"] == pytest.approx(slow)
     assert not task.solved(result)
+
+
+def test_the_body_frame_speed_and_the_pose_that_measures_progress_disagree_when_the_robot_has_turned():
+    """Facing +y and moving along +y at 1 m/s: 1 m/s forward in the body frame (what the command asks),
+    and a heading of 90 degrees, so nothing made good along a start heading of +x."""
+    task = make_task("quadruped")
+    state = task.initial_state(1, np.random.default_rng(0))
+    state.qpos[0, 3:7] = torch.from_numpy(yaw_quat(np.array([np.pi / 2]))[0])
+    state.qvel[0] = 0.0
+    state.qvel[0, 1] = 1.0
+    assert float(task.forward_speed(state)[0]) == pytest.approx(1.0)
+    x, y, heading = task.planar_pose(state)[0]
+    assert heading == pytest.approx(np.pi / 2) and (x, y) == (0.0, 0.0)
 
 
 def test_solved_needs_tracking_within_the_tolerance_and_no_falls():

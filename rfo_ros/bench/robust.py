@@ -4,7 +4,9 @@ Every policy (an exported ONNX model or a training checkpoint) in every named pe
 ``rfo_ros.randomization.PERTURBATION_SETS`` (friction low/high, payload, weak motors, latency, sensor
 noise, pushes): ``--episodes`` episodes at a fixed forward command, with the flow's noise sampled as the
 policies were trained, or (``--zero-noise``) at zero, as the policy node runs them by default. One table:
-mean forward speed, falls, tracking error, and speed as a fraction of the policy's own nominal speed.
+mean forward speed (body frame: what the command asks for), speed as a fraction of the policy's own
+nominal speed, the speed made good along the start heading (a robot that turns while it walks makes less
+good than its body speed), falls and tracking error.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 task_options=options, randomization=PERTURBATION_SETS[name],
             )  # fmt: skip
             rows.append({"policy": label, "set": name, **result})
-            print(f"  {label:<24} {name:<14} speed {result['forward_speed_mean']:.2f} m/s, "
+            print(f"  {label:<24} {name:<14} speed {result['forward_speed_mean']:.2f} m/s "
+                  f"(made good {result['progress_speed_mean']:.2f}), "
                   f"falls {result['falls']}/{args.episodes}", flush=True)  # fmt: skip
     print(table(rows, args.episodes, args.command, args.zero_noise))
     if args.json:
@@ -65,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def table(rows: list[dict], episodes: int, command: float, zero_noise: bool = False) -> str:
-    """Markdown: one row per perturbation set, per policy speed (share of its nominal), falls, tracking."""
+    """Markdown: one row per perturbation set, per policy speed (share of its nominal), speed made good
+    along the start heading, falls, tracking."""
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     sets = list(dict.fromkeys(r["set"] for r in rows))
     by = {(r["policy"], r["set"]): r for r in rows}
-    columns = " | ".join(f"{p}: speed (× nominal), falls/{episodes}, track err" for p in policies)
+    columns = " | ".join(f"{p}: speed (× nominal), made good, falls/{episodes}, track err" for p in policies)
     noise = "zero noise (the policy node's default)" if zero_noise else "sampled noise"
     lines = [f"command {command:g} m/s, {episodes} episodes per cell, {noise}", "",
              f"| set | {columns} |", "|---|" + "---|" * len(policies)]  # fmt: skip
@@ -82,6 +86,9 @@ def table(rows: list[dict], episodes: int, command: float, zero_noise: bool = Fa
                 continue
             share = r["forward_speed_mean"] / nominal["forward_speed_mean"] if nominal else float("nan")
             error = r.get("tracking_error_mean", float("nan"))
-            cells.append(f"{r['forward_speed_mean']:.2f} ({share:.2f}), {r['falls']}, {error:.2f}")
+            made_good = r.get("progress_speed_mean", float("nan"))  # absent in rows saved before it was
+            cells.append(
+                f"{r['forward_speed_mean']:.2f} ({share:.2f}), {made_good:.2f}, {r['falls']}, {error:.2f}"
+            )
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -101,6 +101,11 @@ class Task(ABC):
         """|command - velocity| (m/s) of velocity-commanded tasks."""
         return None
 
+    def planar_pose(self, state: SimState) -> np.ndarray | None:
+        """(N, 3) the trunk's world x, y (m) and heading (rad) of free-floating robots, else None: how far
+        along its start heading a robot got, and how much it turned (``evaluate``)."""
+        return None
+
     def command_speed(self, state: SimState) -> torch.Tensor | None:
         """The commanded speed (m/s) of velocity-commanded tasks."""
         return None

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-__all__ = ["BLOCK_PREFIX", "Course", "CourseSpec", "support_points", "yaw_of"]
+from rfo_ros.envs.legged import yaw_of
+
+__all__ = ["BLOCK_PREFIX", "Course", "CourseSpec", "support_points"]
 
 #: Bodies (and their box geoms) ``<prefix><i>``, i = 0, 1, ... in the order the robot meets them.
 BLOCK_PREFIX = "course_block_"
@@ -177,12 +179,6 @@ class Course:
         x = qpos[:, 0:1] + c * points[:, 0] - s * points[:, 1]
         y = qpos[:, 1:2] + s * points[:, 0] + c * points[:, 1]
         return self.ground_height(layout, x, y).mean(axis=1)
-
-
-def yaw_of(quat_wxyz: np.ndarray) -> np.ndarray:
-    """Heading (rad) of quaternions (N, 4) (w, x, y, z) about the world z axis."""
-    w, x, y, z = np.moveaxis(np.asarray(quat_wxyz, dtype=np.float64), -1, 0)
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
 def support_points(robot) -> np.ndarray:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from rfo_ros.envs.base import TaskInfo
-from rfo_ros.envs.course import Course, CourseSpec, support_points, yaw_of
-from rfo_ros.envs.legged import base_height
+from rfo_ros.envs.course import Course, CourseSpec, support_points
+from rfo_ros.envs.legged import base_height, yaw_of
 from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.envs.legged_walk import LeggedWalk, LeggedWalkDepth, RobotSource
 from rfo_ros.robot import Robot, RobotDescription, default_tracking_widths, read_description

@@ -33,6 +33,7 @@ __all__ = [
     "projected_gravity",
     "quat_rotate_inverse",
     "tilt_cos",
+    "yaw_of",
     "yaw_quat",
 ]
 
@@ -77,6 +78,12 @@ def yaw_quat(yaw: np.ndarray) -> np.ndarray:
     """Quaternions (N, 4) (w, x, y, z) of rotations by ``yaw`` (N,) about the world z axis."""
     zeros = np.zeros_like(yaw)
     return np.stack([np.cos(yaw / 2), zeros, zeros, np.sin(yaw / 2)], axis=1)
+
+
+def yaw_of(quat_wxyz: np.ndarray) -> np.ndarray:
+    """Heading (rad) of quaternions (N, 4) (w, x, y, z) about the world z axis (``yaw_quat``'s inverse)."""
+    w, x, y, z = np.moveaxis(np.asarray(quat_wxyz, dtype=np.float64), -1, 0)
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
 def forward_locomotion_reward(
@@ -174,6 +181,10 @@ class LeggedTask(Task):
         return SimState(
             torch.from_numpy(qpos), torch.from_numpy(qvel), torch.zeros(n, self.model.na, dtype=torch.float64)
         )
+
+    def planar_pose(self, state: SimState) -> np.ndarray:
+        q = state.qpos.detach().cpu().numpy()
+        return np.stack([q[:, 0], q[:, 1], yaw_of(q[:, 3:7])], axis=1)
 
     def trunk_height(self, qpos: torch.Tensor) -> torch.Tensor:
         """(N,) the trunk's height above the ground that carries the robot: on flat ground, its z."""
