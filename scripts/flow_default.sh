@@ -19,6 +19,8 @@
 #   last1_track  route 1's anchored last stage on go1_track (go1 with legged_gym's tracking width, a reward
 #            that pays the command), lambda_teacher 1.0 and 0.3 (TRACK_LAMBDAS), seed 0 (TRACK_SEED), paired;
 #            bench robust; TRACK_LR=0.001 the same at twice the actor's learning rate
+#   last1_straight  the same at lr 1e-3, lambda 1, on go1_straight (go1_track with a narrower yaw-rate width:
+#            the go1_track policies walked arcs), seeds 0 and 1 together
 #   last1_compare  completes route 1's last-stage table from its student (300 s each, one thread each, two
 #            runs at a time): anchored RFO seed 2 beside FPO seed 0, FPO seeds 1 and 2 together; then bench
 #            robust sampled (student, anchored RFO seeds 0-2, FPO seeds 0-2) and at zero noise (student and
@@ -31,7 +33,7 @@
 # export: the chosen run (LAST, default rfo_anchor1.0_s0: the shipped default, from last1_anchor) to
 #   models/quadruped.onnx, with its config, summary, curve.
 # Run folders land in docs/results/flow_default/; a finished run is skipped, so a killed script resumes.
-# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [last2_no_rough] [last2_anchor] [last1_anchor] [last1_track] [last1_compare] [robust2] [distill] [last] [robust] [export]`
+# Stages: `bash scripts/flow_default.sh [teacher] [student] [last2] [last2_lr] [last2_no_rough] [last2_anchor] [last1_anchor] [last1_track] [last1_straight] [last1_compare] [robust2] [distill] [last] [robust] [export]`
 default_stages="distill last1_anchor last1_compare export"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/flow_default
@@ -117,20 +119,33 @@ if want last1_anchor; then  # route 1's student with L_teacher towards route 1's
     --command 1.0 --json $out/robust_rfo_anchor.json | tee $out/robust_rfo_anchor.md
 fi
 
-if want last1_track; then  # route 1's anchored last stage in a world whose reward pays the command
-  runs="" labels="" lambdas=(${TRACK_LAMBDAS:-1.0 0.3})
-  table=robust_track${TRACK_LR:+_lr$TRACK_LR}_s${TRACK_SEED:-0}_l$(IFS=_; echo "${lambdas[*]}")
-  for lambda in "${lambdas[@]}"; do
-    name=track_rfo_anchor${lambda}${TRACK_LR:+_lr$TRACK_LR}_s${TRACK_SEED:-0}
-    train $name config/train/quadruped_flow_rfo.yaml --set env.task=legged --set env.robot=config/robots/go1_track.yaml \
-      --set run.seed=${TRACK_SEED:-0} --set run.init_from=$out/distill_more_s0/checkpoints/last.pt \
+# anchored_last1 ROBOT SEED LR LAMBDA...: route 1's anchored last stage on config/robots/ROBOT.yaml, one
+# 300 s run per LAMBDA at once (one simulation thread each), then bench robust on them
+anchored_last1() {
+  local robot=$1 seed=$2 lr=$3 runs="" labels="" lambda name
+  shift 3
+  local prefix=${robot#go1_}
+  for lambda in "$@"; do
+    name=${prefix}_rfo_anchor${lambda}${lr:+_lr$lr}_s$seed
+    train $name config/train/quadruped_flow_rfo.yaml --set env.task=legged --set env.robot=config/robots/$robot.yaml \
+      --set run.seed=$seed --set run.init_from=$out/distill_more_s0/checkpoints/last.pt \
       --set run.max_wall_time_s=300 --set env.threads=1 --set diff.lambda_teacher=$lambda \
-      --set distill.teacher=models/quadruped_randomized.onnx ${TRACK_LR:+--set diff.actor_lr=$TRACK_LR} &
+      --set distill.teacher=models/quadruped_randomized.onnx ${lr:+--set diff.actor_lr=$lr} &
     runs+=${runs:+,}$out/$name/checkpoints/last.pt labels+=${labels:+,}$name
   done
   wait
+  local table=robust_${prefix}${lr:+_lr$lr}_s${seed}_l$(IFS=_; echo "$*")
   $py -m rfo_ros.bench robust --policies $runs --labels $labels --episodes 32 --command 1.0 \
     --json $out/$table.json | tee $out/$table.md
+}
+
+if want last1_track; then  # route 1's anchored last stage in a world whose reward pays the command
+  anchored_last1 go1_track ${TRACK_SEED:-0} "${TRACK_LR:-}" ${TRACK_LAMBDAS:-1.0 0.3}
+fi
+
+if want last1_straight; then  # the same at lr 1e-3 with a narrower yaw-rate width (go1_straight), seeds 0 and 1
+  for seed in 0 1; do anchored_last1 go1_straight $seed 0.001 1.0 & done
+  wait
 fi
 
 if want last1_compare; then
