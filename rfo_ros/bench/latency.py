@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -252,10 +253,6 @@ def controller_model_latency(policy: Policy, n: int, rate_hz: float) -> dict:
     """The same call inside the node's control law without ROS (``Controller``, one plan per joint state
     as the node runs here), paced at ``rate_hz``: ``p50_ms``/``p99_ms`` of its model calls. What the node
     adds beyond this comes from the ROS side of its process. Empty for a model with an image input."""
-    import time
-
-    import numpy as np
-
     from rfo_ros.runtime.controller import Controller, ControllerConfig
 
     meta = policy.metadata
