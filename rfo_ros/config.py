@@ -85,6 +85,13 @@ class EnvConfig(_Section):
         description="reward -w·|a_t - a_(t-1)|² in policy units (rfo_ros/envs/shaping.py): smooth commands; "
         "0 leaves it out",
     )
+    course_levels: int = Field(
+        0,
+        ge=0,
+        description="obstacle-course tasks: a block-height curriculum with this many levels, every env "
+        "starting at the lowest (rfo_ros/envs/course_levels.py; training only, evaluation draws the full "
+        "course); 0: off",
+    )
     num_envs: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1, description="simulation threads (default: all cores)")
     fd_eps: float = Field(1e-6, gt=0)

@@ -17,6 +17,7 @@ from rfo_ros.algos import BUILDERS, CHUNKED, POLICY_KIND, CriticLearner
 from rfo_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs import Task, task_from_config
+from rfo_ros.envs.course_levels import CourseLevels
 from rfo_ros.envs.device_env import on_device, resolve_device, tensors_to
 from rfo_ros.envs.shaping import make_shaping
 from rfo_ros.envs.vec_env import VecEnv
@@ -100,6 +101,11 @@ class Runner:
         self.task = task or task_from_config(
             cfg.env.task, cfg.env.robot, cfg.env.base_lin_vel, cfg.env.obs_history
         )
+        if cfg.env.course_levels:
+            use_levels = getattr(self.task, "use_levels", None)
+            if use_levels is None:
+                raise ValueError(f"env.course_levels: task {cfg.env.task!r} has no obstacle course")
+            use_levels(CourseLevels(cfg.env.course_levels))
         #: What rebuilds the task (a legged task's resolved robot description), for evaluation and export.
         self.task_options = self.task.options()
         e = cfg.env
@@ -239,6 +245,7 @@ class Runner:
             "Train/env_steps": float(self.env_steps),
             "Train/wall_time_s": wall,
             **metrics,
+            **self.task.train_metrics(),
             "Train/nan_skips": float(self.algo.optim.skipped),
             "Train/divergences": float(self.env.stats.divergences),
         }

@@ -2,8 +2,9 @@
 # The perceptive policy (issue 26): a depth-seeing flow student taught by a teacher that reads the course's
 # true heights, on the obstacle course (sim/quadruped_terrain.xml), each stage alone on the machine unless
 # the note beside its figures says otherwise:
-#   teacher   PPO with the course's heights ahead and the trunk's velocity (quadruped_terrain_teacher_ppo.yaml),
-#             exported to teacher/teacher.onnx
+#   teacher   PPO with the course's heights ahead and the trunk's velocity, its blocks growing with a
+#             curriculum (quadruped_terrain_teacher_ppo.yaml), exported to teacher_levels/teacher.onnx
+#             (teacher/ holds the earlier run without the curriculum, which learnt to stop before the blocks)
 #   student   DAgger with the flow-matching loss into the 16x16-depth flow student, C = 4
 #             (quadruped_terrain_distill.yaml)
 #   blind     the same distillation into a student without the image (env.task legged_terrain)
@@ -17,18 +18,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/terrain
 mkdir -p $out
 
+teacher=teacher_levels
 if want teacher; then
-  train teacher config/train/quadruped_terrain_teacher_ppo.yaml
-  [[ -f $out/teacher/teacher.onnx ]] ||
-    $py -m rfo_ros.export $out/teacher/checkpoints/last.pt -o $out/teacher/teacher.onnx
+  train $teacher config/train/quadruped_terrain_teacher_ppo.yaml
+  [[ -f $out/$teacher/teacher.onnx ]] ||
+    $py -m rfo_ros.export $out/$teacher/checkpoints/last.pt -o $out/$teacher/teacher.onnx
 fi
 
 if want student; then
-  train student config/train/quadruped_terrain_distill.yaml
+  train student config/train/quadruped_terrain_distill.yaml --set distill.teacher=$out/$teacher/teacher.onnx
 fi
 
 if want blind; then
-  train blind config/train/quadruped_terrain_distill.yaml --set env.task=legged_terrain
+  train blind config/train/quadruped_terrain_distill.yaml --set distill.teacher=$out/$teacher/teacher.onnx \
+    --set env.task=legged_terrain
 fi
 
 if want evaluate; then
@@ -40,7 +43,7 @@ if want evaluate; then
   }
   evaluate student $out/student/checkpoints/last.pt
   evaluate blind $out/blind/checkpoints/last.pt
-  evaluate teacher $out/teacher/checkpoints/last.pt
+  evaluate teacher $out/$teacher/checkpoints/last.pt
   evaluate shipped_default models/quadruped.onnx --task legged_terrain
 fi
 

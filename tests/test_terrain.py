@@ -422,3 +422,51 @@ def test_the_course_steers_its_robot_back_to_the_course_direction():
     # Standing still: the yaw term pays fully where the command is 0, less where it asks for a turn.
     yaw_reward = task.reward_terms(state, torch.zeros(3, 12), state)["track_yaw_rate"]
     assert yaw_reward[0] > yaw_reward[1] > yaw_reward[2]
+
+
+def test_the_curriculum_moves_an_env_up_on_a_crossing_and_down_short_of_halfway():
+    from rfo_ros.envs.course_levels import CourseLevels
+
+    levels, rng = CourseLevels(4), np.random.default_rng(0)
+    at = np.array([0, 1, 2, 0, 2])
+    crossed = np.array([True, True, False, False, False])
+    progress = np.array([1.1, 1.3, 0.3, 0.2, 0.7])  # trunk x over the finish line's x
+    np.testing.assert_array_equal(levels.update(at, crossed, progress, rng), [1, 2, 1, 0, 2])
+    # Crossing at the top level sends the env to a random level, so the easy courses stay in the batch.
+    top = levels.update(np.full(200, 3), np.ones(200, bool), np.full(200, 1.2), rng)
+    assert set(top.tolist()) == {0, 1, 2, 3}
+    np.testing.assert_allclose(levels.height_scale(np.arange(4)), [0.25, 0.5, 0.75, 1.0])
+    with pytest.raises(ValueError, match="course_levels"):
+        CourseLevels(0)
+
+
+def test_a_curriculum_draws_low_blocks_first_and_higher_ones_after_a_crossing():
+    from rfo_ros.envs.course_levels import CourseLevels
+
+    task = make_task("quadruped_terrain")
+    task.use_levels(CourseLevels(5))
+    env = VecEnv(task, 2, seed=3, threads=1)
+    spec = task.course.spec
+    heights = task.course_layout[..., 2]
+    assert (task.course_level == 0).all()
+    assert (heights >= spec.block_height[0] / 5 - 1e-12).all() and (heights <= spec.block_height[1] / 5).all()
+    assert task.train_metrics() == {"Train/course_level_mean": 0.0}
+    # Env 0's trunk is past its finish line when its episode ends: it moves up; env 1 stood still: it stays.
+    qpos = env.state.qpos.clone()
+    qpos[0, 0] = float(task.course.finish_x(task.course_layout.numpy()[:1])[0]) + 0.1
+    env.state = SimState(qpos, env.state.qvel, env.state.act)
+    env._reset_where(np.array([True, True]))
+    assert task.course_level.tolist() == [1, 0]
+    assert (task.course_layout[0, :, 2] >= 2 * spec.block_height[0] / 5 - 1e-12).all()
+    assert (task.course_layout[1, :, 2] <= spec.block_height[1] / 5).all()
+    # The levels are part of the run's state (a resumed run keeps them); evaluation's own task has none.
+    assert torch.equal(env.state_dict()["task"]["course_level"], task.course_level)
+    assert make_task("quadruped_terrain").train_metrics() == {}
+
+
+def test_the_curriculum_is_refused_on_a_task_without_a_course(tmp_path):
+    from rfo_ros.runner import Runner
+
+    cfg = load_config(None, ["env.task=cartpole", "env.course_levels=3", "env.num_envs=2"])
+    with pytest.raises(ValueError, match="env.course_levels: task 'cartpole' has no obstacle course"):
+        Runner(cfg, tmp_path / "run", progress=False)

@@ -238,6 +238,16 @@ class Task(ABC):
         """One control step has passed for every env (called after its reward, before its observation):
         tasks with a clock (a gait) move it on; the others keep this no-op."""
 
+    def episode_end(  # noqa: B027 - optional hook
+        self, mask: np.ndarray, state: SimState, rng: np.random.Generator
+    ) -> None:
+        """The episodes of the envs in ``mask`` (N,) bool ended in ``state`` (before their reset and
+        ``resample``): a task with a curriculum judges them here; the others keep this no-op."""
+
+    def train_metrics(self) -> dict[str, float]:
+        """What a training run logs about the task's own state each iteration (a curriculum's level)."""
+        return {}
+
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:  # noqa: B027 - optional hook
         """Re-draw per-env task variables (goals, commands) for the envs in ``mask`` (N,) bool.
 

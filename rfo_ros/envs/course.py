@@ -134,12 +134,15 @@ class Course:
     def num_blocks(self) -> int:
         return len(self.bodies)
 
-    def draw(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        """``k`` random layouts (k, B, 3) from the spec's ranges: near edge, far edge, height."""
+    def draw(self, rng: np.random.Generator, k: int, height_scale: np.ndarray | None = None) -> np.ndarray:
+        """``k`` random layouts (k, B, 3) from the spec's ranges: near edge, far edge, height; each
+        layout's heights times its ``height_scale`` (k,) where given (a curriculum's level)."""
         s, b = self.spec, self.num_blocks
         start = rng.uniform(*s.start_x, k)
         lengths = rng.uniform(*s.block_length, (k, b))
         heights = rng.uniform(*s.block_height, (k, b))
+        if height_scale is not None:
+            heights = heights * np.asarray(height_scale, dtype=np.float64)[:, None]
         gaps = rng.uniform(*s.gap, (k, b))
         gaps[:, 0] = 0.0  # the first block starts at ``start``
         before = np.concatenate([np.zeros((k, 1)), np.cumsum(lengths, axis=1)[:, :-1]], axis=1)

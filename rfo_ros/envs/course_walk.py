@@ -28,6 +28,7 @@ import torch
 
 from rfo_ros.envs.base import TaskInfo
 from rfo_ros.envs.course import Course, CourseSpec, support_points
+from rfo_ros.envs.course_levels import CourseLevels
 from rfo_ros.envs.legged import base_height, yaw_of
 from rfo_ros.envs.legged_obs import ObsField, ObsLayout
 from rfo_ros.envs.legged_walk import LeggedWalk, LeggedWalkDepth, RobotSource
@@ -127,6 +128,9 @@ class CourseWalk(LeggedWalk):
         #: Each env's course (N, B, 3), float64; None until ``resample`` draws it.
         self.course_layout: torch.Tensor | None = None
         self._models: list[mujoco.MjModel] | None = None
+        #: A block-height curriculum (``use_levels``; training only), and each env's level (N,) under it.
+        self._levels: CourseLevels | None = None
+        self.course_level: torch.Tensor | None = None
         s, d = self.course.spec, self.description
         self.info = TaskInfo(
             episode_length=d.episode.length,
@@ -159,12 +163,39 @@ class CourseWalk(LeggedWalk):
         for i in rows:
             self.course.apply(self._models[i], layout[i])
 
+    def use_levels(self, levels: CourseLevels) -> None:
+        """Draw every course from now on at its env's level of ``levels`` (a curriculum; training only)."""
+        self._levels = levels
+
+    def episode_end(self, mask: np.ndarray, state: SimState, rng: np.random.Generator) -> None:
+        """Move each ended episode's env up or down the curriculum (``CourseLevels.update``)."""
+        if self._levels is None or self.course_level is None or len(self.course_level) != len(mask):
+            return
+        rows = np.flatnonzero(mask)
+        finish = self.course.finish_x(self.layouts(len(mask))[rows])
+        x = state.qpos[rows, 0].detach().cpu().numpy()
+        level = self._levels.update(self.course_level.numpy()[rows], x >= finish, x / finish, rng)
+        self.course_level[torch.from_numpy(rows)] = torch.from_numpy(level)
+
+    def train_metrics(self) -> dict[str, float]:
+        if self._levels is None or self.course_level is None:
+            return {}
+        return {"Train/course_level_mean": float(self.course_level.double().mean())}
+
     def resample(self, mask: np.ndarray, rng: np.random.Generator) -> None:
         """New commands and new courses for the envs in ``mask``, written into their models."""
         super().resample(mask, rng)
         n = len(mask)
         fresh = self.course_layout is None or self.course_layout.shape[0] != n
-        self.course_layout = self.resample_rows(self.course_layout, mask, lambda k: self.course.draw(rng, k))
+        scale = None
+        if self._levels is not None:
+            if self.course_level is None or len(self.course_level) != n:
+                self.course_level = torch.from_numpy(self._levels.start(n))
+            rows = np.arange(n) if fresh else np.flatnonzero(mask)
+            scale = self._levels.height_scale(self.course_level.numpy()[rows])
+        self.course_layout = self.resample_rows(
+            self.course_layout, mask, lambda k: self.course.draw(rng, k, scale)
+        )
         self.env_models(n)
         self._apply(np.arange(n) if fresh else np.flatnonzero(mask))
 

@@ -144,6 +144,7 @@ class VecEnv:
     def _reset_where(self, mask: np.ndarray) -> None:
         if not mask.any():
             return
+        self.task.episode_end(mask, self.state, self.rng)
         fresh = self.task.initial_state(self.num_envs, self.rng)
         mask_t = torch.from_numpy(mask)
         self.state = self.state.where(mask_t, fresh)
