@@ -167,6 +167,13 @@ class DiffConfig(_Section):
         description="weight of L_teacher: flow matching towards distill.teacher's actions along each window "
         "(rfo_ros/algos/teacher_anchor.py); 0 is off",
     )
+    lambda_fall: float = Field(
+        0.0,
+        ge=0,
+        description="a differentiable fall barrier in RFO's window: every step's reward, as the actor's "
+        "objective and the critic see it, less this weight times the task's fall proximity "
+        "(rfo_ros/algos/fall_barrier.py; the training return reported is the task's own); 0 is off",
+    )
     # Sample reuse (rfo_ros/algos/reuse.py): extra actor epochs on each window's stored adjoints.
     reuse_epochs: int = Field(
         1, ge=1, description="actor epochs per window: 1 is plain BPTT, M > 1 adds M-1 surrogate epochs"

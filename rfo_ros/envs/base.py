@@ -110,6 +110,11 @@ class Task(ABC):
         """The commanded speed (m/s) of velocity-commanded tasks."""
         return None
 
+    def fall_proximity(self, state: SimState) -> torch.Tensor | None:
+        """(N,) how close each env is to the failure that ends its episode, differentiable: 0 far from
+        it, 1 at its bound; None for tasks that never fail."""
+        return None
+
     def success(self, state: SimState) -> torch.Tensor | None:
         """Whether each env's goal is reached (bool), for tasks with a goal."""
         return None

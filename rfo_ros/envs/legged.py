@@ -199,6 +199,16 @@ class LeggedTask(Task):
     def terminated(self, state: SimState) -> torch.Tensor:
         return ~self.healthy(state).detach()
 
+    def fall_proximity(self, state: SimState) -> torch.Tensor:
+        """(N,) 0 while the trunk stands above halfway from ``min_height`` to ``start_height`` and tilts
+        less than half of ``max_tilt_deg``; past either, the squared fraction of the rest of the way to
+        the termination bound (1 there), summed over the two."""
+        soft_height = (self.min_height + self.start_height) / 2
+        low = torch.relu(soft_height - self.trunk_height(state.qpos)) / (soft_height - self.min_height)
+        soft_cos = math.cos(math.radians(self.max_tilt_deg / 2))
+        tilted = torch.relu(soft_cos - tilt_cos(state.qpos)) / (soft_cos - self._min_tilt_cos)
+        return low**2 + tilted**2
+
 
 class ForwardRunTask(LeggedTask):
     """Run along world +x: ``free_base_proprioception`` observation, ``forward_locomotion_reward``.
