@@ -6,6 +6,7 @@
 #   tau:     the same as lr with a slower target critic (critic.target_tau 0.2 for 0.8), 3 seeds;
 #   short:   the same as tau with the learning-rate schedule (linear to 10 %) compressed into 400 k env steps,
 #            where the runs end: the returns climb fastest early and rise again only as the rate falls;
+#   barrier: the same as short with the differentiable fall barrier in RFO's window (diff.lambda_fall 2);
 #   height:  the same as lr with the trunk's height in the critic's observation (env.critic_obs [base_height]),
 #            3 seeds;
 #   ppo:     PPO on the same world, 3 seeds, 1.5 M env steps, 300 s cap (the race's other side, this host);
@@ -14,7 +15,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [height] [ppo] [fine] [fine_alone] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [height] [ppo] [fine] [fine_alone] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -41,6 +42,11 @@ fi
 if want short; then
   race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
     --set critic.target_tau=0.2 --tag _lr1e-3_tau02_400k
+fi
+
+if want barrier; then
+  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --set diff.lambda_fall=2.0 --tag _lr1e-3_tau02_400k_fall2
 fi
 
 if want height; then

@@ -5,6 +5,7 @@
 #   teacher   PPO with the course's heights ahead and the trunk's velocity, its blocks growing with a
 #             curriculum (quadruped_terrain_teacher_ppo.yaml), exported to teacher_levels/teacher.onnx
 #             (teacher/ holds the earlier run without the curriculum, which learnt to stop before the blocks)
+#   teacher_more  the same run resumed to 24 M env steps (its 8 M summary kept as summary_8M.json)
 #   student   DAgger with the flow-matching loss into the 16x16-depth flow student, C = 4
 #             (quadruped_terrain_distill.yaml)
 #   blind     the same distillation into a student without the image (env.task legged_terrain)
@@ -12,8 +13,8 @@
 #             student, the blind student, the teacher, and the shipped blind default (models/quadruped.onnx)
 #   export    the student to models/quadruped_perceptive.onnx, with its config, summary and curve
 # Run folders land in docs/results/terrain/; a finished run is skipped, so a killed script resumes.
-# Stages: `bash scripts/terrain.sh [teacher] [student] [blind] [evaluate] [export]`
-default_stages="teacher student blind evaluate"
+# Stages: `bash scripts/terrain.sh [teacher] [teacher_more] [student] [blind] [evaluate] [export]`
+default_stages="teacher teacher_more student blind evaluate"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/terrain
 mkdir -p $out
@@ -23,6 +24,13 @@ if want teacher; then
   train $teacher config/train/quadruped_terrain_teacher_ppo.yaml
   [[ -f $out/$teacher/teacher.onnx ]] ||
     $py -m rfo_ros.export $out/$teacher/checkpoints/last.pt -o $out/$teacher/teacher.onnx
+fi
+
+if want teacher_more; then  # the teacher resumed to 24 M env steps (50 minutes at most); its 8 M summary kept
+  [[ -f $out/$teacher/summary_8M.json ]] || cp $out/$teacher/summary.json $out/$teacher/summary_8M.json
+  $py -m rfo_ros.train --out $out/$teacher --resume --no-progress --set run.total_env_steps=24000000 \
+    --set run.max_wall_time_s=3000 2>&1 | tee -a $out/$teacher.log
+  $py -m rfo_ros.export $out/$teacher/checkpoints/last.pt -o $out/$teacher/teacher.onnx
 fi
 
 if want student; then
