@@ -11,9 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def learning_curve(
-    series: dict[str, tuple[list[float], list[float]]], title: str, out: Path, threshold: float | None = None
+    series: dict[str, tuple[list[float], list[float]]],
+    title: str,
+    out: Path,
+    threshold: float | None = None,
+    secondary: dict[str, tuple[list[float], list[float]]] | None = None,
 ) -> None:
-    """One line per named (env_steps, return) series, with the solved threshold as a dashed line."""
+    """One line per named (env_steps, return) series, with the solved threshold as a dashed line; the
+    ``secondary`` series (a task's own training state, e.g. a curriculum's level) on a right-hand axis."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (x, y) in series.items():
         if x:
@@ -24,7 +29,15 @@ def learning_curve(
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if secondary:
+        right = ax.twinx()
+        for label, (x, y) in secondary.items():
+            right.plot(x, y, label=label, color="tab:green", alpha=0.8)
+        right.set_ylabel(", ".join(secondary))
+        more, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more, labels + more_labels
+    ax.legend(handles, labels)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -360,6 +360,7 @@ class Runner:
             f"{cfg.algo} on {cfg.env.task}",
             self.out_dir / "learning_curve.png",
             info.solved_return,
+            secondary={key.split("/")[-1]: self.log.series(key) for key in self.task.train_metrics()},
         )
         self.env.close()
         return summary

@@ -464,9 +464,18 @@ def test_a_curriculum_draws_low_blocks_first_and_higher_ones_after_a_crossing():
     assert make_task("quadruped_terrain").train_metrics() == {}
 
 
-def test_the_curriculum_is_refused_on_a_task_without_a_course(tmp_path):
+def test_a_curriculum_run_logs_its_level_and_is_refused_on_a_task_without_a_course(tmp_path):
     from rfo_ros.runner import Runner
 
+    tiny = ["env.num_envs=2", "env.threads=1", "policy.hidden=[16]", "critic.hidden=[16]"]
+    tiny.append("run.eval_episodes=1")
+    sets = [*tiny, "algo=ppo", "env.task=quadruped_terrain", "env.course_levels=3", "run.total_env_steps=128"]
+    runner = Runner(load_config(None, sets), tmp_path / "levels", progress=False)
+    runner.train()
+    runner.finish()
+    rows = (tmp_path / "levels" / "metrics.csv").read_text().splitlines()
+    assert "Train/course_level_mean" in rows[0].split(",")
+    assert (tmp_path / "levels" / "learning_curve.png").stat().st_size > 0
     cfg = load_config(None, ["env.task=cartpole", "env.course_levels=3", "env.num_envs=2"])
     with pytest.raises(ValueError, match="env.course_levels: task 'cartpole' has no obstacle course"):
         Runner(cfg, tmp_path / "run", progress=False)
