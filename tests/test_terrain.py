@@ -455,7 +455,12 @@ def test_a_curriculum_draws_low_blocks_first_and_higher_ones_after_a_crossing():
     qpos = env.state.qpos.clone()
     qpos[0, 0] = float(task.course.finish_x(task.course_layout.numpy()[:1])[0]) + 0.1
     env.state = SimState(qpos, env.state.qvel, env.state.act)
-    env._reset_where(np.array([True, True]))
+    env.reset()  # a reset of every env is not an episode's outcome: no level moves
+    assert task.course_level.tolist() == [0, 0]
+    env.state = SimState(qpos, env.state.qvel, env.state.act)
+    ended = np.array([True, True])
+    task.episode_end(ended, env.state, env.rng)  # what env.step does for the episodes that end
+    env._reset_where(ended)
     assert task.course_level.tolist() == [1, 0]
     assert (task.course_layout[0, :, 2] >= 2 * spec.block_height[0] / 5 - 1e-12).all()
     assert (task.course_layout[1, :, 2] <= spec.block_height[1] / 5).all()

@@ -144,7 +144,6 @@ class VecEnv:
     def _reset_where(self, mask: np.ndarray) -> None:
         if not mask.any():
             return
-        self.task.episode_end(mask, self.state, self.rng)
         fresh = self.task.initial_state(self.num_envs, self.rng)
         mask_t = torch.from_numpy(mask)
         self.state = self.state.where(mask_t, fresh)
@@ -191,6 +190,8 @@ class VecEnv:
         for i in np.flatnonzero(done & ~div_np):
             self.stats.completed_returns.append(float(self.episode_return[i]))
             self.stats.completed_lengths.append(int(self.episode_step[i]))
+        if done.any():
+            self.task.episode_end(done, self.state, self.rng)
         self._reset_where(done)
         # Reset envs start a fresh history; the others act on the frame just stored.
         if done.any():
