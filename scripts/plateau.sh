@@ -7,6 +7,11 @@
 #   short:   the same as tau with the learning-rate schedule (linear to 10 %) compressed into 400 k env steps,
 #            where the runs end: the returns climb fastest early and rise again only as the rate falls;
 #   barrier: the same as short with the differentiable fall barrier in RFO's window (diff.lambda_fall 2);
+#   expl:    the same as short with a quarter of the exploration weight (diff.lambda_expl 0.05 for 0.2);
+#   noreuse: the same as short without sample reuse (diff.reuse_epochs 1: plain back-propagation);
+#   noreuse_alone: the same runs again, each alone (the returns per env step repeat bit for bit; the
+#            wall-clock is the race's);
+#   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
 #   height:  the same as lr with the trunk's height in the critic's observation (env.critic_obs [base_height]),
 #            3 seeds;
 #   ppo:     PPO on the same world, 3 seeds, 1.5 M env steps, 300 s cap (the race's other side, this host);
@@ -15,7 +20,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [height] [ppo] [fine] [fine_alone] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [ppo_here] [height] [ppo] [fine] [fine_alone] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -47,6 +52,25 @@ fi
 if want barrier; then
   race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
     --set critic.target_tau=0.2 --set diff.lambda_fall=2.0 --tag _lr1e-3_tau02_400k_fall2
+fi
+
+if want expl; then
+  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --set diff.lambda_expl=0.05 --tag _lr1e-3_tau02_400k_expl005
+fi
+
+if want noreuse; then
+  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse
+fi
+
+if want noreuse_alone; then
+  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse_alone
+fi
+
+if want ppo_here; then
+  race --algos ppo --steps 1500000 --max-wall 180 --tag _go1_gait_here
 fi
 
 if want height; then
