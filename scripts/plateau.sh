@@ -17,10 +17,11 @@
 #   ppo:     PPO on the same world, 3 seeds, 1.5 M env steps, 300 s cap (the race's other side, this host);
 #   fine:    RFO on go1_fine with the gait prior at actor_lr 0.001, 20 minutes, seed 0;
 #   fine_alone: the same, seed 1 (FINE_SEED), alone;
+#   fine_noreuse: the same without sample reuse (diff.reuse_epochs 1), seeds FINE_SEEDS (default "1 2"), each alone;
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [ppo_here] [height] [ppo] [fine] [fine_alone] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -90,6 +91,13 @@ fi
 if want fine_alone; then  # seed 1 (FINE_SEED) of the fine stage, alone on the machine as seed 0 was
   $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
     --set run.seed=${FINE_SEED:-1} --out $out/go1_fine_gait/rfo_lr1e-3_s${FINE_SEED:-1}
+fi
+
+if want fine_noreuse; then
+  for seed in ${FINE_SEEDS:-1 2}; do
+    $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+      --set diff.reuse_epochs=1 --set run.seed=$seed --out $out/go1_fine_gait/rfo_lr1e-3_noreuse_s$seed
+  done
 fi
 
 if want seeds; then

@@ -36,7 +36,7 @@ def run_train(*args, cwd=None):
     [
         (
             ["env.num_env=8"],
-            "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel, critic_obs, fd_centered",
+            "env.num_env: unknown key (valid keys here: action_rate, base_lin_vel, course_levels, critic_obs",
         ),
         (["diff.horizon=abc"], "diff.horizon = 'abc'"),
         (["algo=sac"], "algo = 'sac'"),
