@@ -45,30 +45,14 @@ if want tau; then
     --set critic.target_tau=0.2 --tag _lr1e-3_tau02
 fi
 
-if want short; then
-  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --tag _lr1e-3_tau02_400k
-fi
-
-if want barrier; then
-  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --set diff.lambda_fall=2.0 --tag _lr1e-3_tau02_400k_fall2
-fi
-
-if want expl; then
-  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --set diff.lambda_expl=0.05 --tag _lr1e-3_tau02_400k_expl005
-fi
-
-if want noreuse; then
-  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse
-fi
-
-if want noreuse_alone; then
-  race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse_alone
-fi
+# The tau settings with the learning-rate schedule in 400 k env steps; each stage adds its change and tag.
+short400k() { race --algos rfo --steps 400000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+  --set critic.target_tau=0.2 "$@"; }
+want short && short400k --tag _lr1e-3_tau02_400k
+want barrier && short400k --set diff.lambda_fall=2.0 --tag _lr1e-3_tau02_400k_fall2
+want expl && short400k --set diff.lambda_expl=0.05 --tag _lr1e-3_tau02_400k_expl005
+want noreuse && short400k --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse
+want noreuse_alone && short400k --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse_alone
 
 if want ppo_here; then
   race --algos ppo --steps 1500000 --max-wall 180 --tag _go1_gait_here
