@@ -11,6 +11,7 @@
 #   noreuse: the same as short without sample reuse (diff.reuse_epochs 1: plain back-propagation);
 #   noreuse_alone: the same runs again, each alone (the returns per env step repeat bit for bit; the
 #            wall-clock is the race's);
+#   noreuse500k: noreuse with the schedule (and the runs) over 500 k env steps, each alone;
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
 #   height:  the same as lr with the trunk's height in the critic's observation (env.critic_obs [base_height]),
 #            3 seeds;
@@ -21,7 +22,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -53,6 +54,8 @@ want barrier && short400k --set diff.lambda_fall=2.0 --tag _lr1e-3_tau02_400k_fa
 want expl && short400k --set diff.lambda_expl=0.05 --tag _lr1e-3_tau02_400k_expl005
 want noreuse && short400k --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse
 want noreuse_alone && short400k --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_400k_noreuse_alone
+want noreuse500k && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
+  --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr1e-3_tau02_500k_noreuse
 
 if want ppo_here; then
   race --algos ppo --steps 1500000 --max-wall 180 --tag _go1_gait_here
