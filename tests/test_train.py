@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from training_settings import TINY_TRAINING, interrupt_at
 
 from rfo_ros.checkpoint import load_checkpoint
@@ -238,3 +240,14 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_networks_and_refuses_a_mi
         proc = run_train("--out", str(tmp_path / "bad"), *[a for o in [*overrides, f"run.init_from={ckpt}"]
                                                            for a in ("--set", o)])  # fmt: skip
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+
+
+def test_the_race_config_is_the_one_its_measured_runs_resolved():
+    """config/train/go1_gait_rfo.yaml is what the docs/results runs of it trained with, the seed aside."""
+    root = Path(__file__).resolve().parents[1]
+    shipped = load_config(root / "config/train/go1_gait_rfo.yaml").model_dump(mode="json")
+    for seed in range(3):
+        folder = root / f"docs/results/plateau/legged/rfo_lr1e-3_tau02_500k_noreuse_s{seed}"
+        measured = yaml.safe_load((folder / "config.yaml").read_text())
+        measured["run"]["seed"] = shipped["run"]["seed"]
+        assert measured == shipped
