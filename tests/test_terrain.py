@@ -457,10 +457,9 @@ def test_a_curriculum_draws_low_blocks_first_and_higher_ones_after_a_crossing():
     env.state = SimState(qpos, env.state.qvel, env.state.act)
     env.reset()  # a reset of every env is not an episode's outcome: no level moves
     assert task.course_level.tolist() == [0, 0]
-    env.state = SimState(qpos, env.state.qvel, env.state.act)
-    ended = np.array([True, True])
-    task.episode_end(ended, env.state, env.rng)  # what env.step does for the episodes that end
-    env._reset_where(ended)
+    env.state = SimState(qpos, torch.zeros_like(env.state.qvel), env.state.act)
+    env.episode_step[:] = task.info.episode_length - 1  # both episodes end at the next step (time limit)
+    env.step(torch.zeros(2, 12))
     assert task.course_level.tolist() == [1, 0]
     assert (task.course_layout[0, :, 2] >= 2 * spec.block_height[0] / 5 - 1e-12).all()
     assert (task.course_layout[1, :, 2] <= spec.block_height[1] / 5).all()
