@@ -187,17 +187,17 @@ class CourseWalk(LeggedWalk):
         super().resample(mask, rng)
         n = len(mask)
         fresh = self.course_layout is None or self.course_layout.shape[0] != n
+        rows = np.arange(n) if fresh else np.flatnonzero(mask)  # the rows drawn now (all, for a new batch)
         scale = None
         if self._levels is not None:
             if self.course_level is None or len(self.course_level) != n:
                 self.course_level = torch.from_numpy(self._levels.start(n))
-            rows = np.arange(n) if fresh else np.flatnonzero(mask)
             scale = self._levels.height_scale(self.course_level.numpy()[rows])
         self.course_layout = self.resample_rows(
             self.course_layout, mask, lambda k: self.course.draw(rng, k, scale)
         )
         self.env_models(n)
-        self._apply(np.arange(n) if fresh else np.flatnonzero(mask))
+        self._apply(rows)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
