@@ -178,6 +178,13 @@ class DiffConfig(_Section):
     reuse_epochs: int = Field(
         1, ge=1, description="actor epochs per window: 1 is plain BPTT, M > 1 adds M-1 surrogate epochs"
     )
+    reuse_until_env_steps: int | None = Field(
+        None,
+        ge=0,
+        description="reuse only while the run has taken fewer env steps than this (all ranks), plain "
+        "BPTT after: reuse buys the first climb, then its stale steps make the dip (docs/results); "
+        "None reuses throughout",
+    )
     reuse_minibatches: int = Field(1, ge=1, description="minibatches per reuse epoch")
     reuse_lr_scale: float = Field(1.0, gt=0, le=1, description="learning-rate factor of the reuse steps")
     reuse_max_latent_shift: float | None = Field(

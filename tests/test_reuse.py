@@ -91,6 +91,9 @@ class PlainBPTT:
     def reuse(self, samples, terms, lr_factor: float) -> dict[str, float]:
         return {}
 
+    def set_env_steps(self, env_steps: int) -> None:
+        pass
+
 
 @pytest.mark.parametrize("algo", ["rfo", "shac"])
 def test_one_reuse_epoch_is_the_plain_algorithm_bit_for_bit(tmp_path, algo):
@@ -121,6 +124,17 @@ def test_reuse_epochs_take_extra_bounded_steps(tmp_path, algo):
     assert all(m["Policy/reuse_steps_applied"] == 4 for m in metrics)  # (3 - 1) epochs x 2 minibatches
     assert all(0 <= m["Policy/reuse_kept_fraction"] <= 1 for m in metrics)
     assert "Perf/reuse_s" in metrics[0]
+
+
+def test_reuse_stops_at_its_env_step_limit(tmp_path):
+    """``reuse_until_env_steps``: the first window (0 env steps taken) reuses, later ones do not."""
+    runner = _runner(tmp_path, *REUSE, "diff.reuse_until_env_steps=1")
+    first, second = runner.algo.iterate(), runner.algo.iterate()
+    assert first["Policy/reuse_steps_applied"] == 4
+    assert "Policy/reuse_steps_applied" not in second and second["Policy/update_applied"] == 1.0
+    always = _runner(tmp_path / "always", *REUSE)
+    always.algo.iterate()
+    assert always.algo.iterate()["Policy/reuse_steps_applied"] == 4
 
 
 def test_the_latent_shift_limit_drops_samples_from_the_surrogate(tmp_path):

@@ -97,19 +97,26 @@ class SampleReuse:
     minibatch updates on the adjoint surrogate).
 
     ``terms`` are the actor's extra losses; each contributes with its ``reuse_weight``. Learning
-    rates are ``reuse_lr_scale`` times the current (scheduled) ones.
+    rates are ``reuse_lr_scale`` times the current (scheduled) ones. With ``reuse_until_env_steps``,
+    the reuse epochs stop once ``set_env_steps`` reports that many env steps (plain BPTT from then on).
     """
 
     def __init__(self, cfg: DiffConfig, actor: Actor, optim: GuardedOptimizer) -> None:
         self.actor = actor
         self.epochs, self.minibatches = cfg.reuse_epochs, cfg.reuse_minibatches
         self.max_shift, self.lr_scale = cfg.reuse_max_latent_shift, cfg.reuse_lr_scale
+        self.until = cfg.reuse_until_env_steps
+        self.env_steps = 0
         self.optim = optim
         self.adjoint_quantile = cfg.adjoint_clip_quantile
 
+    def set_env_steps(self, env_steps: int) -> None:
+        """The run's env steps so far (every rank's), which ``reuse_until_env_steps`` is counted in."""
+        self.env_steps = env_steps
+
     @property
     def active(self) -> bool:
-        return self.epochs > 1
+        return self.epochs > 1 and (self.until is None or self.env_steps < self.until)
 
     def first_step(
         self,

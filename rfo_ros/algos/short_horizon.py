@@ -104,8 +104,12 @@ class ShortHorizonRPG:
         d = self.cfg.diff
         if d.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, self.env.stats.env_steps * world_size() / self.cfg.run.total_env_steps)
+        progress = min(1.0, self.run_env_steps() / self.cfg.run.total_env_steps)
         return 1.0 - (1.0 - d.lr_final_fraction) * progress
+
+    def run_env_steps(self) -> int:
+        """The run's env steps so far, over every rank (schedules count in these)."""
+        return self.env.stats.env_steps * world_size()
 
     def _window(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor], WindowSamples]:
         """Roll H steps with grad; returns the objective J, the detached window data, the sampled
@@ -171,6 +175,7 @@ class ShortHorizonRPG:
 
     def iterate(self) -> dict[str, float]:
         lr_factor = self.lr_factor()
+        self.update.set_env_steps(self.run_env_steps())
         self.optim.scale_lr(lr_factor)
         self.critic.optim.scale_lr(lr_factor)
         t0 = time.perf_counter()
