@@ -59,8 +59,11 @@ def base_ang_vel_body(qvel: torch.Tensor) -> torch.Tensor:
 
 
 def tilt_cos(qpos: torch.Tensor) -> torch.Tensor:
-    """cos of the angle between the trunk's z axis and the world's (N,): 1 upright, 0 on its side."""
-    return -projected_gravity(base_quat(qpos))[:, 2]
+    """cos of the angle between the trunk's z axis and the world's (N,): 1 upright, 0 on its side.
+
+    The z row of ``R(q)``'s z column, 1 − 2(x² + y²) for a unit (w, x, y, z): ``-projected_gravity``'s z
+    component in three operations instead of the whole vector."""
+    return 1.0 - 2.0 * (qpos[:, 4:6] ** 2).sum(1)
 
 
 def exp_tracking(error_sq: torch.Tensor, sigma_sq: float) -> torch.Tensor:
@@ -197,7 +200,8 @@ class LeggedTask(Task):
         return (h >= self.min_height) & (h <= self.max_height) & (tilt_cos(state.qpos) >= self._min_tilt_cos)
 
     def terminated(self, state: SimState) -> torch.Tensor:
-        return ~self.healthy(state).detach()
+        with torch.no_grad():  # a mask: recording its graph would only cost time
+            return ~self.healthy(state)
 
     def fall_proximity(self, state: SimState) -> torch.Tensor:
         """(N,) 0 while the trunk stands above halfway from ``min_height`` to ``start_height`` and tilts

@@ -42,6 +42,11 @@ def _stack(parts: Sequence[Array], like: Array) -> Array:
 
 
 def _cross(a: Array, b: Array, like: Array) -> Array:
+    if _is_tensor(like):  # one op (and one backward op) instead of fifteen: the training loop's hot path
+        import torch
+
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        return torch.linalg.cross(*torch.broadcast_tensors(a.to(dtype), b.to(dtype)), dim=-1)
     ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
     bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
     return _stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], like)
@@ -74,6 +79,9 @@ def projected_gravity(q_wxyz: Array) -> Array:
         # One quaternion (the policy node): the same float64 operations on Python floats, ~10x faster.
         w, x, y, z = q_wxyz.tolist()
         return np.array((2.0 * (w * y - x * z), -2.0 * (w * x + y * z), 2.0 * (x * x + y * y) - 1.0))
+    if _is_tensor(q_wxyz):  # batched tensors (training): the rotation's few vector operations
+        down = q_wxyz.new_tensor((0.0, 0.0, -1.0)).expand(*q_wxyz.shape[:-1], 3)
+        return quat_rotate_inverse(q_wxyz, down)
     w, x, y, z = q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3]
     return _stack([2.0 * (w * y - x * z), -2.0 * (w * x + y * z), 2.0 * (x * x + y * y) - 1.0], q_wxyz)
 

@@ -372,16 +372,18 @@ class HybridJacobians:
         nv = L.nv
         # The rows whose cost is quadratic at the optimum: the sign of J·qacc − aref (efc_state can
         # disagree with the final forces), frictionloss rows inside their bound, equality rows always.
-        kind, residual, D = cap.kind, cap.residual, cap.D
+        # Only the rows some env filled: the room kept is several times a standing robot's rows.
+        rows = int(np.flatnonzero((cap.kind != -1).any(0))[-1]) + 1 if (cap.kind != -1).any() else 0
+        kind, residual, D = cap.kind[:, :rows], cap.residual[:, :rows], cap.D[:, :rows]
         active = _ONE_SIDED[kind] & (residual < 0)  # kind -1 (padding) reads the table's last entry
-        active |= (kind == _FRICTION) & (np.abs(D * residual) < cap.frictionloss)
+        active |= (kind == _FRICTION) & (np.abs(D * residual) < cap.frictionloss[:, :rows])
         active |= kind == _EQUALITY
-        J = cap.J
+        J = cap.J[:, :rows]
         DJ = (D * active)[..., None] * J
         J_t = np.swapaxes(J, 1, 2)
         H = cap.M + J_t @ DJ
         rhs = np.empty((n, nv, nv + L.nu))
-        rhs[:, :, :nv] = cap.smooth_dv - J_t @ (cap.b[..., None] * DJ)  # aref moves with qvel: −b·J
+        rhs[:, :, :nv] = cap.smooth_dv - J_t @ (cap.b[:, :rows, None] * DJ)  # aref moves with qvel: −b·J
         gainprm, biasprm, ctrlrange, forcerange = cap.gainprm, cap.biasprm, cap.ctrlrange, cap.forcerange
         length, velocity, ctrl = cap.length, cap.velocity, cap.ctrl
         # Actuator force = gain·ctrl + bias; a clamped control or force passes no derivative.
