@@ -16,6 +16,11 @@
 #            overhead spread over twice the envs), each alone;
 #   reuse100k, reuse150k: noreuse500k with the race's sample reuse (3 epochs) for the first 100 k / 150 k env
 #            steps only (diff.reuse_until_env_steps), each alone;
+#   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train, which times modes
+#            interleaved in one process, gave 16 envs 4,051-4,126 env steps/s against 32 envs' 3,102-3,159;
+#            in training it ran 2,070), alone; stopped during seed 1 (docs/results);
+#   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
+#            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
 #   height:  the same as lr with the trunk's height in the critic's observation (env.critic_obs [base_height]),
 #            3 seeds;
@@ -23,10 +28,12 @@
 #   fine:    RFO on go1_fine with the gait prior at actor_lr 0.001, 20 minutes, seed 0;
 #   fine_alone: the same, seed 1 (FINE_SEED), alone;
 #   fine_noreuse: the same without sample reuse (diff.reuse_epochs 1), seeds FINE_SEEDS (default "1 2"), each alone;
+#   fine_reuse_until: fine_noreuse with the sample reuse of the config for the first 400 k env steps only
+#            (diff.reuse_until_env_steps), seeds FINE_SEEDS (default "1 2"), each alone;
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse100k] [reuse150k] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse100k] [reuse150k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -68,6 +75,14 @@ for until in 100 150; do
     --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=${until}000 \
     --tag _lr1e-3_tau02_500k_reuse${until}k
 done
+want n16 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+  --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --set env.num_envs=16 \
+  --tag _lr1e-3_tau02_500k_reuse150k_n16
+if want race_here; then
+  race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+    --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --tag _lr1e-3_tau02_500k_reuse150k_here
+  race --algos ppo --steps 1500000 --max-wall 120 --tag _go1_gait_here2
+fi
 
 if want ppo_here; then
   race --algos ppo --steps 1500000 --max-wall 180 --tag _go1_gait_here
@@ -96,6 +111,14 @@ if want fine_noreuse; then
   for seed in ${FINE_SEEDS:-1 2}; do
     $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
       --set diff.reuse_epochs=1 --set run.seed=$seed --out $out/go1_fine_gait/rfo_lr1e-3_noreuse_s$seed
+  done
+fi
+
+if want fine_reuse_until; then
+  for seed in ${FINE_SEEDS:-1 2}; do
+    $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+      --set diff.reuse_until_env_steps=400000 --set run.seed=$seed \
+      --out $out/go1_fine_gait/rfo_lr1e-3_reuse400k_s$seed
   done
 fi
 

@@ -246,7 +246,7 @@ def test_the_race_config_is_the_one_its_measured_runs_resolved():
     root = Path(__file__).resolve().parents[1]
     shipped = load_config(root / "config/train/go1_gait_rfo.yaml").model_dump(mode="json")
     for seed in range(3):
-        folder = root / f"docs/results/plateau/legged/rfo_lr1e-3_tau02_500k_noreuse_s{seed}"
+        folder = root / f"docs/results/plateau/legged/rfo_lr1e-3_tau02_500k_reuse150k_here_s{seed}"
         # Loaded, so that settings added since (at their defaults, which change nothing) are filled in.
         measured = load_config(folder / "config.yaml").model_dump(mode="json")
         measured["run"]["seed"] = shipped["run"]["seed"]
