@@ -373,7 +373,8 @@ class HybridJacobians:
         # The rows whose cost is quadratic at the optimum: the sign of J·qacc − aref (efc_state can
         # disagree with the final forces), frictionloss rows inside their bound, equality rows always.
         # Only the rows some env filled: the room kept is several times a standing robot's rows.
-        rows = int(np.flatnonzero((cap.kind != -1).any(0))[-1]) + 1 if (cap.kind != -1).any() else 0
+        filled = np.flatnonzero((cap.kind != -1).any(0))
+        rows = int(filled[-1]) + 1 if filled.size else 0
         kind, residual, D = cap.kind[:, :rows], cap.residual[:, :rows], cap.D[:, :rows]
         active = _ONE_SIDED[kind] & (residual < 0)  # kind -1 (padding) reads the table's last entry
         active |= (kind == _FRICTION) & (np.abs(D * residual) < cap.frictionloss[:, :rows])
