@@ -16,9 +16,9 @@
 #            overhead spread over twice the envs), each alone;
 #   reuse100k, reuse150k: noreuse500k with the race's sample reuse (3 epochs) for the first 100 k / 150 k env
 #            steps only (diff.reuse_until_env_steps), each alone;
-#   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train's loop, trainers
-#            interleaved in one process, gave 16 envs 4,051-4,126 env steps/s against 32 envs' 3,102-3,159;
-#            in training it ran 2,070), alone; stopped during seed 1 (docs/results);
+#   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train's loop promised
+#            16 envs 4,051-4,126 env steps/s, counted in 32 envs' steps, a bug since fixed: in training it
+#            ran 2,070), alone; stopped during seed 1 (docs/results);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
 #            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;

@@ -532,6 +532,21 @@ def test_grad_bench_train_compares_inline_and_overlapped(capsys):
         main(["train", "--config", str(configs / "cartpole_ppo.yaml"), "--iterations", "1"])
 
 
+def test_grad_bench_train_counts_each_modes_own_env_steps():
+    """Modes that change the env count or the window are timed in their own env steps (it once counted
+    every mode in the first mode's, which made a 16-env mode look twice as fast as it was)."""
+    from rfo_ros.bench.train import time_modes
+
+    tiny = ["diff.horizon=4", "policy.hidden=[16]", "critic.hidden=[16]", "env.threads=1"]
+    config = Path(__file__).resolve().parents[1] / "config" / "train" / "cartpole_rfo.yaml"
+    modes = {"four": ["env.num_envs=4"], "two": ["env.num_envs=2", "diff.horizon=3"]}
+    result = time_modes(str(config), tiny, modes, iterations=2, warmup=0)
+    assert result["env_steps_per_iteration"] == {"four": 16, "two": 6}
+    for mode, steps in result["env_steps_per_iteration"].items():
+        wall_s = result["ms_per_iteration"][mode]["wall"] / 1e3
+        assert result["steps_per_s"][mode] * wall_s == pytest.approx(steps, rel=0.05)
+
+
 def test_grad_bench_dispatcher_rejects_unknown_command(capsys):
     from rfo_ros.bench import main
 

@@ -56,8 +56,9 @@ def time_modes(
     """One trainer per mode (``config`` + ``overrides`` + the mode's own overrides), warmed up, then
     ``iterations`` single iterations of each in turn, so all modes see the same machine load.
 
-    Returns task, algo, envs, horizon, threads, iterations, and per mode the networks' ``device``,
-    ``steps_per_s`` and ``ms_per_iteration`` (wall and ``split_time`` parts).
+    Returns task, algo, envs, horizon, threads (the first mode's), iterations, and per mode the networks'
+    ``device``, ``env_steps_per_iteration`` (num_envs × horizon: a mode may change either), ``steps_per_s``
+    and ``ms_per_iteration`` (wall and ``split_time`` parts).
     """
     runners: dict[str, Runner] = {}
     with tempfile.TemporaryDirectory(prefix="rfo_bench_train_") as tmp:
@@ -84,7 +85,7 @@ def time_modes(
                 runner.env.close()
     first = next(iter(runners.values()))
     cfg = first.cfg
-    steps = cfg.env.num_envs * cfg.diff.horizon * iterations
+    per_iteration = {mode: r.cfg.env.num_envs * r.cfg.diff.horizon for mode, r in runners.items()}
     return {
         "task": cfg.env.task,
         "algo": cfg.algo,
@@ -93,7 +94,8 @@ def time_modes(
         "threads": first.env.sim.threads,
         "iterations": iterations,
         "device": {mode: str(runner.device) for mode, runner in runners.items()},
-        "steps_per_s": {mode: steps / wall[mode] for mode in modes},
+        "env_steps_per_iteration": per_iteration,
+        "steps_per_s": {mode: per_iteration[mode] * iterations / wall[mode] for mode in modes},
         "ms_per_iteration": {
             mode: {k: round(1e3 * v / iterations, 1) for k, v in (("wall", wall[mode]), *parts[mode].items())}
             for mode in modes
