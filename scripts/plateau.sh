@@ -14,8 +14,8 @@
 #   noreuse500k: noreuse with the schedule (and the runs) over 500 k env steps, each alone;
 #   n64h16:  noreuse500k with 64 envs and a 16-step window (the same 1,024 samples per update; torch's per-call
 #            overhead spread over twice the envs), each alone;
-#   reuse100k, reuse150k: noreuse500k with the race's sample reuse (3 epochs) for the first 100 k / 150 k env
-#            steps only (diff.reuse_until_env_steps), each alone;
+#   reuse100k, reuse150k, reuse200k: noreuse500k with the race's sample reuse (3 epochs) for the first
+#            100 k / 150 k / 200 k env steps only (diff.reuse_until_env_steps), each alone;
 #   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train's loop promised
 #            16 envs 4,051-4,126 env steps/s, counted in 32 envs' steps, a bug since fixed: in training it
 #            ran 2,070), alone; stopped during seed 1 (docs/results);
@@ -33,7 +33,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse100k] [reuse150k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse100k] [reuse150k] [reuse200k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -70,7 +70,7 @@ want noreuse500k && race --algos rfo --steps 500000 --max-wall 600 --set env.jac
 want n64h16 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
   --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --set env.num_envs=64 \
   --set diff.horizon=16 --tag _lr1e-3_tau02_500k_noreuse_n64h16
-for until in 100 150; do
+for until in 100 150 200; do
   want reuse${until}k && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
     --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=${until}000 \
     --tag _lr1e-3_tau02_500k_reuse${until}k
