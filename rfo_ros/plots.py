@@ -50,6 +50,7 @@ def seed_band_curves(
     out: Path,
     threshold: float | None = None,
     points: int = 60,
+    ylabel: str = "training return (mean of last 100 episodes)",
 ) -> None:
     """Per named group of runs (one (x, y) series per seed): the mean over seeds with a ±1 std band, on
     a common grid up to the shortest run's end (so every point averages every seed)."""
@@ -68,7 +69,7 @@ def seed_band_curves(
     if threshold is not None:
         ax.axhline(threshold, color="gray", linestyle="--", label="solved")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("training return (mean of last 100 episodes)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -14,8 +14,8 @@
 #   noreuse500k: noreuse with the schedule (and the runs) over 500 k env steps, each alone;
 #   n64h16:  noreuse500k with 64 envs and a 16-step window (the same 1,024 samples per update; torch's per-call
 #            overhead spread over twice the envs), each alone;
-#   reuse100k, reuse150k, reuse200k: noreuse500k with the race's sample reuse (3 epochs) for the first
-#            100 k / 150 k / 200 k env steps only (diff.reuse_until_env_steps), each alone;
+#   reuse50k, reuse100k, reuse150k, reuse200k: noreuse500k with the race's sample reuse (3 epochs) for the first
+#            50 k / 100 k / 150 k / 200 k env steps only (diff.reuse_until_env_steps), each alone;
 #   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train's loop promised
 #            16 envs 4,051-4,126 env steps/s, counted in 32 envs' steps, a bug since fixed: in training it
 #            ran 2,070), alone; stopped during seed 1 (docs/results);
@@ -30,10 +30,12 @@
 #   fine_noreuse: the same without sample reuse (diff.reuse_epochs 1), seeds FINE_SEEDS (default "1 2"), each alone;
 #   fine_reuse_until: fine_noreuse with the sample reuse of the config for the first 400 k env steps only
 #            (diff.reuse_until_env_steps), seeds FINE_SEEDS (default "1 2"), each alone;
+#   fine_reuse200k: the same with reuse for the first 200 k env steps (the training reward stalls while reuse
+#            is on and climbs once it stops, on both robots: docs/results), seeds FINE_SEEDS, each alone;
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse100k] [reuse150k] [reuse200k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -70,7 +72,7 @@ want noreuse500k && race --algos rfo --steps 500000 --max-wall 600 --set env.jac
 want n64h16 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
   --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --set env.num_envs=64 \
   --set diff.horizon=16 --tag _lr1e-3_tau02_500k_noreuse_n64h16
-for until in 100 150 200; do
+for until in 50 100 150 200; do
   want reuse${until}k && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
     --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=${until}000 \
     --tag _lr1e-3_tau02_500k_reuse${until}k
@@ -99,11 +101,13 @@ fi
 
 if want fine; then
   $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+    --set diff.reuse_until_env_steps=null \
     --out $out/go1_fine_gait/rfo_lr1e-3_s0
 fi
 
 if want fine_alone; then  # seed 1 (FINE_SEED) of the fine stage, alone on the machine as seed 0 was
   $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+    --set diff.reuse_until_env_steps=null \
     --set run.seed=${FINE_SEED:-1} --out $out/go1_fine_gait/rfo_lr1e-3_s${FINE_SEED:-1}
 fi
 
@@ -114,17 +118,22 @@ if want fine_noreuse; then
   done
 fi
 
-if want fine_reuse_until; then
-  for seed in ${FINE_SEEDS:-1 2}; do
-    $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
-      --set diff.reuse_until_env_steps=400000 --set run.seed=$seed \
-      --out $out/go1_fine_gait/rfo_lr1e-3_reuse400k_s$seed
-  done
-fi
+for until in 200 400; do
+  stage=fine_reuse${until}k
+  [ $until = 400 ] && stage=fine_reuse_until  # its first name
+  if want $stage; then
+    for seed in ${FINE_SEEDS:-1 2}; do
+      $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+        --set diff.reuse_until_env_steps=${until}000 --set run.seed=$seed \
+        --out $out/go1_fine_gait/rfo_lr1e-3_reuse${until}k_s$seed
+    done
+  fi
+done
 
 if want seeds; then
   for seed in 1 2; do
     $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set diff.actor_lr=0.001 \
+      --set diff.reuse_until_env_steps=null \
       --set run.seed=$seed --set env.threads=1 --out $out/go1_fine_gait/rfo_lr1e-3_paired_s$seed &
   done
   wait

@@ -1,9 +1,11 @@
 """Training-return curves of named run folders, over env steps and over wall-clock, one figure each.
 
-    python scripts/plot_runs.py OUT_STEM "LABEL=FOLDER[,FOLDER...]" ...
+    python scripts/plot_runs.py [--metric COLUMN] OUT_STEM "LABEL=FOLDER[,FOLDER...]" ...
 
 Each LABEL's folders are seeds of one setting (mean ± std band, as ``bench learn`` draws them);
-writes OUT_STEM.png (env steps) and OUT_STEM_wall.png (wall-clock).
+writes OUT_STEM.png (env steps) and OUT_STEM_wall.png (wall-clock). ``--metric`` plots another
+``metrics.csv`` column than ``Train/return_mean100`` (e.g. ``Train/reward_mean``, the window's mean
+reward per env step, which does not lag the way a mean over the last 100 episodes does).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from rfo_ros.plots import seed_band_curves  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
+    metric = "Train/return_mean100"
+    if argv[:1] == ["--metric"]:
+        metric, argv = argv[1], argv[2:]
     if len(argv) < 2:
         print(__doc__)
         return 2
@@ -28,13 +33,14 @@ def main(argv: list[str]) -> int:
         for folder in folders.split(","):
             log = MetricsLog(Path(folder), tensorboard=False)
             log.load(10**12)
-            rows = [r for r in log.rows if "Train/return_mean100" in r]
-            y = [r["Train/return_mean100"] for r in rows]
+            rows = [r for r in log.rows if metric in r]
+            y = [r[metric] for r in rows]
             steps.append(([r["Train/env_steps"] for r in rows], y))
             walls.append(([r["Train/wall_time_s"] for r in rows], y))
         by_steps[label], by_wall[label] = steps, walls
-    seed_band_curves(by_steps, stem.name, "env steps", stem.with_suffix(".png"))
-    seed_band_curves(by_wall, stem.name, "wall-clock s", stem.parent / f"{stem.name}_wall.png")
+    label = {} if metric == "Train/return_mean100" else {"ylabel": metric}
+    seed_band_curves(by_steps, stem.name, "env steps", stem.with_suffix(".png"), **label)
+    seed_band_curves(by_wall, stem.name, "wall-clock s", stem.parent / f"{stem.name}_wall.png", **label)
     return 0
 
 

@@ -241,12 +241,19 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_networks_and_refuses_a_mi
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
 
 
-def test_the_race_config_is_the_one_its_measured_runs_resolved():
-    """config/train/go1_gait_rfo.yaml is what the docs/results runs of it trained with, the seed aside."""
+@pytest.mark.parametrize(
+    ("config", "runs"),
+    [
+        ("go1_gait_rfo.yaml", "legged/rfo_lr1e-3_tau02_500k_reuse150k_here"),
+        ("go1_fine_gait_rfo.yaml", "go1_fine_gait/rfo_lr1e-3_reuse200k"),
+    ],
+)
+def test_a_measured_config_is_the_one_its_runs_resolved(config: str, runs: str):
+    """A config whose results docs/results reports is what those runs trained with, the seed aside."""
     root = Path(__file__).resolve().parents[1]
-    shipped = load_config(root / "config/train/go1_gait_rfo.yaml").model_dump(mode="json")
+    shipped = load_config(root / "config/train" / config).model_dump(mode="json")
     for seed in range(3):
-        folder = root / f"docs/results/plateau/legged/rfo_lr1e-3_tau02_500k_reuse150k_here_s{seed}"
+        folder = root / f"docs/results/plateau/{runs}_s{seed}"
         # Loaded, so that settings added since (at their defaults, which change nothing) are filled in.
         measured = load_config(folder / "config.yaml").model_dump(mode="json")
         measured["run"]["seed"] = shipped["run"]["seed"]
