@@ -30,8 +30,8 @@
 #   fine_noreuse: the same without sample reuse (diff.reuse_epochs 1), seeds FINE_SEEDS (default "1 2"), each alone;
 #   fine_reuse_until: fine_noreuse with the sample reuse of the config for the first 400 k env steps only
 #            (diff.reuse_until_env_steps), seeds FINE_SEEDS (default "1 2"), each alone;
-#   fine_reuse200k: the same with reuse for the first 200 k env steps (the training reward stalls while reuse
-#            is on and climbs once it stops, on both robots: docs/results), seeds FINE_SEEDS, each alone;
+#   fine_reuse200k: the same with reuse for the first 200 k env steps (after reuse's fast start the training
+#            reward sits flat, longer while reuse lasts, on both robots: docs/results), seeds FINE_SEEDS, each alone;
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
