@@ -17,9 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 from rfo_ros.metrics import MetricsLog  # noqa: E402
 from rfo_ros.plots import seed_band_curves  # noqa: E402
 
+#: The column drawn without ``--metric``: the training return (seed_band_curves' default y label).
+TRAINING_RETURN = "Train/return_mean100"
+
 
 def main(argv: list[str]) -> int:
-    metric = "Train/return_mean100"
+    metric = TRAINING_RETURN
     if argv[:1] == ["--metric"]:
         metric, argv = argv[1], argv[2:]
     if len(argv) < 2:
@@ -38,9 +41,9 @@ def main(argv: list[str]) -> int:
             steps.append(([r["Train/env_steps"] for r in rows], y))
             walls.append(([r["Train/wall_time_s"] for r in rows], y))
         by_steps[label], by_wall[label] = steps, walls
-    label = {} if metric == "Train/return_mean100" else {"ylabel": metric}
-    seed_band_curves(by_steps, stem.name, "env steps", stem.with_suffix(".png"), **label)
-    seed_band_curves(by_wall, stem.name, "wall-clock s", stem.parent / f"{stem.name}_wall.png", **label)
+    ylabel = {} if metric == TRAINING_RETURN else {"ylabel": metric}
+    seed_band_curves(by_steps, stem.name, "env steps", stem.with_suffix(".png"), **ylabel)
+    seed_band_curves(by_wall, stem.name, "wall-clock s", stem.parent / f"{stem.name}_wall.png", **ylabel)
     return 0
 
 
