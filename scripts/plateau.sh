@@ -19,6 +19,19 @@
 #   n16:     reuse150k with 16 envs: twice the actor updates per env step (bench train's loop promised
 #            16 envs 4,051-4,126 env steps/s, counted in 32 envs' steps, a bug since fixed: in training it
 #            ran 2,070), alone; stopped during seed 1 (docs/results);
+#   n64:     reuse150k (the race's RFO) with 64 envs and the same 32-step window: twice the samples per actor
+#            update, half the updates per env step, and torch's per-call cost spread over twice the envs;
+#            RACE_SEEDS seeds (default 3), each alone;
+#   noreuse_lr2e-3: noreuse500k at twice the actor learning rate (diff.actor_lr 0.002, falling linearly to 10 %):
+#            plain BPTT does not stall where reuse does, but starts slower; a larger step instead of the
+#            reuse epochs' extra steps, each alone;
+#   reuse150k_stab02: reuse150k with the reuse epochs' stability weight at the plain steps' (diff.reuse_lambda_stab
+#            0.2 for 1.0): while reuse runs, its L_stab falls twice as fast as without reuse, and the plateau
+#            follows; each alone;
+#   reuse150k_here5: reuse150k again on the host of reuse150k_stab02 (RFO's returns per env step did not
+#            repeat bit for bit from the last session's host): the same-host control of reuse150k_stab02;
+#   ppo_here3: PPO as in race_here with a 480 s cap, each alone: the race's other side on a host that ran the
+#            iteration ~2.5x slower than race_here's (2026-12-07, fifth session);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
 #            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
@@ -35,7 +48,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -80,6 +93,18 @@ done
 want n16 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
   --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --set env.num_envs=16 \
   --tag _lr1e-3_tau02_500k_reuse150k_n16
+want n64 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+  --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --set env.num_envs=64 \
+  --seeds ${RACE_SEEDS:-3} --tag _lr1e-3_tau02_500k_reuse150k_n64
+want noreuse_lr2e-3 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
+  --set diff.actor_lr=0.002 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr2e-3_tau02_500k_noreuse
+want reuse150k_stab02 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
+  --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 \
+  --set diff.reuse_lambda_stab=0.2 --tag _lr1e-3_tau02_500k_reuse150k_stab02
+want reuse150k_here5 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
+  --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 \
+  --tag _lr1e-3_tau02_500k_reuse150k_here5
+want ppo_here3 && race --algos ppo --steps 1500000 --max-wall 480 --tag _go1_gait_here3
 if want race_here; then
   race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
     --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --tag _lr1e-3_tau02_500k_reuse150k_here

@@ -244,7 +244,7 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_networks_and_refuses_a_mi
 @pytest.mark.parametrize(
     ("config", "runs"),
     [
-        ("go1_gait_rfo.yaml", "legged/rfo_lr1e-3_tau02_500k_reuse150k_here"),
+        ("go1_gait_rfo.yaml", "legged/rfo_lr1e-3_tau02_500k_reuse150k_stab02"),
         ("go1_fine_gait_rfo.yaml", "go1_fine_gait/rfo_lr1e-3_reuse200k"),
     ],
 )
