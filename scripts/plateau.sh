@@ -21,7 +21,7 @@
 #            ran 2,070), alone; stopped during seed 1 (docs/results);
 #   n64:     reuse150k (the race's RFO) with 64 envs and the same 32-step window: twice the samples per actor
 #            update, half the updates per env step, and torch's per-call cost spread over twice the envs;
-#            RACE_SEEDS seeds (default 3), each alone;
+#            RACE_SEEDS seeds (default 3), each alone; seed 0 only, stopped at 0.38 M env steps (docs/results);
 #   noreuse_lr2e-3: noreuse500k at twice the actor learning rate (diff.actor_lr 0.002, falling linearly to 10 %):
 #            plain BPTT does not stall where reuse does, but starts slower; a larger step instead of the
 #            reuse epochs' extra steps, each alone;
@@ -29,7 +29,8 @@
 #            0.2 for 1.0): while reuse runs, its L_stab falls twice as fast as without reuse, and the plateau
 #            follows; each alone;
 #   reuse150k_here5: reuse150k again on the host of reuse150k_stab02 (RFO's returns per env step did not
-#            repeat bit for bit from the last session's host): the same-host control of reuse150k_stab02;
+#            repeat bit for bit from the last session's host): the same-host control of reuse150k_stab02
+#            (seeds 0 and 2 shared the CPU with the test suite or a CI run for part of their time);
 #   ppo_here3: PPO as in race_here with a 480 s cap, each alone: the race's other side on a host that ran the
 #            iteration ~2.5x slower than race_here's (2026-12-07, fifth session);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
