@@ -91,24 +91,19 @@ for until in 50 100 150 200; do
     --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=${until}000 \
     --tag _lr1e-3_tau02_500k_reuse${until}k
 done
-want n16 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-  --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --set env.num_envs=16 \
-  --tag _lr1e-3_tau02_500k_reuse150k_n16
-want n64 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-  --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --set env.num_envs=64 \
-  --seeds ${RACE_SEEDS:-3} --tag _lr1e-3_tau02_500k_reuse150k_n64
+# The race's RFO as reuse150k runs it (now go1_gait_rfo.yaml but for its reuse L_stab); each stage adds its
+# change and tag.
+reuse150k() { race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
+  --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 "$@"; }
+want n16 && reuse150k --set env.num_envs=16 --tag _lr1e-3_tau02_500k_reuse150k_n16
+want n64 && reuse150k --set env.num_envs=64 --seeds ${RACE_SEEDS:-3} --tag _lr1e-3_tau02_500k_reuse150k_n64
 want noreuse_lr2e-3 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
   --set diff.actor_lr=0.002 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr2e-3_tau02_500k_noreuse
-want reuse150k_stab02 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
-  --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 \
-  --set diff.reuse_lambda_stab=0.2 --tag _lr1e-3_tau02_500k_reuse150k_stab02
-want reuse150k_here5 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
-  --set diff.actor_lr=0.001 --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 \
-  --tag _lr1e-3_tau02_500k_reuse150k_here5
+want reuse150k_stab02 && reuse150k --set diff.reuse_lambda_stab=0.2 --tag _lr1e-3_tau02_500k_reuse150k_stab02
+want reuse150k_here5 && reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here5
 want ppo_here3 && race --algos ppo --steps 1500000 --max-wall 480 --tag _go1_gait_here3
 if want race_here; then
-  race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid --set diff.actor_lr=0.001 \
-    --set critic.target_tau=0.2 --set diff.reuse_until_env_steps=150000 --tag _lr1e-3_tau02_500k_reuse150k_here
+  reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here
   race --algos ppo --steps 1500000 --max-wall 120 --tag _go1_gait_here2
 fi
 
