@@ -33,6 +33,11 @@
 #            (seeds 0 and 2 shared the CPU with the test suite or a CI run for part of their time);
 #   ppo_here3: PPO as in race_here with a 480 s cap, each alone: the race's other side on a host that ran the
 #            iteration ~2.5x slower than race_here's (2026-12-07, fifth session);
+#   race_stab02: the race again on the host of 2026-12-07's sixth session, seed by seed in turn, each run alone:
+#            RFO with reuse for the first 300 k env steps at the reuse L_stab 0.2 (with L_stab 1.0, reuse's
+#            plateau set the switch-off at 150 k; tag _reuse300k_stab02), RFO as go1_gait_rfo.yaml (the
+#            same-host control, tag _reuse150k_stab02_here6), both capped at 400 s, then PPO with a 360 s cap
+#            (tag _go1_gait_here4);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
 #            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
@@ -49,7 +54,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -102,6 +107,14 @@ want noreuse_lr2e-3 && race --algos rfo --steps 500000 --max-wall 600 --set env.
 want reuse150k_stab02 && reuse150k --set diff.reuse_lambda_stab=0.2 --tag _lr1e-3_tau02_500k_reuse150k_stab02
 want reuse150k_here5 && reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here5
 want ppo_here3 && race --algos ppo --steps 1500000 --max-wall 480 --tag _go1_gait_here3
+if want race_stab02; then  # seeds in turn: host drift over the hour falls on every side alike
+  for n in 1 2 3; do
+    reuse150k --set diff.reuse_lambda_stab=0.2 --set diff.reuse_until_env_steps=300000 --max-wall 400 \
+      --seeds $n --tag _lr1e-3_tau02_500k_reuse300k_stab02
+    reuse150k --set diff.reuse_lambda_stab=0.2 --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here6
+    race --algos ppo --steps 1500000 --max-wall 360 --seeds $n --tag _go1_gait_here4
+  done
+fi
 if want race_here; then
   reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here
   race --algos ppo --steps 1500000 --max-wall 120 --tag _go1_gait_here2

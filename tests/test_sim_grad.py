@@ -493,19 +493,25 @@ def test_grad_bench_sim_json_line(capsys):
     from rfo_ros.bench.sim import RESULT_KEYS
 
     argv = ["sim", "--task", "cartpole", "--envs", "3", "--horizon", "2", "--threads", "2", "--repeats", "1"]
-    assert main([*argv, "--forward", "--eps", "1e-7", "--json"]) == 0
+    modes = ["--jacobians", "fd,hybrid_overlap"]  # inline and overlapped, side by side
+    assert main([*argv, *modes, "--forward", "--eps", "1e-7", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert set(RESULT_KEYS) <= set(result)
     assert result["fd"] == {"eps": 1e-7, "centered": False}
     assert (result["envs"], result["horizon"], result["threads"]) == (3, 2, 2)
-    for key in ("plain_steps_per_s", "grad_steps_per_s", "floor_ms", "fd_floor_ratio"):
+    keys = ("plain_steps_per_s", "grad_steps_per_s", "floor_ms", "fd_floor_ratio")
+    keys += tuple(f"{m}_cost_in_plain_steps" for m in ("fd", "hybrid_overlap"))
+    for key in keys:
         assert math.isfinite(result[key]) and result[key] > 0, key
+    assert set(result["jacobians"]) == {"fd", "hybrid_overlap"}
     assert {"forward", "backward", "sim_fd", "sim_step"} <= set(result["parts_ms"])
 
     assert main(argv) == 0  # the readable table
     assert "fd_floor_ratio" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="hybrid_overlap"):  # an unknown mode names the ones there are
+        main([*argv, "--jacobians", "fd,overlap"])
 
 
 def test_grad_bench_train_compares_inline_and_overlapped(capsys):

@@ -7,7 +7,9 @@ Measures, on one task's ``VecEnv`` (random actions in [-1, 1]):
   grad, then ``backward`` of the summed reward (what RFO/SHAC pay) — with ``mjd_transitionFD``
   Jacobians; ``<method>_steps_per_s`` and ``<method>_cost_in_plain_steps`` (plain rate / gradient rate)
   for each of ``--jacobians`` (``fd``, and ``hybrid``: exact velocity and control columns, see
-  ``rfo_ros.sim.jacobians``), measured side by side in the same repeats;
+  ``rfo_ros.sim.jacobians``), measured side by side in the same repeats; inline (the caller waits for
+  each step's Jacobians), or with ``_overlap`` (``fd_overlap``, ``hybrid_overlap``) in background threads
+  while the caller goes on, as training computes them (``env.fd_overlap``);
 - ``floor_ms``: one bare ``mjd_transitionFD`` + one bare ``mj_step``, single-threaded, on the states
   (and solver warm-starts) the gradient rollout visited;
 - ``fd_floor_ratio`` = (gradient rollout wall time per env step) / (floor / threads): 1.0 would mean
@@ -56,6 +58,15 @@ RESULT_KEYS = (
 )
 
 
+#: ``--jacobians`` choices: the Jacobian method, and whether it runs overlapped with the caller.
+JACOBIAN_MODES = {
+    "fd": {"method": "fd", "overlap": False},
+    "hybrid": {"method": "hybrid", "overlap": False},
+    "fd_overlap": {"method": "fd", "overlap": True},
+    "hybrid_overlap": {"method": "hybrid", "overlap": True},
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="quadruped", help="task name (see rfo_ros.envs.TASKS)")
     p.add_argument("--envs", type=int, default=32, help="parallel envs")
@@ -68,7 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions (best is reported)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--jacobians", default="fd,hybrid", help="Jacobian methods timed side by side (comma list)"
+        "--jacobians",
+        default="fd,hybrid",
+        help=f"Jacobian modes timed side by side (comma list of {', '.join(JACOBIAN_MODES)})",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
 
@@ -78,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
     methods = tuple(m.strip() for m in args.jacobians.split(",") if m.strip())
-    if not methods or any(m not in ("fd", "hybrid") for m in methods):
-        raise SystemExit(f"--jacobians takes fd and/or hybrid, got {args.jacobians!r}")
+    if not methods or any(m not in JACOBIAN_MODES for m in methods):
+        choices = ", ".join(JACOBIAN_MODES)
+        raise SystemExit(f"--jacobians takes a comma list of {choices}, got {args.jacobians!r}")
     result = bench_sim(
         args.task,
         methods=methods,
@@ -106,13 +120,15 @@ def bench_sim(
 ) -> dict:
     """Run the measurements described in the module docstring; returns a JSON-able dict.
 
-    ``fd`` is the finite-difference setting of every method; the ``mjd_transitionFD`` floor is always
-    measured, on the states that the ``fd`` rollout (or the first method's) visited.
+    ``fd``'s eps and centering hold for every mode of ``methods`` (``JACOBIAN_MODES``: each sets its
+    method and overlap); the ``mjd_transitionFD`` floor is always measured, on the states that the ``fd``
+    rollout (or the first mode's) visited.
     """
     fd = fd or FDConfig()
     methods = tuple(sorted(methods, key=lambda m: m != "fd"))  # the floor and grad_steps_per_s: fd's
     task = make_task(task_name)
-    sims = {m: VecEnv(task, envs, seed=seed, threads=threads, fd=replace(fd, method=m)) for m in methods}
+    modes = {m: replace(fd, **JACOBIAN_MODES[m]) for m in methods}
+    sims = {m: VecEnv(task, envs, seed=seed, threads=threads, fd=modes[m]) for m in methods}
     env = sims[methods[0]]
     rng = torch.Generator().manual_seed(seed)
     env_steps, plain_times, pairs = envs * horizon, [], []
@@ -155,7 +171,8 @@ def bench_sim(
         "parts_ms": {k: round(v, 3) for k, v in parts.items()},
         "repeats": repeats,
         "jacobians": {
-            m: {"fallback": other.sim.hybrid_fallback} if m == "hybrid" else {} for m, other in sims.items()
+            m: {"fallback": other.sim.hybrid_fallback} if m.startswith("hybrid") else {}
+            for m, other in sims.items()
         },
         **{f"{m}_steps_per_s": env_steps / min(t) for m, t in grad_times.items()},
         **{f"{m}_cost_in_plain_steps": min(t) / min(plain_times) for m, t in grad_times.items()},
