@@ -37,7 +37,7 @@
 #            RFO with reuse for the first 300 k env steps at the reuse L_stab 0.2 (with L_stab 1.0, reuse's
 #            plateau set the switch-off at 150 k; tag _reuse300k_stab02), RFO as go1_gait_rfo.yaml (the
 #            same-host control, tag _reuse150k_stab02_here6), both capped at 400 s, then PPO with a 360 s cap
-#            (tag _go1_gait_here4);
+#            (tag _go1_gait_here4); RACE_SEEDS seeds (default 3; 5 were run);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
 #            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
@@ -108,7 +108,7 @@ want reuse150k_stab02 && reuse150k --set diff.reuse_lambda_stab=0.2 --tag _lr1e-
 want reuse150k_here5 && reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here5
 want ppo_here3 && race --algos ppo --steps 1500000 --max-wall 480 --tag _go1_gait_here3
 if want race_stab02; then  # seeds in turn: host drift over the hour falls on every side alike
-  for n in 1 2 3; do
+  for n in $(seq 1 "${RACE_SEEDS:-3}"); do  # bench learn skips the seeds already run
     reuse150k --set diff.reuse_lambda_stab=0.2 --set diff.reuse_until_env_steps=300000 --max-wall 400 \
       --seeds $n --tag _lr1e-3_tau02_500k_reuse300k_stab02
     reuse150k --set diff.reuse_lambda_stab=0.2 --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here6

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         envs=args.envs,
         horizon=args.horizon,
         threads=args.threads,
-        fd=FDConfig(eps=args.eps, centered=args.centered, overlap=False),  # the floor's comparison is inline
+        fd=FDConfig(eps=args.eps, centered=args.centered),  # each mode sets its method and overlap
         repeats=args.repeats,
         seed=args.seed,
     )
