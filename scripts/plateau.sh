@@ -52,9 +52,12 @@
 #   fine_reuse200k: the same with reuse for the first 200 k env steps (after reuse's fast start the training
 #            reward sits flat, longer while reuse lasts, on both robots: docs/results), seeds FINE_SEEDS, each alone;
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
+#   fine_stab_paired: go1_fine_gait_rfo.yaml (reuse for the first 200 k env steps) with the reuse epochs' L_stab at
+#            1.0 (the config) and at 0.2 (the race's cure for its plateau), seed FINE_SEED (default 1), both at
+#            once with one simulation thread each, FINE_WALL seconds (default 2100): per env step only;
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -163,6 +166,17 @@ for until in 200 400; do
     done
   fi
 done
+
+if want fine_stab_paired; then  # both at once, one simulation thread each: compare per env step only
+  seed=${FINE_SEED:-1}
+  for stab in 1.0 0.2; do
+    name=rfo_reuse200k_stab${stab}_paired_s$seed
+    $py -m rfo_ros.train --no-progress --config config/train/go1_fine_gait_rfo.yaml --set run.seed=$seed \
+      --set diff.reuse_lambda_stab=$stab --set env.threads=1 --set run.max_wall_time_s=${FINE_WALL:-2100} \
+      --out $out/go1_fine_gait/$name > $out/go1_fine_gait/$name.log 2>&1 &
+  done
+  wait
+fi
 
 if want seeds; then
   for seed in 1 2; do
