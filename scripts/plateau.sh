@@ -54,7 +54,7 @@
 #   seeds:   the same, seeds 1 and 2, paired (both at once, each with one simulation thread);
 #   fine_stab_paired: go1_fine_gait_rfo.yaml (reuse for the first 200 k env steps) with the reuse epochs' L_stab at
 #            1.0 (the config) and at 0.2 (the race's cure for its plateau), seed FINE_SEED (default 1), both at
-#            once with one simulation thread each, FINE_WALL seconds (default 2100): per env step only;
+#            once with one simulation thread each, FINE_WALL seconds (default 2100; 1800 was run): per env step only;
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
 # Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
