@@ -107,14 +107,15 @@ want n16 && reuse150k --set env.num_envs=16 --tag _lr1e-3_tau02_500k_reuse150k_n
 want n64 && reuse150k --set env.num_envs=64 --seeds ${RACE_SEEDS:-3} --tag _lr1e-3_tau02_500k_reuse150k_n64
 want noreuse_lr2e-3 && race --algos rfo --steps 500000 --max-wall 600 --set env.jacobians=hybrid \
   --set diff.actor_lr=0.002 --set critic.target_tau=0.2 --set diff.reuse_epochs=1 --tag _lr2e-3_tau02_500k_noreuse
-want reuse150k_stab02 && reuse150k --set diff.reuse_lambda_stab=0.2 --tag _lr1e-3_tau02_500k_reuse150k_stab02
+# The race's RFO as go1_gait_rfo.yaml resolves it (reuse150k with the reuse epochs' L_stab at 0.2).
+gait_rfo() { reuse150k --set diff.reuse_lambda_stab=0.2 "$@"; }
+want reuse150k_stab02 && gait_rfo --tag _lr1e-3_tau02_500k_reuse150k_stab02
 want reuse150k_here5 && reuse150k --tag _lr1e-3_tau02_500k_reuse150k_here5
 want ppo_here3 && race --algos ppo --steps 1500000 --max-wall 480 --tag _go1_gait_here3
 if want race_stab02; then  # seeds in turn: host drift over the hour falls on every side alike
   for n in $(seq 1 "${RACE_SEEDS:-3}"); do  # bench learn skips the seeds already run
-    reuse150k --set diff.reuse_lambda_stab=0.2 --set diff.reuse_until_env_steps=300000 --max-wall 400 \
-      --seeds $n --tag _lr1e-3_tau02_500k_reuse300k_stab02
-    reuse150k --set diff.reuse_lambda_stab=0.2 --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here6
+    gait_rfo --set diff.reuse_until_env_steps=300000 --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse300k_stab02
+    gait_rfo --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here6
     race --algos ppo --steps 1500000 --max-wall 360 --seeds $n --tag _go1_gait_here4
   done
 fi
