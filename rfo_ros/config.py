@@ -271,7 +271,13 @@ class RunConfig(_Section):
     checkpoint_every: int = Field(20, ge=1, description="iterations between checkpoints")
     eval_episodes: int = Field(16, ge=1)
     eval_every: int = Field(0, ge=0, description="iterations between evaluations (0: only at the end)")
-    torch_threads: int = Field(1, ge=1)
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads while experience is collected")
+    update_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads while an algorithm updates its networks (default: the "
+        "simulation's threads, env.threads; rfo_ros.algos.threads)",
+    )
     init_from: str | None = Field(
         None,
         description="start from this checkpoint's actor and critic (weights and normalisers; same algorithm "

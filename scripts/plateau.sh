@@ -38,6 +38,10 @@
 #            plateau set the switch-off at 150 k; tag _reuse300k_stab02), RFO as go1_gait_rfo.yaml (the
 #            same-host control, tag _reuse150k_stab02_here6), both capped at 400 s, then PPO with a 360 s cap
 #            (tag _go1_gait_here4); RACE_SEEDS seeds (default 3; 5 were run);
+#   race_here7: the race after two speed-ups of the iteration (the hybrid Jacobians' batched maths on the
+#            background core; every algorithm's update on run.update_threads, default the simulation's
+#            threads), seed by seed in turn, each alone: RFO as go1_gait_rfo.yaml (400 s cap, tag
+#            _reuse150k_stab02_here7), PPO as in race_stab02 (360 s cap, tag _go1_gait_here7);
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
 #            (tag _reuse150k_here), then PPO as in ppo_here with a 120 s cap (tag _go1_gait_here2);
 #   ppo_here: PPO as in ppo, 180 s cap, each alone: the race's other side on this session's host;
@@ -57,7 +61,7 @@
 #            once with one simulation thread each, FINE_WALL seconds (default 2100; 1800 was run): per env step only;
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here7] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -117,6 +121,12 @@ if want race_stab02; then  # seeds in turn: host drift over the hour falls on ev
     gait_rfo --set diff.reuse_until_env_steps=300000 --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse300k_stab02
     gait_rfo --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here6
     race --algos ppo --steps 1500000 --max-wall 360 --seeds $n --tag _go1_gait_here4
+  done
+fi
+if want race_here7; then  # after the iteration's two speed-ups, both sides' updates on run.update_threads
+  for n in $(seq 1 "${RACE_SEEDS:-3}"); do
+    gait_rfo --max-wall 400 --seeds $n --tag _lr1e-3_tau02_500k_reuse150k_stab02_here7
+    race --algos ppo --steps 1500000 --max-wall 360 --seeds $n --tag _go1_gait_here7
   done
 fi
 if want race_here; then

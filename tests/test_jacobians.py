@@ -201,6 +201,29 @@ def test_overlapped_hybrid_jacobians_equal_inline_ones():
         assert np.array_equal(a, b)
 
 
+
+def test_a_failure_in_the_background_maths_reaches_the_caller(monkeypatch):
+    """The overlapped hybrid Jacobians' batched maths runs on a background thread: if it fails there, the
+    caller's ``result()`` gets the error (it is not swallowed by the pool, and nothing waits forever)."""
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    states = _states(m, 4, seed=3, flight=False)
+    sim = BatchedSim(m, 4, threads=2, fd=FDConfig(1e-6, True, overlap=True, method="hybrid"))
+    calls = []
+
+    def broken(caps, A, B):
+        calls.append(len(caps))
+        raise FloatingPointError("broken maths")
+
+    monkeypatch.setattr(sim.hybrid, "finish_chain", broken)
+    try:
+        out = sim.step(*states, jacobians=True)
+        with pytest.raises(FloatingPointError, match="broken maths"):
+            out.jacobians.result()
+    finally:
+        sim.close()
+    assert len(calls) == 2  # tried in the background, then again (and raised) in the caller
+
+
 # --- the gradient model: contacts that act from a distance, for the Jacobians only -----------------
 GRADIENT = GradientModel(margin=0.02, timeconst_scale=2.0)
 

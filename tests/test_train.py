@@ -120,6 +120,30 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, algo):
             assert runner.algo.lr_factor() == pytest.approx(0.25)
 
 
+
+@pytest.mark.parametrize("algo", ["rfo", "ppo"])
+def test_updates_run_on_update_threads_and_rollouts_on_torch_threads(tmp_path, algo, monkeypatch):
+    runner = _runner(tmp_path, algo, algo, 8 * 8 * 2)
+    runner.algo.update_threads = 2  # as the builder resolves run.update_threads=2
+    seen = {"step": set(), "optimizer": set()}
+    env_step = runner.env.step
+    stepping = lambda a: seen["step"].add(torch.get_num_threads()) or env_step(a)  # noqa: E731
+    monkeypatch.setattr(runner.env, "step", stepping)
+    optim_step = runner.algo.optim.step
+    spy = lambda *a, **k: seen["optimizer"].add(torch.get_num_threads()) or optim_step(*a, **k)  # noqa: E731
+    monkeypatch.setattr(runner.algo.optim, "step", spy)
+    torch.set_num_threads(1)
+    runner.algo.iterate()
+    assert seen == {"step": {1}, "optimizer": {2}}
+    assert torch.get_num_threads() == 1  # restored for the next rollout
+
+
+def test_update_threads_default_to_the_simulation_threads(tmp_path):
+    runner = _runner(tmp_path, "default", "rfo", 8 * 8)
+    assert runner.cfg.run.update_threads is None
+    assert runner.algo.update_threads == runner.env.sim.threads == 1  # TINY_TRAINING's env.threads
+
+
 def test_nan_loss_is_skipped_and_counted(tmp_path):
     runner = _runner(tmp_path, "nan", "shac", 8 * 8 * 2)
     runner.env.task.reward = lambda s, a, n: torch.full((8,), float("nan"), dtype=torch.float64)

@@ -24,6 +24,7 @@ from rfo_ros.algos.cfm import cfm_loss
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.teacher import OnnxTeacher
+from rfo_ros.algos.threads import torch_threads, update_thread_count
 from rfo_ros.config import TrainConfig
 from rfo_ros.distributed import world_size
 from rfo_ros.envs.device_env import DeviceEnv
@@ -65,6 +66,7 @@ class Distillation:
         sim_env = env.env if isinstance(env, DeviceEnv) else env
         self.teacher = OnnxTeacher(d.teacher, sim_env, seed=cfg.run.seed)
         self.optim = GuardedOptimizer(actor.policy.parameters(), lr=d.lr, clip=d.grad_clip)
+        self.update_threads = update_thread_count(cfg.run.update_threads, env)
         self.obs = env.reset()
         self.critic_obs = env.critic_view(self.obs)
 
@@ -129,13 +131,14 @@ class Distillation:
         t0 = time.perf_counter()
         window = self._window()
         t_rollout = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        student_loss = self._fit_student(window)
-        t_student = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        critic_loss = self.critic.fit_td(window, self.cfg.gamma, self.cfg.td_lambda)
-        self.actor.normalizer.update(window["obs"].reshape(-1, window["obs"].shape[-1]))
-        t_critic = time.perf_counter() - t2
+        with torch_threads(self.update_threads):
+            t1 = time.perf_counter()
+            student_loss = self._fit_student(window)
+            t_student = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            critic_loss = self.critic.fit_td(window, self.cfg.gamma, self.cfg.td_lambda)
+            self.actor.normalizer.update(window["obs"].reshape(-1, window["obs"].shape[-1]))
+            t_critic = time.perf_counter() - t2
         return {
             "Loss/distill_cfm": student_loss,
             "Loss/critic": critic_loss,

@@ -18,6 +18,7 @@ import torch
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.returns import gae
+from rfo_ros.algos.threads import torch_threads, update_thread_count
 from rfo_ros.config import TrainConfig
 from rfo_ros.distributed import batch_mean_std
 from rfo_ros.envs.vec_env import VecEnv
@@ -66,6 +67,7 @@ class OnPolicyPG:
         self.cfg, self.env, self.actor, self.critic, self.ratio = cfg, env, actor, critic, ratio
         params = list(actor.policy.parameters()) + list(critic.critic.parameters())
         self.optim = GuardedOptimizer(params, lr=cfg.onpolicy.lr, clip=cfg.onpolicy.grad_clip)
+        self.update_threads = update_thread_count(cfg.run.update_threads, env)
         self.obs = env.reset()
         self.critic_obs = env.critic_view(self.obs)
 
@@ -142,6 +144,26 @@ class OnPolicyPG:
         obs_norm, z, adv, returns = flat(data["obs_norm"]), flat(data["z"]), flat(adv), flat(returns)
         critic_obs_norm = flat(data["critic_obs_norm"])
         old = {k: flat(v) for k, v in data["old"].items()}
+        with torch_threads(self.update_threads):
+            metrics = self._update(obs_norm, critic_obs_norm, z, adv, returns, old)
+        var = returns.var()
+        metrics["Policy/explained_variance"] = float(1 - (returns - flat(data["value"])).var() / (var + 1e-8))
+        metrics["Train/reward_mean"] = float(data["rew"].mean())
+        metrics["Perf/rollout_s"] = t_collect
+        metrics["Perf/update_s"] = time.perf_counter() - t0 - t_collect
+        return metrics
+
+    def _update(
+        self,
+        obs_norm: torch.Tensor,
+        critic_obs_norm: torch.Tensor,
+        z: torch.Tensor,
+        adv: torch.Tensor,
+        returns: torch.Tensor,
+        old: dict[str, torch.Tensor],
+    ) -> dict[str, float]:
+        """The epochs of clipped-surrogate minibatch steps on one rollout's flattened samples."""
+        c = self.cfg.onpolicy
         n = obs_norm.shape[0]
         size = max(1, n // c.minibatches)
         stats: dict[str, list[float]] = {
@@ -175,13 +197,7 @@ class OnPolicyPG:
                 stats["Loss/policy"].append(policy_loss.item())
                 stats["Loss/value"].append(value_loss.item())
                 stats["Policy/grad_norm_pre_clip"].append(grad_norm)
-        metrics = {k: sum(v) / len(v) for k, v in stats.items()}
-        var = returns.var()
-        metrics["Policy/explained_variance"] = float(1 - (returns - flat(data["value"])).var() / (var + 1e-8))
-        metrics["Train/reward_mean"] = float(data["rew"].mean())
-        metrics["Perf/rollout_s"] = t_collect
-        metrics["Perf/update_s"] = time.perf_counter() - t0 - t_collect
-        return metrics
+        return {k: sum(v) / len(v) for k, v in stats.items()}
 
     def state_dict(self) -> dict:
         return {

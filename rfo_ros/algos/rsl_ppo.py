@@ -21,6 +21,7 @@ from tensordict import TensorDict
 
 from rfo_ros import distributed
 from rfo_ros.algos.critic import CriticLearner
+from rfo_ros.algos.threads import torch_threads, update_thread_count
 from rfo_ros.config import TrainConfig
 from rfo_ros.envs.vec_env import VecEnv
 from rfo_ros.nets.actor import Actor
@@ -82,6 +83,7 @@ class RslPPO:
         r = cfg.rsl
         self.actor, self.steps_per_env = actor, r.num_steps_per_env
         self.env = RslVecEnv(env, actor, critic)
+        self.update_threads = update_thread_count(cfg.run.update_threads, env)
         self.critic_learner = critic  # its normaliser only: rsl_rl trains its own value network
         obs, device = self.env.get_observations(), str(actor.device)
         groups = PRIVILEGED_OBS_GROUPS if critic.own_normalizer else OBS_GROUPS
@@ -125,7 +127,8 @@ class RslPPO:
                 reward_sum += float(rewards.mean())
             ppo.compute_returns(obs)
         t_collect = time.perf_counter() - t0
-        losses = ppo.update()
+        with torch_threads(self.update_threads):
+            losses = ppo.update()
         return {
             "Loss/policy": losses["surrogate"],
             "Loss/value": losses["value"],

@@ -19,6 +19,7 @@ import torch
 from rfo_ros.algos.critic import CriticLearner
 from rfo_ros.algos.optim import GuardedOptimizer
 from rfo_ros.algos.reuse import SampleReuse, WindowSamples
+from rfo_ros.algos.threads import torch_threads, update_thread_count
 from rfo_ros.config import TrainConfig
 from rfo_ros.distributed import world_size
 from rfo_ros.envs.vec_env import VecEnv
@@ -95,6 +96,7 @@ class ShortHorizonRPG:
             weight_decay=cfg.diff.weight_decay,
         )
         self.update = SampleReuse(cfg.diff, actor, self.optim)
+        self.update_threads = update_thread_count(cfg.run.update_threads, env)
         self.obs = env.reset()
         self.critic_obs = env.critic_view(self.obs)
 
@@ -184,6 +186,31 @@ class ShortHorizonRPG:
         objective, data, latents, samples = self._window()
         t_rollout = time.perf_counter() - t0
         wait_in_rollout = timing["fd_wait"] - fd_before["fd_wait"]  # inline Jacobians
+        with torch_threads(self.update_threads):
+            metrics = self._update(objective, data, latents, samples, lr_factor)
+        fd_after = timing.copy()
+        metrics.update(
+            {
+                "Policy/lr": self.optim.base_lr * lr_factor,
+                "Train/reward_mean": float(data["rew"].mean()),
+                "Perf/rollout_s": t_rollout,
+                "Perf/sim_step_s": fd_after["step"] - fd_before["step"],
+                "Perf/sim_jacobian_s": fd_after["fd"] - fd_before["fd"],
+                "Perf/jacobian_wait_s": fd_after["fd_wait"] - fd_before["fd_wait"],
+                "Perf/jacobian_wait_rollout_s": wait_in_rollout,
+            }
+        )
+        return metrics
+
+    def _update(
+        self,
+        objective: torch.Tensor,
+        data: dict[str, torch.Tensor],
+        latents: list[torch.Tensor],
+        samples: WindowSamples,
+        lr_factor: float,
+    ) -> dict[str, float]:
+        """The window's actor step (and reuse epochs), then the critic's fit and the normaliser."""
         metrics: dict[str, float] = {"Loss/actor": float(-objective.detach())}
         extras = []
         for term in (t for t in self.terms if t.weight > 0):
@@ -205,21 +232,13 @@ class ShortHorizonRPG:
         metrics["Loss/critic"] = self.critic.fit_td(data, self.cfg.gamma, self.cfg.td_lambda)
         self.actor.normalizer.update(data["obs"].reshape(-1, data["obs"].shape[-1]))
         t_critic = time.perf_counter() - t2
-        fd_after = timing.copy()
         metrics.update(
             {
                 "Policy/grad_norm_pre_clip": grad_norm,
                 "Policy/update_applied": float(applied),
-                "Policy/lr": self.optim.base_lr * lr_factor,
-                "Train/reward_mean": float(data["rew"].mean()),
-                "Perf/rollout_s": t_rollout,
                 "Perf/backward_s": t_backward,
                 "Perf/critic_s": t_critic,
                 "Perf/reuse_s": t_reuse,
-                "Perf/sim_step_s": fd_after["step"] - fd_before["step"],
-                "Perf/sim_jacobian_s": fd_after["fd"] - fd_before["fd"],
-                "Perf/jacobian_wait_s": fd_after["fd_wait"] - fd_before["fd_wait"],
-                "Perf/jacobian_wait_rollout_s": wait_in_rollout,
             }
         )
         return metrics

@@ -268,18 +268,29 @@ class BatchedSim:
     def _hybrid_jacobians(self, jac: Jacobians, caps: list[Capture], background: bool) -> None:
         """The hybrid Jacobians of every env (captured as they stepped): their perturbed steps in chunks
         of envs that the threads draw from one iterator (in the background, where the caller joins in
-        ``jac.result()``, or here, on every thread), then the maths, batched, on the thread that needs
-        them (so the Python of it never competes with the caller for the GIL)."""
+        ``jac.result()``, or here, on every thread), then the maths, batched over the envs, by the thread
+        that completes the last chunk (in the background, the spare core does it while the caller runs
+        the networks; the maths is mostly NumPy's C loops, which hold the GIL only between calls)."""
         hybrid = self.hybrid
         chunk = max(1, -(-self.num_envs // (2 * self.threads)))
         chunks = iter([np.arange(s, min(s + chunk, self.num_envs)) for s in range(0, self.num_envs, chunk)])
         workers = self._ensure_fd_pool()
         workers = workers if background else self.threads - 1
-        lock, remaining = threading.Lock(), [self.num_envs]
+        lock, remaining, finished = threading.Lock(), [self.num_envs], [False]
         jac.done = threading.Event() if background else None
+
+        def finish() -> None:
+            with lock:  # once, by whichever thread gets here first after the last chunk
+                if finished[0]:
+                    return
+                t0 = time.perf_counter()
+                hybrid.finish_chain(caps, jac.A, jac.B)
+                finished[0] = True
+                self._add_time("fd", time.perf_counter() - t0)
 
         def work(_indices=None) -> None:
             d = self._scratch.get()
+            last = False
             try:
                 t0 = time.perf_counter()
                 for envs in chunks:
@@ -287,16 +298,17 @@ class BatchedSim:
                         hybrid.simulate(cap, envs, d)
                     with lock:
                         remaining[0] -= len(envs)
-                        if remaining[0] == 0 and jac.done is not None:
-                            jac.done.set()
+                        last = remaining[0] == 0
                 self._add_time("fd", (time.perf_counter() - t0) / (workers + 1))
             finally:
                 self._scratch.put(d)
-
-        def finish() -> None:
-            t0 = time.perf_counter()
-            hybrid.finish_chain(caps, jac.A, jac.B)
-            self._add_time("fd", time.perf_counter() - t0)
+            if last and jac.done is not None:
+                try:
+                    finish()
+                except Exception:  # left undone: ``jac.result()`` retries it and raises in the caller
+                    log.debug("hybrid Jacobians' maths failed in the background", exc_info=True)
+                finally:
+                    jac.done.set()
 
         if background:
             for _ in range(workers):

@@ -195,7 +195,8 @@ class HybridJacobians:
     ``eps`` and ``centered`` set the position columns' differences. Per step: ``new_capture``; per env,
     in the thread that steps it, ``before_step`` and then ``capture`` (or ``step_and_capture`` with a
     gradient model); ``simulate`` for chunks of envs on any threads (in C, without the GIL); then
-    ``finish`` once, batched over every env, on the thread that needs the Jacobians.
+    ``finish`` once, batched over every env (overlapped: on the background thread that simulated the
+    last chunk; ``BatchedSim``).
     """
 
     def __init__(self, models: list[mujoco.MjModel], eps: float = 1e-6, centered: bool = False) -> None:
