@@ -201,7 +201,6 @@ def test_overlapped_hybrid_jacobians_equal_inline_ones():
         assert np.array_equal(a, b)
 
 
-
 def test_a_failure_in_the_background_maths_reaches_the_caller(monkeypatch):
     """The overlapped hybrid Jacobians' batched maths runs on a background thread: if it fails there, the
     caller's ``result()`` gets the error (it is not swallowed by the pool, and nothing waits forever)."""
