@@ -5,7 +5,8 @@ costs more than it gives, and it would fight the simulation's threads for the co
 default 1). An update multiplies minibatches of hundreds to thousands of samples while the simulator is
 mostly idle: there the spare cores pay (``run.update_threads``, default the simulation's threads). On a
 2-core host, with the update on both cores, the race's RFO iteration took ~7 % less time and PPO's update
-~20 % less, with the same results bit for bit (``docs/results``, "The race after two speed-ups").
+~20 % less, with the same results bit for bit on that host (``docs/results``, "The race after two
+speed-ups").
 """
 
 from __future__ import annotations
