@@ -65,6 +65,11 @@ def quat_rotate_inverse(q_wxyz: Array, v: Array) -> Array:
         import torch
 
         v = torch.as_tensor(v, dtype=q_wxyz.dtype, device=q_wxyz.device)
+    if _is_tensor(v):
+        from rfo_ros.envs.rotation_grad import can_rotate, quat_rotate_inverse_cpu
+
+        if can_rotate(q_wxyz, v):  # the training loop's case: one autograd node, not a dozen
+            return quat_rotate_inverse_cpu(q_wxyz, v)
     w, u = q_wxyz[..., 0:1], q_wxyz[..., 1:4]
     t = 2.0 * _cross(u, v, like=q_wxyz)
     return v - w * t + _cross(u, t, like=q_wxyz)
@@ -136,17 +141,29 @@ class ObsLayout:
         return tuple(v for f in self.fields for v in f.scale)
 
     @cached_property
-    def _numpy_vectors(self) -> dict[np.dtype, tuple[np.ndarray, np.ndarray]]:
+    def _vector_cache(self) -> dict[Any, tuple[Any, Any]]:
         return {}
 
     def numpy_vectors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """Read-only ``(offset, scale)`` arrays (size,) of ``dtype``, built on first use per dtype."""
-        vectors = self._numpy_vectors.get(dtype)
+        vectors = self._vector_cache.get(dtype)
         if vectors is None:
             vectors = (np.array(self.offset, dtype=dtype), np.array(self.scale, dtype=dtype))
             for v in vectors:
                 v.flags.writeable = False
-            self._numpy_vectors[dtype] = vectors
+            self._vector_cache[dtype] = vectors
+        return vectors
+
+    def torch_vectors(self, dtype: Any, device: Any) -> tuple[Any, Any]:
+        """``(offset, scale)`` tensors (size,) of ``dtype`` on ``device``, built on first use per pair
+        (building them from the tuples on every training step cost more than the subtraction)."""
+        key = (dtype, device)
+        vectors = self._vector_cache.get(key)
+        if vectors is None:
+            import torch
+
+            vectors = tuple(torch.tensor(v, dtype=dtype, device=device) for v in (self.offset, self.scale))
+            self._vector_cache[key] = vectors
         return vectors
 
     def slice(self, name: str) -> slice:
@@ -257,7 +274,8 @@ def _build_observation_torch(values: Sequence[Array], layout: ObsLayout, like: A
 
     kind = {"dtype": like.dtype, "device": like.device}
     obs = torch.cat([torch.as_tensor(v, **kind) for v in values], dim=-1)
-    return (obs - torch.tensor(layout.offset, **kind)) * torch.tensor(layout.scale, **kind)
+    offset, scale = layout.torch_vectors(like.dtype, like.device)
+    return (obs - offset) * scale
 
 
 def layout_metadata(layout: ObsLayout, history: int = 1) -> dict:

@@ -16,16 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from rfo_ros.envs import walk_reward
 from rfo_ros.envs.base import ActionMap, TaskInfo
 from rfo_ros.envs.depth import DepthCamera
 from rfo_ros.envs.gait import GaitPrior
 from rfo_ros.envs.legged import (
     LeggedTask,
-    band_reward,
     base_ang_vel_body,
     base_lin_vel_body,
     base_quat,
-    exp_tracking,
     projected_gravity,
 )
 from rfo_ros.envs.legged_obs import build_observation, check_frames, layout_metadata, legged_obs_layout
@@ -116,6 +115,18 @@ class LeggedWalk(LeggedTask):
         self._ctrl_idx = None if identity else torch.from_numpy(robot.ctrl_order.astype(np.int64))
         self._kp, self._kd = torch.from_numpy(robot.kp), torch.from_numpy(robot.kd)
         self._torque_limit = torch.from_numpy(robot.torque_limit)
+        shape = d.reward_shape
+        self._reward_spec = walk_reward.WalkRewardSpec(
+            weights=d.rewards.model_dump(),
+            lin_vel_sigma_sq=shape.lin_vel_sigma_sq,
+            yaw_rate_sigma_sq=shape.yaw_rate_sigma_sq,
+            height_band=tuple(d.height_band),
+            height_width=shape.height_width,
+            kp=robot.kp,
+            kd=robot.kd,
+            torque_limit=robot.torque_limit,
+        )
+        self._reward_spec_tensors = self._reward_spec.as_tensors()
         #: (low, high) per command entry (vx, vy, yaw rate) for ``resample``.
         self.command_range: tuple[tuple[float, float], ...] = d.commands.ranges()
         self.command: torch.Tensor | None = None
@@ -215,39 +226,34 @@ class LeggedWalk(LeggedTask):
             fields["gait_clock"] = self.gait.clock(self.gait_steps_for(qpos.shape[0])).to(qpos.dtype)
         return fields
 
-    def pd_torque(self, state: SimState, action: torch.Tensor) -> torch.Tensor:
-        """The actuators' torque (N, n) for ``action`` at ``state``: clip(kp(q* - q) - kd q̇, ±limit)."""
-        target = self.joint_targets(action)
-        tau = self._kp * (target - self.joint_pos(state.qpos)) - self._kd * self.joint_vel(state.qvel)
-        return torch.maximum(torch.minimum(tau, self._torque_limit), -self._torque_limit)
+    def reward_inputs(
+        self, state: SimState, action: torch.Tensor, next_state: SimState
+    ) -> dict[str, torch.Tensor]:
+        """What the reward is a function of (``walk_reward.INPUTS``), differentiable in the states and
+        ``action``."""
+        qpos, qvel = next_state.qpos, next_state.qvel
+        return {
+            "command": self.command_at(state.qpos).to(qpos.dtype),  # what the policy saw when it acted
+            "height": self.trunk_height(qpos),
+            "lin_vel": base_lin_vel_body(qpos, qvel),
+            "ang_vel": base_ang_vel_body(qvel),
+            "gravity": projected_gravity(base_quat(qpos)),
+            "joint_vel": self.joint_vel(qvel),
+            "target": self.joint_targets(action),
+            "joint_pos": self.joint_pos(state.qpos),
+            "joint_vel_before": self.joint_vel(state.qvel),
+        }
 
     def reward_terms(
         self, state: SimState, action: torch.Tensor, next_state: SimState
     ) -> dict[str, torch.Tensor]:
-        """Each weighted reward term (N,), by name (terms of weight 0 left out); ``reward`` is their sum."""
-        w, shape = self.description.rewards, self.description.reward_shape
-        qpos, qvel = next_state.qpos, next_state.qvel
-        cmd = self.command_at(state.qpos).to(qpos.dtype)  # what the policy saw when it acted
-        v = base_lin_vel_body(qpos, qvel)
-        omega = base_ang_vel_body(qvel)
-        g = projected_gravity(base_quat(qpos))
-        band = self.description.height_band
-        lin_error_sq, yaw_error_sq = ((cmd[:, :2] - v[:, :2]) ** 2).sum(1), (cmd[:, 2] - omega[:, 2]) ** 2
-        terms = {
-            "track_lin_vel": lambda: exp_tracking(lin_error_sq, shape.lin_vel_sigma_sq),
-            "track_yaw_rate": lambda: exp_tracking(yaw_error_sq, shape.yaw_rate_sigma_sq),
-            "height": lambda: band_reward(self.trunk_height(qpos), *band, width=shape.height_width),
-            "orientation": lambda: (g[:, :2] ** 2).sum(1),
-            "lin_vel_z": lambda: v[:, 2] ** 2,
-            "ang_vel_xy": lambda: (omega[:, :2] ** 2).sum(1),
-            "joint_vel": lambda: (self.joint_vel(qvel) ** 2).sum(1),
-            "torque": lambda: (self.pd_torque(state, action) ** 2).sum(1),
-        }
-        weights = w.model_dump()
-        return {name: weights[name] * term() for name, term in terms.items() if weights[name] != 0}
+        """Each weighted reward term (N,), by name (terms of weight 0 left out), through torch's autograd:
+        ``reward`` is their sum, computed as one node with a closed-form gradient (``walk_reward``)."""
+        inputs = self.reward_inputs(state, action, next_state)
+        return walk_reward.reward_terms(self._reward_spec_tensors, inputs)
 
     def reward(self, state: SimState, action: torch.Tensor, next_state: SimState) -> torch.Tensor:
-        return sum(self.reward_terms(state, action, next_state).values())
+        return walk_reward.walk_reward(self._reward_spec, self.reward_inputs(state, action, next_state))
 
     def forward_speed(self, state: SimState) -> torch.Tensor:
         """Trunk forward (body x) speed (N,), m/s: what evaluation reports as walking speed."""
