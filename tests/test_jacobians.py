@@ -363,3 +363,18 @@ def test_randomised_damping_reaches_the_hybrid_twins_after_each_reset():
             assert np.array_equal(twin.dof_damping, model.dof_damping)
     assert len({float(m.dof_damping[6]) for m in env.sim.models}) == 3
     env.close()
+
+
+def test_the_perturbed_steps_skip_the_sensors_and_change_nothing(monkeypatch):
+    """The position columns' perturbed steps run sensorless copies of the env's models: the same
+    Jacobians, bit for bit, as with the sensors computed (they never act back on the next state)."""
+    m = mujoco.MjModel.from_xml_path(str(SIM / "quadruped.xml"))
+    assert m.nsensor > 0 and not m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_SENSOR
+    states = _states(m, 4, seed=5, flight=False)
+    A, B, qpos, qvel, sim = _jacobians(m, HYBRID, states)
+    assert all(s.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_SENSOR for s in sim.hybrid.step_models)
+    assert not m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_SENSOR  # the env's own model keeps them
+    monkeypatch.setattr("rfo_ros.sim.jacobians._sensorless", copy.copy)
+    A_sensors, B_sensors, qpos_sensors, qvel_sensors, _ = _jacobians(m, HYBRID, states)
+    assert np.array_equal(A, A_sensors) and np.array_equal(B, B_sensors)
+    assert np.array_equal(qpos, qpos_sensors) and np.array_equal(qvel, qvel_sensors)
