@@ -44,6 +44,8 @@
 #            _reuse150k_stab02_here7), PPO as in race_stab02 (360 s cap, tag _go1_gait_here7);
 #   race_here8: race_here7 again after the reward and the trunk's rotations became one autograd node each
 #            (tags _reuse150k_stab02_here8 and _go1_gait_here8);
+#   flow2_here8: race_here8's RFO with a 2-step flow (policy.flow_steps 2 instead of 4: half the actor's
+#            integration, forward and backward), 400 s cap, RACE_SEEDS seeds (default 3), each alone;
 #   reuse300k_here7: race_here7's RFO with reuse for the first 300 k env steps (as race_stab02's first stage; the
 #            update threads made reuse cheaper), 340 s cap, RACE_SEEDS seeds (default 3), each alone;
 #   race_here: the race after the iteration's speed-ups (commit 2097382), each run alone: RFO as reuse150k
@@ -65,7 +67,7 @@
 #            once with one simulation thread each, FINE_WALL seconds (default 2100; 1800 was run): per env step only;
 #   profile: RFO's iteration before and after a change: the commit BEFORE (default 4e0f0eb, a git worktree in
 #            a temporary folder) against the working tree, 120 k env steps each, alternating twice.
-# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here7] [race_here8] [reuse300k_here7] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
+# Run folders go to docs/results/plateau/. Stages: `bash scripts/plateau.sh [lr] [huber] [tau] [short] [barrier] [expl] [noreuse] [noreuse_alone] [noreuse500k] [n64h16] [reuse50k] [reuse100k] [reuse150k] [reuse200k] [n16] [n64] [noreuse_lr2e-3] [reuse150k_stab02] [reuse150k_here5] [ppo_here3] [race_stab02] [race_here7] [race_here8] [flow2_here8] [reuse300k_here7] [race_here] [ppo_here] [height] [ppo] [fine] [fine_alone] [fine_noreuse] [fine_reuse_until] [fine_reuse200k] [fine_stab_paired] [seeds] [profile]`.
 default_stages="lr huber tau height ppo fine seeds profile"
 source "$(dirname "${BASH_SOURCE[0]}")/measure.sh"
 out=docs/results/plateau
@@ -139,6 +141,8 @@ if want race_here8; then  # after the reward's and the rotations' closed-form gr
     race --algos ppo --steps 1500000 --max-wall 360 --seeds $n --tag _go1_gait_here8
   done
 fi
+want flow2_here8 && gait_rfo --set policy.flow_steps=2 --max-wall 400 --seeds ${RACE_SEEDS:-3} \
+  --tag _lr1e-3_tau02_500k_reuse150k_stab02_flow2_here8
 want reuse300k_here7 && gait_rfo --set diff.reuse_until_env_steps=300000 --max-wall 340 --seeds ${RACE_SEEDS:-3} \
   --tag _lr1e-3_tau02_500k_reuse300k_stab02_here7
 if want race_here; then
