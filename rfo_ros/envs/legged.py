@@ -22,12 +22,10 @@ from rfo_ros.sim.autograd import SimState
 __all__ = [
     "ForwardRunTask",
     "LeggedTask",
-    "band_reward",
     "base_ang_vel_body",
     "base_height",
     "base_lin_vel_body",
     "base_quat",
-    "exp_tracking",
     "forward_locomotion_reward",
     "free_base_proprioception",
     "projected_gravity",
@@ -64,17 +62,6 @@ def tilt_cos(qpos: torch.Tensor) -> torch.Tensor:
     The z row of ``R(q)``'s z column, 1 − 2(x² + y²) for a unit (w, x, y, z): ``-projected_gravity``'s z
     component in three operations instead of the whole vector."""
     return 1.0 - 2.0 * (qpos[:, 4:6] ** 2).sum(1)
-
-
-def exp_tracking(error_sq: torch.Tensor, sigma_sq: float) -> torch.Tensor:
-    """``exp(-error² / σ²)``: 1 at zero error, smooth everywhere (legged_gym's tracking kernel)."""
-    return torch.exp(-error_sq / sigma_sq)
-
-
-def band_reward(x: torch.Tensor, low: float, high: float, width: float) -> torch.Tensor:
-    """1 inside [low, high], ``exp(-(distance/width)²)`` outside: a flat-topped, differentiable bump."""
-    distance = torch.relu(low - x) + torch.relu(x - high)
-    return torch.exp(-((distance / width) ** 2))
 
 
 def yaw_quat(yaw: np.ndarray) -> np.ndarray:

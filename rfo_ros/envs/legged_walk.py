@@ -113,8 +113,6 @@ class LeggedWalk(LeggedTask):
         self._qvel_idx = torch.from_numpy(robot.dof_adr.astype(np.int64))
         identity = np.array_equal(robot.ctrl_order, np.arange(model.nu))
         self._ctrl_idx = None if identity else torch.from_numpy(robot.ctrl_order.astype(np.int64))
-        self._kp, self._kd = torch.from_numpy(robot.kp), torch.from_numpy(robot.kd)
-        self._torque_limit = torch.from_numpy(robot.torque_limit)
         shape = d.reward_shape
         self._reward_spec = walk_reward.WalkRewardSpec(
             weights=d.rewards.model_dump(),

@@ -14,6 +14,7 @@ Inputs, per env (N rows), all in the body frame after the step unless named othe
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 
 Array = Any  # np.ndarray or torch.Tensor
 
-#: The order of ``WalkReward``'s tensor inputs.
+#: The order of ``walk_reward``'s tensor inputs.
 INPUTS = ("command", "height", "lin_vel", "ang_vel", "gravity", "joint_vel", "target", "joint_pos",
           "joint_vel_before")  # fmt: skip
 
@@ -43,10 +44,8 @@ class WalkRewardSpec:
 
     def as_tensors(self) -> WalkRewardSpec:
         """This spec with torch gains, for evaluating ``reward_terms`` on tensors."""
-        kinds = (torch.as_tensor(np.asarray(x)) for x in (self.kp, self.kd, self.torque_limit))
-        kp, kd, limit = kinds
-        return WalkRewardSpec(self.weights, self.lin_vel_sigma_sq, self.yaw_rate_sigma_sq, self.height_band,
-                              self.height_width, kp, kd, limit)  # fmt: skip
+        kp, kd, limit = (torch.as_tensor(np.asarray(x)) for x in (self.kp, self.kd, self.torque_limit))
+        return dataclasses.replace(self, kp=kp, kd=kd, torque_limit=limit)
 
 
 def _is_tensor(x: Array) -> bool:
