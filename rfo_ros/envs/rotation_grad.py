@@ -4,7 +4,7 @@ The training loop rotates the trunk's velocity and gravity into the body frame s
 control step; through torch's autograd each rotation is ~12 small operations forward and as many
 backward nodes, which at 32 envs cost far more than the arithmetic. Here the forward and the
 vector-Jacobian product run in numpy, one node per rotation. ``legged_obs.quat_rotate_inverse`` calls
-this for CPU tensors; tests/test_rotation_grad.py checks it against autograd of the formula.
+this for CPU tensors; tests/test_closed_form_grads.py checks it against autograd of the formula.
 
 With ``u`` the quaternion's vector part and ``w`` its scalar part, ``f = v - 2w (u×v) + 2 u×(u×v)``
 (not assuming a unit quaternion, as the formula torch differentiates), and for an upstream gradient ``ḡ``:
@@ -17,24 +17,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rfo_ros.envs import legged_obs
+
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cross product of (N, 3) arrays (np.cross is several times slower at this size)."""
-    a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
-    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
-    return np.stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=1)
+    """Row-wise cross product of (N, 3) arrays: ``legged_obs``'s, which is the forward's too."""
+    return legged_obs._cross(a, b, like=a)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot product (N, 1)."""
     return np.einsum("ij,ij->i", a, b)[:, None]
-
-
-def rotate_inverse_np(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``R(q)ᵀ v`` of (N, 4) quaternions (w, x, y, z) and (N, 3) vectors."""
-    w, u = q[:, :1], q[:, 1:]
-    t = 2.0 * _cross(u, v)
-    return v - w * t + _cross(u, t)
 
 
 class _QuatRotateInverse(torch.autograd.Function):
@@ -43,7 +36,7 @@ class _QuatRotateInverse(torch.autograd.Function):
         # Copies: the backward must see the values of now even if a caller later writes into its tensors.
         qn, vn = np.array(q.detach().numpy()), np.array(v.detach().numpy())
         ctx.arrays = (qn, vn)
-        return torch.from_numpy(rotate_inverse_np(qn, vn))
+        return torch.from_numpy(legged_obs.quat_rotate_inverse(qn, vn))  # its numpy path
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
